@@ -1,0 +1,121 @@
+"""`RLMModule`: the RLM as a DSPy module, so DSPy programs and optimizers can use it.
+
+`forward(query, context)` runs a whole tree and returns a `dspy.Prediction` with `answer` and
+`result` (an `RLMResult`). The one predictor, `step`, is shared by every node of the tree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dspy
+
+from rlm.config import RLMConfig
+from rlm.engine.calls import CallBudget
+from rlm.engine.node import NodeOutcome, NodeRun, Tree
+from rlm.engine.result import RLMResult
+from rlm.engine.step import RLMStep
+from rlm.errors import ConfigurationError, ContextError
+from rlm.events import EventBus, Subscriber
+from rlm.sandbox.base import Sandbox, SandboxLimits
+from rlm.sandbox.registry import create_sandbox, resolve_sandbox_name
+from rlm.tracking.usage import UsageTotals
+
+
+class RLMModule(dspy.Module):
+    def __init__(
+        self,
+        config: RLMConfig | None = None,
+        lm: dspy.BaseLM | None = None,
+        sub_lm: dspy.BaseLM | None = None,
+        subscribers: Sequence[Subscriber] = (),
+        sandbox_factory: Callable[[SandboxLimits], Sandbox] | None = None,
+    ) -> None:
+        """`lm` and `sub_lm` default to `dspy.settings.lm` at call time, as other DSPy modules do."""
+        super().__init__()
+        self.config = config or RLMConfig()
+        self.lm = lm
+        self.sub_lm = sub_lm
+        self.subscribers = list(subscribers)
+        self.sandbox_factory = sandbox_factory
+        self.step = dspy.Predict(RLMStep)
+        if sandbox_factory is None:
+            resolve_sandbox_name(self.config.sandbox)  # an unknown name fails here, not mid-run
+
+    def forward(self, query: str, context: Any) -> dspy.Prediction:
+        totals, node = self._prepare(query, context)
+        started = time.perf_counter()
+        outcome = node.run()
+        return self._prediction(outcome, totals, time.perf_counter() - started)
+
+    async def aforward(self, query: str, context: Any) -> dspy.Prediction:
+        totals, node = self._prepare(query, context)
+        started = time.perf_counter()
+        outcome = await node.arun()
+        return self._prediction(outcome, totals, time.perf_counter() - started)
+
+    def _prepare(self, query: str, context: Any) -> tuple[UsageTotals, NodeRun]:
+        validate_inputs(query, context)
+        root_lm = self.lm or dspy.settings.lm
+        if root_lm is None:
+            raise ConfigurationError("RLMModule has no LM: pass lm=... or call dspy.configure(lm=...)")
+        sub_lm = self.sub_lm or root_lm
+        totals = UsageTotals()
+        bus = EventBus([totals, *self.subscribers])
+        config = self.config
+        limits = SandboxLimits(config.exec_timeout, config.memory_limit_mb, config.max_output_chars)
+        factory = self.sandbox_factory
+        tree = Tree(
+            config=config,
+            predictor=self.step,
+            root_lm=root_lm,
+            sub_lm=sub_lm,
+            bus=bus,
+            budget=CallBudget(config.max_llm_calls),
+            make_sandbox=(lambda: factory(limits))
+            if factory
+            else (lambda: create_sandbox(config.sandbox, limits)),
+        )
+        return totals, NodeRun(tree, query, context, 0, None, root_lm)
+
+    @staticmethod
+    def _prediction(outcome: NodeOutcome, totals: UsageTotals, wall_time: float) -> dspy.Prediction:
+        result = RLMResult(
+            answer=outcome.answer,
+            finish_reason=outcome.finish_reason,
+            iterations=outcome.iterations,
+            depth=totals.max_depth,
+            llm_calls=totals.llm_calls,
+            usage=dict(totals.by_model),
+            wall_time_s=wall_time,
+            trajectory=outcome.trajectory,
+        )
+        return dspy.Prediction(answer=outcome.answer, result=result)
+
+
+def validate_inputs(query: Any, context: Any) -> None:
+    if not isinstance(query, str) or not query.strip():
+        raise ContextError("The query must be a non-empty string: completion(query, context)")
+    if isinstance(context, str):
+        if not context.strip():
+            raise ContextError("The context is empty: pass the text (or documents) to ask about")
+        return
+    if isinstance(context, (list, tuple, dict)):
+        if not context:
+            raise ContextError("The context has no documents: pass a non-empty list or dict")
+        documents = context.values() if isinstance(context, dict) else context
+        if isinstance(context, dict) and not all(isinstance(k, str) for k in context):
+            raise ContextError("Multi-document contexts need string keys (document names)")
+        for document in documents:
+            if not isinstance(document, (str, int, float, bool, list, dict)) and document is not None:
+                raise ContextError(
+                    f"Documents must be text (or JSON-like data), got {type(document).__name__}; "
+                    "convert them to str first"
+                )
+        return
+    hint = " (decode bytes with .decode('utf-8'))" if isinstance(context, (bytes, bytearray)) else ""
+    raise ContextError(
+        f"The context must be a str, or a list/dict of documents, got {type(context).__name__}{hint}"
+    )

@@ -1,0 +1,107 @@
+"""Reading a model reply: its code blocks, and a FINAL / FINAL_VAR written as text.
+
+Pure functions, called by the node loop. FINAL is recognised only at the start of a line outside
+code blocks, with balanced parentheses and quotes, so prose that mentions FINAL(...) mid-sentence
+or code that calls it is never mistaken for an answer (the substring bug of small ports).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_CODE_LANGUAGES = {"", "python", "py", "python3", "repl"}
+_FINAL_START = re.compile(r"^[ \t>*_`]*(FINAL_VAR|FINAL)[ \t]*\(", re.MULTILINE)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class TextFinal:
+    """A FINAL(...) or FINAL_VAR(...) found in the prose of a reply."""
+
+    kind: str  # "FINAL" or "FINAL_VAR"
+    argument: str  # the source text between the parentheses, stripped
+
+    @property
+    def literal(self) -> str:
+        """The argument as text: a quoted literal is unquoted, anything else is kept verbatim."""
+        try:
+            value = ast.literal_eval(self.argument)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return self.argument
+        return value if isinstance(value, str) else str(value)
+
+    @property
+    def variable_name(self) -> str | None:
+        """The variable this FINAL refers to, if its argument is a name or a quoted name."""
+        candidate = self.literal if self.kind == "FINAL_VAR" else self.argument
+        return candidate if _IDENTIFIER.match(candidate) else None
+
+
+def extract_code(reply: str) -> str | None:
+    """All Python code blocks of a reply joined in order, or None if it has none."""
+    blocks = [body for language, body in _FENCE.findall(reply) if language.lower() in _CODE_LANGUAGES]
+    blocks = [b.strip("\n") for b in blocks if b.strip()]
+    return "\n\n".join(blocks) if blocks else None
+
+
+def strip_code(reply: str) -> str:
+    """The reply with its fenced blocks removed."""
+    return _FENCE.sub("\n", reply)
+
+
+def find_text_final(reply: str) -> TextFinal | None:
+    """The first FINAL(...) / FINAL_VAR(...) that opens a line of the reply's prose."""
+    prose = strip_code(reply)
+    match = _FINAL_START.search(prose)
+    if match is None:
+        return None
+    argument = _balanced_argument(prose, match.end())
+    return TextFinal(kind=match.group(1), argument=argument.strip())
+
+
+def _balanced_argument(text: str, start: int) -> str:
+    """Text from `start` up to the parenthesis that closes the one just before it.
+
+    Quotes (single, double, triple) are skipped whole. A reply cut off before the closing
+    parenthesis yields everything to its end: the model's answer, minus the missing ")".
+    """
+    depth = 1
+    i = start
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "'\"":
+            triple = text[i : i + 3]
+            if triple in ("'''", '"""'):
+                end = text.find(triple, i + 3)
+                i = n if end < 0 else end + 3
+                continue
+            i = _skip_quoted(text, i, ch)
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return text[start:i]
+        i += 1
+    return text[start:].rstrip().removesuffix(")")
+
+
+def _skip_quoted(text: str, i: int, quote: str) -> int:
+    """Index just past the quoted string opening at `i`; an unclosed quote on its line is literal."""
+    j = i + 1
+    while j < len(text):
+        ch = text[j]
+        if ch == "\\":
+            j += 2
+            continue
+        if ch == quote:
+            return j + 1
+        if ch == "\n":
+            return i + 1  # an apostrophe in prose, not a string
+        j += 1
+    return i + 1

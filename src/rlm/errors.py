@@ -1,0 +1,43 @@
+"""Exceptions the library raises to its caller.
+
+Errors from the model's own code never arrive here: they go back to the model as text.
+Every message names the cause and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class RLMError(Exception):
+    """Base class of every error raised by recursive-llm."""
+
+
+class ConfigurationError(RLMError, ValueError):
+    """An argument to `RLM(...)` or to a call is invalid."""
+
+
+class ContextError(RLMError, ValueError):
+    """The context given to `completion` is empty or of a type the sandbox cannot hold."""
+
+
+class APIKeyNotFoundError(RLMError):
+    """The model's provider needs an API key and none was given or found in the environment."""
+
+
+class ModelNotFoundError(RLMError):
+    """The model name is unknown to LiteLLM or the provider answered that it does not exist."""
+
+
+class ProviderError(RLMError):
+    """The provider failed after retries (network, rate limit, server error)."""
+
+
+class SandboxError(RLMError):
+    """The sandbox could not be chosen, started or used."""
+
+
+class MaxIterationsError(RLMError):
+    """A node ran out of iterations and the caller asked for strict behaviour."""
+
+
+class BudgetExceededError(RLMError):
+    """The tree used up its LM-call budget and the caller asked for strict behaviour."""

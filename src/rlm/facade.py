@@ -1,0 +1,168 @@
+"""`RLM`: the public entry point. Reads settings and `.env`, builds the LMs and the engine module,
+owns the graph and history trackers, and writes them out after every run, failed runs included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import dspy
+import networkx as nx
+
+from rlm.config import RLMConfig
+from rlm.engine.module import RLMModule
+from rlm.engine.result import RLMResult
+from rlm.events import Event
+from rlm.models.resolve import build_lm
+from rlm.tracking.graph import CallGraph
+from rlm.tracking.history import CallHistory
+
+
+def load_dotenv_file() -> None:
+    """Load `./.env` into the environment without overriding variables already set."""
+    env_file = Path.cwd() / ".env"
+    if env_file.is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(env_file, override=False)
+
+
+class RLM:
+    """A Recursive Language Model: ask questions of contexts far larger than the model's window.
+
+    >>> rlm = RLM(model="gpt-4o-mini")
+    >>> answer = rlm.completion("What are the main themes?", long_document)
+    """
+
+    def __init__(
+        self,
+        model: str | dspy.BaseLM = "gpt-4o-mini",
+        recursive_model: str | dspy.BaseLM | None = None,
+        api_key: str | None = None,
+        api_base: str | None = None,
+        max_depth: int = 5,
+        max_iterations: int = 20,
+        temperature: float | None = None,
+        timeout: float | None = 120.0,
+        sandbox: str = "auto",
+        enable_graph_tracking: bool = False,
+        graph_output_path: str | Path | None = None,
+        enable_history: bool = False,
+        history_output_path: str | Path | None = None,
+        *,
+        max_llm_calls: int = 200,
+        strict: bool = False,
+        exec_timeout: float = 30.0,
+        memory_limit_mb: int = 1024,
+        max_output_chars: int = 4000,
+        max_concurrency: int = 8,
+        max_tokens: int | None = None,
+        on_event: Callable[[Event], Any] | None = None,
+        **lm_kwargs: Any,
+    ) -> None:
+        load_dotenv_file()
+        self.config = RLMConfig(
+            max_depth=max_depth,
+            max_iterations=max_iterations,
+            max_llm_calls=max_llm_calls,
+            strict=strict,
+            sandbox=sandbox,
+            exec_timeout=exec_timeout,
+            memory_limit_mb=memory_limit_mb,
+            max_output_chars=max_output_chars,
+            max_concurrency=max_concurrency,
+        )
+        lm_settings = dict(
+            api_key=api_key,
+            api_base=api_base,
+            temperature=temperature,
+            timeout=timeout,
+            max_tokens=max_tokens,
+            **lm_kwargs,
+        )
+        self.lm = build_lm(model, **lm_settings)
+        self.recursive_lm = (
+            build_lm(recursive_model, **lm_settings) if recursive_model is not None else self.lm
+        )
+        self.graph_output_path = Path(graph_output_path) if graph_output_path else None
+        self.history_output_path = Path(history_output_path) if history_output_path else None
+        self.enable_graph_tracking = enable_graph_tracking or self.graph_output_path is not None
+        self.enable_history = enable_history or self.history_output_path is not None
+        self.on_event = on_event
+        self._graph = CallGraph()
+        self._history = CallHistory()
+        self._lock = threading.Lock()
+        self.module = RLMModule(self.config, self.lm, self.recursive_lm, subscribers=[self._dispatch])
+
+    # --- answers -------------------------------------------------------------------------------------
+    def completion(self, query: str, context: Any) -> str:
+        """The answer to `query` about `context` (a str, or a list/dict of documents)."""
+        return self.run(query, context).answer
+
+    async def acompletion(self, query: str, context: Any) -> str:
+        return (await self.arun(query, context)).answer
+
+    def run(self, query: str, context: Any) -> RLMResult:
+        """Like `completion`, with usage, cost, iterations, depth, finish reason and trajectory."""
+        self._new_run()
+        try:
+            prediction = self.module(query=query, context=context)
+        finally:
+            self._write_outputs()
+        return prediction.result
+
+    async def arun(self, query: str, context: Any) -> RLMResult:
+        self._new_run()
+        try:
+            prediction = await self.module.acall(query=query, context=context)
+        finally:
+            await asyncio.to_thread(self._write_outputs)
+        return prediction.result
+
+    # --- graph ---------------------------------------------------------------------------------------
+    def get_graph(self) -> nx.DiGraph:
+        """The call graph of the latest run (empty unless graph tracking is enabled)."""
+        return self._graph.snapshot()
+
+    def save_graph(self, path: str | Path) -> Path:
+        return self._graph.save(path)
+
+    # --- history -------------------------------------------------------------------------------------
+    def get_history(self) -> list[dict[str, Any]]:
+        """Every LM call recorded since the last `clear_history()` (needs enable_history=True)."""
+        return self._history.snapshot()
+
+    def print_history(
+        self, detailed: bool = False, max_length: int = 500, file: TextIO | None = None
+    ) -> None:
+        self._history.print(detailed=detailed, max_length=max_length, file=file)
+
+    def save_history(self, path: str | Path, pretty: bool = True) -> Path:
+        return self._history.save(path, pretty=pretty)
+
+    def clear_history(self) -> None:
+        self._history.clear()
+
+    # --- internals -----------------------------------------------------------------------------------
+    def _new_run(self) -> None:
+        with self._lock:
+            if self.enable_graph_tracking:
+                self._graph = CallGraph()
+
+    def _dispatch(self, event: Event) -> None:
+        if self.enable_graph_tracking:
+            self._graph(event)
+        if self.enable_history:
+            self._history(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _write_outputs(self) -> None:
+        if self.graph_output_path is not None:
+            self._graph.save(self.graph_output_path)
+        if self.history_output_path is not None:
+            self._history.save(self.history_output_path)

@@ -1,0 +1,142 @@
+"""Model names -> configured `dspy.LM` objects, with key checks before any request is sent.
+
+Called by the `RLM` facade. Any LiteLLM model string works; a few short names the README uses
+are mapped to their full LiteLLM form. Which variables a provider needs comes from LiteLLM's own
+`validate_environment`, not from a list kept here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dspy
+
+from rlm.errors import APIKeyNotFoundError, ConfigurationError, ModelNotFoundError
+
+# Short names people type that providers do not accept verbatim.
+ALIASES = {
+    "claude-sonnet-4": "anthropic/claude-sonnet-4-20250514",
+    "claude-opus-4": "anthropic/claude-opus-4-20250514",
+}
+# Output limit sent to OpenAI-compatible servers reached through api_base when none is given:
+# some (llama.cpp's Python server) ignore `max_completion_tokens` and would write until the
+# window is full.
+DEFAULT_LOCAL_MAX_TOKENS = 2048
+# Placeholder for OpenAI-compatible servers that need no key; the OpenAI client insists on one.
+NO_KEY = "sk-no-key-required"
+
+
+# Importing LiteLLM costs about 3 s of CPU here, and DSPy's native engine never needs it for these
+# providers; so the common cases are answered from this table and only the rest ask LiteLLM.
+_BARE_NAME_PROVIDERS = (
+    ("gpt-", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("chatgpt-", "openai"),
+    ("claude-", "anthropic"),
+    ("gemini-", "gemini"),
+)
+_KEY_VARIABLES = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "openrouter": ("OPENROUTER_API_KEY",),
+    "gemini": ("GEMINI_API_KEY",),
+    "azure": ("AZURE_API_KEY",),
+    "groq": ("GROQ_API_KEY",),
+    "mistral": ("MISTRAL_API_KEY",),
+    "together_ai": ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY"),
+    "deepseek": ("DEEPSEEK_API_KEY",),
+    "ollama": (),
+    "ollama_chat": (),
+    "hosted_vllm": (),
+    "lm_studio": (),
+}
+
+
+def qualified_name(model: str, api_base: str | None = None) -> str:
+    """`provider/model` for a model name, or ModelNotFoundError if LiteLLM cannot place it."""
+    name = model.strip()
+    if not name:
+        raise ConfigurationError("model must be a non-empty model name such as 'openai/gpt-4o-mini'")
+    name = ALIASES.get(name, name)
+    if "/" in name:
+        return name
+    for prefix, provider in _BARE_NAME_PROVIDERS:
+        if name.startswith(prefix):
+            return f"{provider}/{name}"
+    import litellm
+
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(name)
+    except Exception:
+        if api_base:  # a bare name served by an OpenAI-compatible endpoint
+            return f"openai/{name}"
+        raise ModelNotFoundError(
+            f"Model not found: '{model}' is not a model name LiteLLM knows. Use 'provider/model' "
+            "(e.g. 'openai/gpt-4o-mini', 'anthropic/claude-sonnet-4-20250514', 'ollama/llama3.2'), "
+            "or pass api_base=... for an OpenAI-compatible server."
+        ) from None
+    return f"{provider}/{name}"
+
+
+def missing_key_variables(model: str) -> list[str]:
+    """The key variables this model needs and the environment lacks (LiteLLM's view for the rest)."""
+    import os
+
+    provider = model.split("/", 1)[0]
+    if provider in _KEY_VARIABLES:
+        wanted = _KEY_VARIABLES[provider]
+        return [] if not wanted or any(os.environ.get(v) for v in wanted) else list(wanted)
+    import litellm
+
+    try:
+        report = litellm.validate_environment(model=model)
+    except Exception:
+        return []
+    return [v for v in report.get("missing_keys", []) if "KEY" in v or "TOKEN" in v]
+
+
+def build_lm(
+    model: str | dspy.BaseLM,
+    *,
+    api_key: str | None = None,
+    api_base: str | None = None,
+    temperature: float | None = None,
+    timeout: float | None = None,
+    max_tokens: int | None = None,
+    **lm_kwargs: Any,
+) -> dspy.BaseLM:
+    """A ready `dspy.LM` for `model`; an LM object passes through untouched."""
+    if isinstance(model, dspy.BaseLM):
+        return model
+    if not isinstance(model, str):
+        raise ConfigurationError(f"model must be a model name or a dspy.BaseLM, got {type(model).__name__}")
+    name = qualified_name(model, api_base)
+    kwargs: dict[str, Any] = {"cache": False, "num_retries": 3, **lm_kwargs}
+    if api_base:
+        kwargs["api_base"] = api_base
+        limit = max_tokens or DEFAULT_LOCAL_MAX_TOKENS
+        extra_body = dict(kwargs.pop("extra_body", None) or {})
+        extra_body.setdefault("max_tokens", limit)
+        kwargs["extra_body"] = extra_body
+        max_tokens = limit
+    if api_key:
+        kwargs["api_key"] = api_key
+    elif api_base and name.startswith("openai/"):
+        import os
+
+        kwargs["api_key"] = os.environ.get("OPENAI_API_KEY") or NO_KEY
+    else:
+        missing = missing_key_variables(name)
+        if missing:
+            raise APIKeyNotFoundError(
+                f"API key not found for model '{model}': set {' or '.join(missing)} "
+                "(in the environment or a .env file) or pass api_key=..."
+            )
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    try:
+        return dspy.LM(name, temperature=temperature, max_tokens=max_tokens, **kwargs)
+    except Exception as exc:  # dspy refuses some settings (e.g. temperature for reasoning models)
+        raise ConfigurationError(f"Cannot configure model '{model}': {exc}") from exc

@@ -1,0 +1,379 @@
+"""The RestrictedPython policy of the local sandbox: what the model's code may touch.
+
+Loaded inside the worker process only (as a top-level module, without the `rlm` package).
+Modules are never handed out: `import re` yields a facade holding an allowlist of the module's
+public functions and classes, so no attribute chain leads to `sys`, `os` or the host.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib
+import operator
+import types
+from typing import Any
+
+from RestrictedPython import compile_restricted_eval, compile_restricted_exec, safe_builtins
+from RestrictedPython.Guards import (
+    guarded_iter_unpack_sequence,
+    guarded_unpack_sequence,
+    safer_getattr,
+)
+
+# Attributes that lead from ordinary objects to frames, code and globals without an underscore.
+# RestrictedPython already refuses names starting with "_" and its own INSPECT_ATTRIBUTES.
+BLOCKED_ATTRIBUTES = frozenset(
+    {
+        "gi_frame",
+        "gi_code",
+        "gi_yieldfrom",
+        "gi_suspended",
+        "cr_frame",
+        "cr_code",
+        "cr_await",
+        "cr_origin",
+        "ag_frame",
+        "ag_code",
+        "ag_await",
+        "tb_frame",
+        "tb_next",
+        "tb_lasti",
+        "f_back",
+        "f_builtins",
+        "f_code",
+        "f_globals",
+        "f_locals",
+        "f_trace",
+        "f_generator",
+        "co_code",
+        "co_consts",
+        "co_names",
+        "co_filename",
+        "func_globals",
+        "func_code",
+        "mro",
+        "register",  # type.mro / ABC.register let code climb or patch the class tree
+    }
+)
+
+# Module name -> the public names offered, or None for "every public, non-module attribute".
+SAFE_MODULES: dict[str, tuple[str, ...] | None] = {
+    "re": (
+        "compile", "search", "match", "fullmatch", "findall", "finditer", "sub", "subn", "split",
+        "escape", "IGNORECASE", "I", "MULTILINE", "M", "DOTALL", "S", "VERBOSE", "X", "ASCII", "A",
+        "Pattern", "Match", "error",
+    ),
+    "json": ("loads", "dumps", "JSONDecodeError"),
+    "math": None,
+    "cmath": None,
+    "statistics": (
+        "mean", "fmean", "median", "median_low", "median_high", "mode", "multimode", "stdev",
+        "pstdev", "variance", "pvariance", "quantiles", "geometric_mean", "harmonic_mean",
+        "StatisticsError",
+    ),
+    "collections": ("Counter", "defaultdict", "OrderedDict", "deque", "namedtuple", "ChainMap"),
+    "itertools": None,
+    "functools": ("reduce", "partial", "lru_cache", "cache", "cmp_to_key"),
+    "heapq": None,
+    "bisect": None,
+    "string": (
+        "ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits",
+        "octdigits", "punctuation", "printable", "whitespace", "capwords",
+    ),
+    "textwrap": ("wrap", "fill", "shorten", "dedent", "indent"),
+    "datetime": ("date", "datetime", "time", "timedelta", "timezone", "MINYEAR", "MAXYEAR"),
+    "difflib": ("SequenceMatcher", "get_close_matches", "unified_diff", "ndiff"),
+    "random": (
+        "random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform", "seed",
+        "gauss",
+    ),
+    "csv": ("reader", "DictReader", "Error"),
+    "fractions": ("Fraction",),
+    "decimal": ("Decimal",),
+    "unicodedata": ("normalize", "category", "name"),
+    "base64": ("b64encode", "b64decode"),
+    "hashlib": ("md5", "sha1", "sha256"),
+    "html": ("escape", "unescape"),
+}  # fmt: skip
+
+
+class ModuleFacade:
+    """A read-only namespace standing in for a module in the model's code."""
+
+    __slots__ = ("_names", "_title")
+
+    def __init__(self, title: str, names: dict[str, Any]) -> None:
+        object.__setattr__(self, "_title", title)
+        object.__setattr__(self, "_names", names)
+
+    def __getattr__(self, name: str) -> Any:
+        names = object.__getattribute__(self, "_names")
+        if name in names:
+            return names[name]
+        title = object.__getattribute__(self, "_title")
+        raise AttributeError(f"module {title!r} offers no attribute {name!r} in the sandbox")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("sandbox modules are read-only")
+
+    def __dir__(self) -> list[str]:
+        return sorted(object.__getattribute__(self, "_names"))
+
+    def __repr__(self) -> str:
+        return f"<module {object.__getattribute__(self, '_title')!r} (sandboxed)>"
+
+
+def _facade(module_name: str) -> ModuleFacade:
+    module = importlib.import_module(module_name)
+    wanted = SAFE_MODULES[module_name]
+    if wanted is None:
+        wanted = tuple(n for n in dir(module) if not n.startswith("_"))
+    names = {
+        name: getattr(module, name)
+        for name in wanted
+        if hasattr(module, name) and not isinstance(getattr(module, name), types.ModuleType)
+    }
+    return ModuleFacade(module_name, names)
+
+
+_FACADES: dict[str, ModuleFacade] = {}
+
+
+def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0):
+    if level != 0 or name not in SAFE_MODULES:
+        allowed = ", ".join(sorted(SAFE_MODULES))
+        raise ImportError(f"import of {name!r} is not allowed in the sandbox; available modules: {allowed}")
+    if name not in _FACADES:
+        _FACADES[name] = _facade(name)
+    return _FACADES[name]
+
+
+def guarded_getattr(obj: Any, name: str, default: Any = None, getattr: Any = getattr) -> Any:
+    if isinstance(name, str) and name in BLOCKED_ATTRIBUTES:
+        raise AttributeError(f'"{name}" is a restricted name in the sandbox')
+    if isinstance(obj, ModuleFacade):
+        # Facades hide their internals behind underscores; reach them only through __getattr__.
+        return obj.__getattr__(name)
+    return safer_getattr(obj, name, default, getattr)
+
+
+_MISSING = object()
+
+
+def _getattr_builtin(obj: Any, name: str, default: Any = _MISSING) -> Any:
+    try:
+        return guarded_getattr(obj, name, None, getattr)
+    except AttributeError:
+        if default is _MISSING:
+            raise
+        return default
+
+
+def _hasattr_builtin(obj: Any, name: str) -> bool:
+    try:
+        guarded_getattr(obj, name, None, getattr)
+    except (AttributeError, NotImplementedError):
+        return False
+    return True
+
+
+def _dir_builtin(*args: Any) -> list[str]:
+    if not args:
+        raise TypeError("dir() needs an object in the sandbox")
+    return [n for n in dir(args[0]) if not n.startswith("_") and n not in BLOCKED_ATTRIBUTES]
+
+
+_INPLACE_OPERATORS = {
+    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
+    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
+    ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior, "^=": operator.ixor,
+    "@=": operator.imatmul,
+}  # fmt: skip
+
+
+def _inplacevar(op: str, x: Any, y: Any) -> Any:
+    return _INPLACE_OPERATORS[op](x, y)
+
+
+class WriteGuard:
+    """Allows attribute writes only on instances of classes the model's own code defined."""
+
+    def __init__(self) -> None:
+        self.own_classes: set[type] = set()
+
+    def build_class(self, *args: Any, **kwargs: Any) -> Any:
+        cls = builtins.__build_class__(*args, **kwargs)
+        self.own_classes.add(cls)
+        return cls
+
+    def __call__(self, obj: Any) -> Any:
+        if isinstance(obj, (dict, list, set, bytearray)) or type(obj) in self.own_classes:
+            return obj
+        raise TypeError(f"cannot modify attributes of {type(obj).__name__} objects in the sandbox")
+
+
+class OutputBuffer:
+    """Collects printed text, keeping at most `limit` characters of head and of tail.
+
+    A 100 MB print must not grow the worker: text past the head is kept only as a trimmed tail.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.head: list[str] = []
+        self.head_len = 0
+        self.tail = ""
+        self.total = 0
+
+    def write(self, text: str) -> None:
+        if not isinstance(text, str):
+            text = str(text)
+        self.total += len(text)
+        room = self.limit - self.head_len
+        if room > 0:
+            self.head.append(text[:room])
+            self.head_len += min(room, len(text))
+            text = text[room:]
+        if text:
+            self.tail = (self.tail + text[-self.limit :])[-self.limit :]
+
+    def getvalue(self) -> str:
+        head = "".join(self.head)
+        if not self.tail:
+            return head
+        hidden = self.total - len(head) - len(self.tail)
+        gap = f"\n... [{hidden} characters cut] ...\n" if hidden > 0 else ""
+        return head + gap + self.tail
+
+
+class PrintCollector:
+    """RestrictedPython's `_print_` hook, writing into the step's OutputBuffer."""
+
+    buffer: OutputBuffer | None = None
+
+    def __init__(self, _getattr_: Any = None) -> None:
+        pass
+
+    def _call_print(self, *objects: Any, **kwargs: Any) -> None:
+        kwargs.pop("file", None)  # printing to other files is not offered
+        kwargs.pop("flush", None)
+        if PrintCollector.buffer is not None:
+            print(*objects, file=PrintCollector.buffer, **kwargs)
+
+
+SAFE_BUILTIN_NAMES = (
+    "list",
+    "dict",
+    "set",
+    "frozenset",
+    "sum",
+    "min",
+    "max",
+    "enumerate",
+    "map",
+    "filter",
+    "any",
+    "all",
+    "reversed",
+    "iter",
+    "next",
+    "bytes",
+    "format",
+    "ascii",
+    "bin",
+    "object",
+    "sorted",
+    "zip",
+    "len",
+    "range",
+    "tuple",
+    "str",
+    "int",
+    "float",
+    "bool",
+    "round",
+    "abs",
+    "divmod",
+    "pow",
+    "repr",
+    "NameError",
+    "StopIteration",
+    "MemoryError",
+    "RecursionError",
+    "TimeoutError",
+    "UnicodeDecodeError",
+    "UnicodeEncodeError",
+    "staticmethod",
+    "classmethod",
+    "property",
+)
+
+
+def _type_builtin(obj: Any) -> type:
+    # Only the one-argument form: models ask `type(context)`; building classes goes through `class`.
+    return type(obj)
+
+
+def make_builtins(write_guard: WriteGuard) -> dict[str, Any]:
+    allowed = dict(safe_builtins)
+    for name in SAFE_BUILTIN_NAMES:
+        allowed[name] = getattr(builtins, name)
+    allowed.update(
+        __import__=guarded_import,
+        __build_class__=write_guard.build_class,
+        getattr=_getattr_builtin,
+        hasattr=_hasattr_builtin,
+        dir=_dir_builtin,
+        type=_type_builtin,
+    )
+    return allowed
+
+
+def make_globals(extra: dict[str, Any]) -> dict[str, Any]:
+    """A fresh namespace for one sandbox session, with the REPL functions in `extra`."""
+    write_guard = WriteGuard()
+    namespace: dict[str, Any] = {
+        "__builtins__": make_builtins(write_guard),
+        "__name__": "__rlm_repl__",
+        "_getattr_": guarded_getattr,
+        "_getitem_": lambda obj, key: obj[key],
+        "_getiter_": iter,
+        "_write_": write_guard,
+        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_unpack_sequence_": guarded_unpack_sequence,
+        "_inplacevar_": _inplacevar,
+        "_apply_": lambda func, *args, **kwargs: func(*args, **kwargs),
+        "_print_": PrintCollector,
+        # A trailing `print(...)` is compiled as an expression, where no `_print` gets injected.
+        "_print": PrintCollector(),
+    }
+    namespace.update(extra)
+    return namespace
+
+
+class PolicyError(Exception):
+    """The code breaks the sandbox's compile-time rules; the message lists each violation."""
+
+
+def compile_step(code: str) -> tuple[Any, Any]:
+    """Compile a step: the statements, and its trailing expression (shown like a REPL) if any."""
+    try:
+        tree = ast.parse(code, "<step>", "exec")
+    except SyntaxError as exc:
+        raise SyntaxError(f"{exc.msg} (line {exc.lineno}): {(exc.text or '').strip()}") from None
+    trailing = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = tree.body.pop()
+        trailing = ast.Expression(body=last.value)  # type: ignore[attr-defined]
+        ast.fix_missing_locations(trailing)
+    body = compile_restricted_exec(tree, "<step>")
+    if body.errors:
+        raise PolicyError("\n".join(body.errors))
+    tail_code = None
+    if trailing is not None:
+        tail = compile_restricted_eval(trailing, "<step>")
+        if tail.errors:
+            raise PolicyError("\n".join(tail.errors))
+        tail_code = tail.code
+    return body.code, tail_code

@@ -1,0 +1,126 @@
+"""The call graph of a run as a `networkx.DiGraph`, fed by engine events.
+
+A node per RLM node and per plain sub-LM call; edges parent -> child in call order.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+
+from rlm.events import Event, LMCalled, NodeFinished, NodeStarted, StepExecuted
+
+PLAIN_CALLS = {"llm_query", "recursive_leaf"}
+
+
+@dataclass
+class CallGraph:
+    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _plain_ids: int = 0
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            if isinstance(event, NodeStarted):
+                self.graph.add_node(
+                    event.node_id,
+                    kind=event.kind,
+                    depth=event.depth,
+                    query=event.query,
+                    context_length=event.context_length,
+                    model=event.model,
+                    iterations=0,
+                    llm_calls=0,
+                    prompt_tokens=0,
+                    completion_tokens=0,
+                    cost=0.0,
+                    answer=None,
+                    error=None,
+                    finish_reason=None,
+                    duration_s=None,
+                    steps=[],
+                )
+                if event.parent_id is not None:
+                    self.graph.add_edge(event.parent_id, event.node_id, order=self.graph.number_of_edges())
+            elif isinstance(event, LMCalled):
+                self._count_call(event)
+            elif isinstance(event, StepExecuted) and event.node_id in self.graph:
+                self.graph.nodes[event.node_id]["steps"].append(
+                    {
+                        "iteration": event.iteration,
+                        "code": event.code,
+                        "output": event.output,
+                        "error": event.error,
+                    }
+                )
+                self.graph.nodes[event.node_id]["iterations"] = event.iteration
+            elif isinstance(event, NodeFinished) and event.node_id in self.graph:
+                self.graph.nodes[event.node_id].update(
+                    answer=event.answer,
+                    error=event.error,
+                    finish_reason=event.finish_reason,
+                    duration_s=round(event.duration_s, 4),
+                    iterations=event.iterations,
+                )
+
+    def _count_call(self, event: LMCalled) -> None:
+        owner = event.node_id
+        if event.purpose in PLAIN_CALLS:
+            self._plain_ids += 1
+            call_id = f"{owner}.llm{self._plain_ids}"
+            prompt = event.messages[-1]["content"] if event.messages else ""
+            self.graph.add_node(
+                call_id,
+                kind="llm",
+                depth=event.depth + 1,
+                query=prompt[:2000],
+                context_length=len(prompt),
+                model=event.model,
+                iterations=0,
+                llm_calls=1,
+                prompt_tokens=event.prompt_tokens,
+                completion_tokens=event.completion_tokens,
+                cost=event.cost,
+                answer=event.output,
+                error=event.error,
+                finish_reason="error" if event.error else "answered",
+                duration_s=round(event.latency_s, 4),
+                steps=[],
+            )
+            if owner in self.graph:
+                self.graph.add_edge(owner, call_id, order=self.graph.number_of_edges())
+            return
+        if owner in self.graph:
+            attrs = self.graph.nodes[owner]
+            attrs["llm_calls"] += 1
+            attrs["prompt_tokens"] += event.prompt_tokens
+            attrs["completion_tokens"] += event.completion_tokens
+            attrs["cost"] = (
+                None if attrs["cost"] is None or event.cost is None else attrs["cost"] + event.cost
+            )
+
+    def snapshot(self) -> nx.DiGraph:
+        with self._lock:
+            return self.graph.copy()
+
+    def save(self, path: str | Path) -> Path:
+        """JSON node-link data (`.json`), or GraphML for any other suffix."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        graph = self.snapshot()
+        if target.suffix.lower() == ".json":
+            target.write_text(json.dumps(nx.node_link_data(graph, edges="edges"), indent=2, default=str))
+        else:
+            flat = graph.copy()
+            for _, attrs in flat.nodes(data=True):
+                for key, value in list(attrs.items()):
+                    if value is None:
+                        attrs[key] = ""
+                    elif isinstance(value, (list, dict)):
+                        attrs[key] = json.dumps(value, default=str)
+            nx.write_graphml(flat, target)
+        return target

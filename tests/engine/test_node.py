@@ -1,0 +1,249 @@
+"""The REPL loop of a node, driven by a scripted LM through the real sandbox."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from rlm import RLM, MaxIterationsError
+from rlm.sandbox.base import SandboxLimits
+from rlm.sandbox.local import LocalSandbox
+from tests.conftest import last_user_message
+
+NEEDLE_CONTEXT = "filler text. " * 5000 + "The magic number is 4817. " + "more filler. " * 2000
+
+
+def code(src: str) -> str:
+    return f"Let me run this.\n```python\n{src}\n```"
+
+
+def test_final_called_in_code_ends_the_run_with_that_answer(make_lm):
+    lm, _ = make_lm([code("import re\nm = re.search(r'magic number is (\\d+)', context)\nFINAL(m.group(1))")])
+    result = RLM(model=lm).run("What is the magic number?", NEEDLE_CONTEXT)
+    assert result.answer == "4817"
+    assert result.finish_reason == "final"
+    assert result.iterations == 1
+
+
+def test_variables_persist_between_steps_and_output_returns_to_the_model(make_lm):
+    lm, engine = make_lm(
+        [
+            code("i = context.find('magic')\nprint(context[i:i+25])"),
+            code("FINAL(context[i+16:i+20])"),
+        ]
+    )
+    assert RLM(model=lm).completion("magic?", NEEDLE_CONTEXT) == "4817"
+    second_prompt = last_user_message(engine.calls[1])
+    assert "magic number is 4817" in second_prompt
+    assert "Step 2 of 20." in second_prompt
+
+
+def test_text_final_outside_code_is_accepted(make_lm):
+    lm, _ = make_lm([code("print(len(context))"), "The number is clear.\nFINAL(4817)"])
+    result = RLM(model=lm).run("magic?", NEEDLE_CONTEXT)
+    assert (result.answer, result.finish_reason, result.iterations) == ("4817", "final", 2)
+
+
+def test_text_final_naming_a_variable_returns_its_value(make_lm):
+    lm, _ = make_lm([code("answer = 'from the variable'"), "FINAL(answer)"])
+    assert RLM(model=lm).completion("q", "some context") == "from the variable"
+
+
+def test_final_var_as_text_returns_the_variable(make_lm):
+    lm, _ = make_lm([code("total = sum(range(10))"), "FINAL_VAR(total)"])
+    assert RLM(model=lm).completion("q", "ctx") == "45"
+
+
+def test_final_var_of_missing_name_is_reported_to_the_model(make_lm):
+    lm, engine = make_lm(["FINAL_VAR(nothing_here)", code("nothing_here = 'ok'\nFINAL_VAR('nothing_here')")])
+    assert RLM(model=lm).completion("q", "ctx") == "ok"
+    feedback = last_user_message(engine.calls[1])
+    assert "no variable named 'nothing_here'" in feedback
+
+
+def test_code_and_text_final_in_one_reply_runs_the_code_first(make_lm):
+    lm, _ = make_lm(["```python\nresult = context.upper()\n```\nFINAL_VAR(result)"])
+    assert RLM(model=lm).completion("q", "shout") == "SHOUT"
+
+
+def test_text_final_is_ignored_when_the_code_before_it_failed(make_lm):
+    lm, engine = make_lm(["```python\nx = 1/0\n```\nFINAL(guess)", "FINAL(recovered)"])
+    assert RLM(model=lm).completion("q", "ctx") == "recovered"
+    assert "ZeroDivisionError" in last_user_message(engine.calls[1])
+
+
+def test_errors_in_code_go_back_to_the_model_and_the_run_continues(make_lm):
+    lm, engine = make_lm([code("undefined_name + 1"), code("FINAL('fixed')")])
+    assert RLM(model=lm).completion("q", "ctx") == "fixed"
+    assert "NameError" in last_user_message(engine.calls[1])
+
+
+def test_reply_without_code_or_final_gets_a_nudge(make_lm):
+    lm, engine = make_lm(["I am thinking about it.", "FINAL(done)"])
+    assert RLM(model=lm).completion("q", "ctx") == "done"
+    assert "no ```python block" in last_user_message(engine.calls[1])
+
+
+def test_each_root_prompt_extends_the_previous_one(make_lm):
+    lm, engine = make_lm([code("a = 1"), code("b = 2"), code("c = 3"), "FINAL(x)"])
+    RLM(model=lm).completion("q", "ctx")
+    for earlier, later in zip(engine.calls, engine.calls[1:], strict=False):
+        assert later[: len(earlier)] == earlier
+
+
+def test_out_of_iterations_asks_for_a_last_answer_and_marks_it(make_lm):
+    lm, engine = make_lm([code("x = 1"), code("x = 2"), "FINAL(best effort)"])
+    result = RLM(model=lm, max_iterations=2).run("q", "ctx")
+    assert result.answer == "best effort"
+    assert result.finish_reason == "max_iterations"
+    assert "You have used all 2 steps" in last_user_message(engine.calls[-1])
+
+
+def test_last_answer_without_final_uses_the_reply_text(make_lm):
+    lm, _ = make_lm([code("x = 1"), "The answer is probably 12."])
+    result = RLM(model=lm, max_iterations=1).run("q", "ctx")
+    assert result.answer == "The answer is probably 12."
+
+
+def test_strict_mode_raises_max_iterations_error(make_lm):
+    lm, _ = make_lm([code("x = 1"), code("x = 2")])
+    with pytest.raises(MaxIterationsError, match=r"^Max iterations exceeded"):
+        RLM(model=lm, max_iterations=2, strict=True).completion("q", "ctx")
+
+
+def test_repeating_the_same_code_goes_straight_to_the_answer(make_lm):
+    same = code("print(context[:10])")
+    lm, engine = make_lm([same, same, same, "FINAL(stopped repeating)"])
+    result = RLM(model=lm, max_iterations=20).run("q", "some context here")
+    assert result.finish_reason == "repeated"
+    assert result.answer == "stopped repeating"
+    assert len(engine.calls) == 4
+    assert "already ran this exact code" in last_user_message(engine.calls[2])
+
+
+def test_llm_query_uses_the_recursive_model(make_lm):
+    root, _ = make_lm([code("print(llm_query('What is 2+2? ' + context))"), "FINAL(4)"])
+    sub, sub_engine = make_lm(["four"], model="scripted/sub")
+    result = RLM(model=root, recursive_model=sub).run("q", "numbers")
+    assert result.answer == "4"
+    assert sub_engine.calls[0][-1]["content"] == "What is 2+2? numbers"
+    assert result.usage["scripted/sub"].calls == 1
+    assert result.usage["scripted/root"].calls == 2
+
+
+def test_llm_query_batched_runs_concurrently_and_keeps_order(make_lm):
+    root, root_engine = make_lm(
+        [code("r = llm_query_batched([f'item {i}' for i in range(8)])\nprint(r)"), "FINAL(ok)"]
+    )
+    active = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    def answer(messages):
+        with lock:
+            active["now"] += 1
+            active["peak"] = max(active["peak"], active["now"])
+        time.sleep(0.1)
+        with lock:
+            active["now"] -= 1
+        return messages[-1]["content"].upper()
+
+    sub, _ = make_lm(answer, model="scripted/sub")
+    RLM(model=root, recursive_model=sub, max_concurrency=4).completion("q", "ctx")
+    printed = last_user_message(root_engine.calls[1])
+    assert "['ITEM 0', 'ITEM 1', 'ITEM 2', 'ITEM 3', 'ITEM 4', 'ITEM 5', 'ITEM 6', 'ITEM 7']" in printed
+    assert active["peak"] == 4
+
+
+def test_one_failed_prompt_does_not_fail_the_batch(make_lm):
+    root, root_engine = make_lm([code("print(llm_query_batched(['good', 42, 'fine']))"), "FINAL(ok)"])
+    sub, _ = make_lm(lambda m: "answered", model="scripted/sub")
+    RLM(model=root, recursive_model=sub).completion("q", "ctx")
+    printed = last_user_message(root_engine.calls[1])
+    assert "'answered', 'Error: RLMError: prompts must be text, got int', 'answered'" in printed
+
+
+def test_recursive_llm_runs_a_child_node_on_the_slice(make_lm):
+    root, root_engine = make_lm(
+        [code("half = context[:len(context)//2]\nprint(recursive_llm('count the a', half))"), "FINAL(done)"]
+    )
+    child_replies = [code("FINAL(str(context.count('a')))")]
+    sub, sub_engine = make_lm(child_replies, model="scripted/sub")
+    result = RLM(model=root, recursive_model=sub, max_depth=3).run("q", "aaaa" + "bbbb")
+    assert "Output:\n4" in last_user_message(root_engine.calls[1])
+    assert "Query: count the a" in sub_engine.calls[0][1]["content"]
+    assert result.depth == 1
+
+
+def test_recursive_llm_at_max_depth_is_a_plain_call_with_the_slice(make_lm):
+    root, root_engine = make_lm([code("print(recursive_llm('summarise', context[:5]))"), "FINAL(done)"])
+    sub, sub_engine = make_lm(["a summary"], model="scripted/sub")
+    result = RLM(model=root, recursive_model=sub, max_depth=1).run("q", "abcdefgh")
+    assert sub_engine.calls[0] == [{"role": "user", "content": "summarise\n\nContext:\nabcde"}]
+    assert "a summary" in last_user_message(root_engine.calls[1])
+    assert result.depth == 0
+
+
+def test_context_is_loaded_into_the_sandbox_once_per_node(make_lm):
+    loads = []
+
+    class CountingSandbox(LocalSandbox):
+        def load(self, context):
+            loads.append(len(context))
+            super().load(context)
+
+    from rlm import RLMConfig, RLMModule
+
+    lm, _ = make_lm([code("a = 1"), code("b = 2"), code("c = 3"), "FINAL(x)"])
+    module = RLMModule(RLMConfig(), lm, sandbox_factory=lambda limits: CountingSandbox(limits))
+    module(query="q", context="a context")
+    assert loads == [9]
+
+
+def test_the_root_prompt_holds_a_description_not_the_context(make_lm):
+    lm, engine = make_lm(["FINAL(x)"])
+    big = "0123456789" * 100_000
+    RLM(model=lm).completion("q", big)
+    prompt = "".join(m["content"] for m in engine.calls[0])
+    assert "1,000,000 characters" in prompt
+    assert len(prompt) < 6000
+
+
+def test_multi_document_context_is_described_by_names_and_sizes(make_lm):
+    lm, engine = make_lm([code("FINAL(str(sorted(context)))")])
+    answer = RLM(model=lm).completion("q", {"a.txt": "alpha", "b.txt": "beta beta"})
+    assert answer == "['a.txt', 'b.txt']"
+    task = engine.calls[0][1]["content"]
+    assert "dict of 2 documents" in task and "'b.txt': str, 9 chars" in task
+
+
+def test_llm_call_budget_stops_the_tree_with_a_last_answer(make_lm):
+    lm, _ = make_lm([code("x = 1"), code("x = 2"), "FINAL(partial)"])
+    result = RLM(model=lm, max_llm_calls=2).run("q", "ctx")
+    assert result.finish_reason == "budget"
+    assert result.answer == "partial"
+    assert result.llm_calls == 3  # two steps, then the one last answer the budget always allows
+
+
+def test_subcalls_past_the_budget_fail_inside_the_code_not_the_run(make_lm):
+    root, root_engine = make_lm([code("print(llm_query('a'))\nprint(llm_query('b'))"), "FINAL(done)"])
+    sub, _ = make_lm(lambda m: "sub answer", model="scripted/sub")
+    result = RLM(model=root, recursive_model=sub, max_llm_calls=2).run("q", "ctx")
+    assert "budget of 2 calls is used up" in last_user_message(root_engine.calls[1])
+    assert result.answer == "done"
+
+
+def test_sandbox_timeout_is_reported_and_the_run_continues(make_lm):
+    lm, engine = make_lm([code("while True:\n    pass"), code("FINAL(str(len(context)))")])
+    result = RLM(model=lm, exec_timeout=0.5).run("q", "12345")
+    assert result.answer == "5"
+    assert "TimeoutError" in last_user_message(engine.calls[1])
+
+
+def test_sandbox_limits_reach_the_worker():
+    sandbox = LocalSandbox(SandboxLimits(exec_timeout=5, memory_limit_mb=128, max_output_chars=100))
+    with sandbox:
+        sandbox.load("x")
+        result = sandbox.execute("print('y' * 10_000)", lambda fn, args: None)
+    assert len(result.output) < 200 and "characters cut" in result.output
