@@ -29,9 +29,7 @@ Reply = str | Callable[[list[dict[str, str]]], str]
 def request_messages(request: Any) -> list[dict[str, str]]:
     messages = []
     if request.system is not None:
-        system = (
-            request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
-        )
+        system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
         messages.append({"role": "system", "content": system})
     messages.extend({"role": m.role, "content": m.text or ""} for m in request.messages)
     return messages
@@ -98,9 +96,7 @@ class AsyncScriptedEngine:
         pass
 
 
-def scripted_lm(
-    replies: Any, model: str = "scripted/root", **engine_kwargs: Any
-) -> tuple[dspy.LM, ScriptedEngine]:
+def scripted_lm(replies: Any, model: str = "scripted/root", **engine_kwargs: Any) -> tuple[dspy.LM, ScriptedEngine]:
     engine = ScriptedEngine(replies, **engine_kwargs)
     lm = dspy.LM(model, engine=engine, async_engine=AsyncScriptedEngine(engine), cache=False, num_retries=0)
     return lm, engine

@@ -85,9 +85,7 @@ class RLM:
             **lm_kwargs,
         )
         self.lm = build_lm(model, **lm_settings)
-        self.recursive_lm = (
-            build_lm(recursive_model, **lm_settings) if recursive_model is not None else self.lm
-        )
+        self.recursive_lm = build_lm(recursive_model, **lm_settings) if recursive_model is not None else self.lm
         self.graph_output_path = Path(graph_output_path) if graph_output_path else None
         self.history_output_path = Path(history_output_path) if history_output_path else None
         self.enable_graph_tracking = enable_graph_tracking or self.graph_output_path is not None
@@ -136,9 +134,7 @@ class RLM:
         """Every LM call recorded since the last `clear_history()` (needs enable_history=True)."""
         return self._history.snapshot()
 
-    def print_history(
-        self, detailed: bool = False, max_length: int = 500, file: TextIO | None = None
-    ) -> None:
+    def print_history(self, detailed: bool = False, max_length: int = 500, file: TextIO | None = None) -> None:
         self._history.print(detailed=detailed, max_length=max_length, file=file)
 
     def save_history(self, path: str | Path, pretty: bool = True) -> Path:

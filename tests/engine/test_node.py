@@ -134,9 +134,7 @@ def test_llm_query_uses_the_recursive_model(make_lm):
 
 
 def test_llm_query_batched_runs_concurrently_and_keeps_order(make_lm):
-    root, root_engine = make_lm(
-        [code("r = llm_query_batched([f'item {i}' for i in range(8)])\nprint(r)"), "FINAL(ok)"]
-    )
+    root, root_engine = make_lm([code("r = llm_query_batched([f'item {i}' for i in range(8)])\nprint(r)"), "FINAL(ok)"])
     active = {"now": 0, "peak": 0}
     lock = threading.Lock()
 

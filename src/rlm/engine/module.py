@@ -74,9 +74,7 @@ class RLMModule(dspy.Module):
             sub_lm=sub_lm,
             bus=bus,
             budget=CallBudget(config.max_llm_calls),
-            make_sandbox=(lambda: factory(limits))
-            if factory
-            else (lambda: create_sandbox(config.sandbox, limits)),
+            make_sandbox=(lambda: factory(limits)) if factory else (lambda: create_sandbox(config.sandbox, limits)),
         )
         return totals, NodeRun(tree, query, context, 0, None, root_lm)
 
@@ -116,6 +114,4 @@ def validate_inputs(query: Any, context: Any) -> None:
                 )
         return
     hint = " (decode bytes with .decode('utf-8'))" if isinstance(context, (bytes, bytearray)) else ""
-    raise ContextError(
-        f"The context must be a str, or a list/dict of documents, got {type(context).__name__}{hint}"
-    )
+    raise ContextError(f"The context must be a str, or a list/dict of documents, got {type(context).__name__}{hint}")

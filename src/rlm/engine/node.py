@@ -137,9 +137,7 @@ class NodeRun:
             elif self.tree.budget.exhausted:
                 reason = "budget"
             stopping = reason != "max_iterations" or iteration == limit
-            closing = (
-                prompts.answer_now(limit, reason) if stopping else prompts.step_line(iteration + 1, limit)
-            )
+            closing = prompts.answer_now(limit, reason) if stopping else prompts.step_line(iteration + 1, limit)
             history.append({"reply": reply, "observation": prompts.observation(output, error, note, closing)})
             if stopping:
                 told_to_answer = True
@@ -283,9 +281,7 @@ class NodeRun:
             while True:
                 effect = plan.send(value)
                 if isinstance(effect, Ask):
-                    value = await aask_step(
-                        self.site, self.tree.predictor, self.lm, effect.inputs, effect.purpose
-                    )
+                    value = await aask_step(self.site, self.tree.predictor, self.lm, effect.inputs, effect.purpose)
                 else:
                     value = await asyncio.to_thread(sandbox.execute, effect.code, bridge)
                     self.host.raise_fatal()

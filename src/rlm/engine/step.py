@@ -24,9 +24,7 @@ class RLMStep(dspy.Signature):
     reply: str = dspy.OutputField(desc="brief reasoning and one ```python block, or FINAL(answer)")
 
 
-def render_messages(
-    instructions: str, demos: list[dict[str, Any]], inputs: dict[str, Any]
-) -> list[dict[str, str]]:
+def render_messages(instructions: str, demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, str]]:
     """The chat messages for one step: shared by the adapter and by event reporting."""
     messages = [{"role": "system", "content": instructions}]
     for demo in demos:
@@ -34,9 +32,7 @@ def render_messages(
             task = prompts.first_message(demo["query"], demo.get("context_info", ""))
             messages.append({"role": "user", "content": task})
             messages.append({"role": "assistant", "content": str(demo["reply"])})
-    messages.append(
-        {"role": "user", "content": prompts.first_message(inputs["query"], inputs["context_info"])}
-    )
+    messages.append({"role": "user", "content": prompts.first_message(inputs["query"], inputs["context_info"])})
     for turn in inputs.get("history") or []:
         messages.append({"role": "assistant", "content": turn["reply"]})
         messages.append({"role": "user", "content": turn["observation"]})

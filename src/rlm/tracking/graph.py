@@ -99,9 +99,7 @@ class CallGraph:
             attrs["llm_calls"] += 1
             attrs["prompt_tokens"] += event.prompt_tokens
             attrs["completion_tokens"] += event.completion_tokens
-            attrs["cost"] = (
-                None if attrs["cost"] is None or event.cost is None else attrs["cost"] + event.cost
-            )
+            attrs["cost"] = None if attrs["cost"] is None or event.cost is None else attrs["cost"] + event.cost
 
     def snapshot(self) -> nx.DiGraph:
         with self._lock:

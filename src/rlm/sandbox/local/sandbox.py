@@ -45,12 +45,7 @@ def network_isolation_available() -> bool:
             ok = False
             if unshare and sys.platform.startswith("linux"):
                 try:
-                    ok = (
-                        subprocess.run(
-                            [unshare, "-n", "-r", "true"], capture_output=True, timeout=5
-                        ).returncode
-                        == 0
-                    )
+                    ok = subprocess.run([unshare, "-n", "-r", "true"], capture_output=True, timeout=5).returncode == 0
                 except (OSError, subprocess.SubprocessError):
                     ok = False
             if not ok:
@@ -182,9 +177,7 @@ class LocalSandbox:
         del payload
         reply = self._receive(deadline)
         if reply is None or reply.get("type") != "loaded":
-            raise SandboxError(
-                "the sandbox worker could not load the context (too large for its memory limit?)"
-            )
+            raise SandboxError("the sandbox worker could not load the context (too large for its memory limit?)")
 
     def _recover(self, error: str) -> ExecutionResult:
         self._kill()

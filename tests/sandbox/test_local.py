@@ -1,0 +1,137 @@
+"""The local sandbox: a persistent REPL in a separate, limited process that hides the host."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from rlm.sandbox.base import SandboxLimits
+from rlm.sandbox.local import LocalSandbox
+from rlm.sandbox.local.sandbox import network_isolation_available
+
+
+def no_calls(fn, args):
+    raise AssertionError(f"unexpected host call {fn}")
+
+
+@pytest.fixture
+def sandbox():
+    box = LocalSandbox(SandboxLimits(exec_timeout=2.0, memory_limit_mb=256, max_output_chars=2000))
+    box.start()
+    box.load("line one\nline two\nthe secret is 77\n")
+    yield box
+    box.close()
+
+
+def test_state_persists_between_steps(sandbox):
+    sandbox.execute("lines = context.splitlines()", no_calls)
+    assert sandbox.execute("len(lines)", no_calls).output == "3\n"
+
+
+def test_trailing_expression_is_shown_like_a_repl(sandbox):
+    assert sandbox.execute("x = 2\nx * 21", no_calls).output == "42\n"
+
+
+def test_json_context_arrives_as_data():
+    with LocalSandbox() as box:
+        box.load({"a.txt": "alpha", "b.txt": ["x", 1]})
+        assert box.execute("sorted(context)", no_calls).output == "['a.txt', 'b.txt']\n"
+
+
+def test_allowed_modules_work(sandbox):
+    code = "import re, json, collections, math\nprint(collections.Counter(re.findall(r'\\w+', context)).most_common(1))"
+    assert sandbox.execute(code, no_calls).output == "[('line', 2)]\n"
+
+
+def test_host_calls_travel_to_the_handler(sandbox):
+    seen = []
+
+    def handler(fn, args):
+        seen.append((fn, args))
+        return "host says hi"
+
+    result = sandbox.execute("print(llm_query('ping'))", handler)
+    assert result.output == "host says hi\n" and seen == [("llm_query", ["ping"])]
+
+
+def test_host_failures_raise_subcall_error_in_the_code(sandbox):
+    def handler(fn, args):
+        raise RuntimeError("provider down")
+
+    code = "try:\n    llm_query('x')\nexcept SubcallError as e:\n    print('caught', e)"
+    assert "caught RuntimeError: provider down" in sandbox.execute(code, handler).output
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import os",
+        "import sys",
+        "import subprocess",
+        "import socket",
+        "import importlib",
+        "open('/etc/passwd').read()",
+        "().__class__.__base__.__subclasses__()",
+        "getattr(context, '__class__')",
+        "'{0.__class__}'.format(context)",
+        "import re\nre.enum",
+        "import json\njson.decoder",
+        "eval('1+1')",
+        "exec('x=1')",
+        "compile('1', 'f', 'eval')",
+        "__import__('os')",
+        "def g():\n    yield 1\ng().gi_frame",
+        "globals()",
+        "vars()",
+        "breakpoint()",
+        "import collections\ncollections.abc",
+    ],
+)
+def test_escape_attempts_are_refused_with_an_error(sandbox, code):
+    result = sandbox.execute(code, no_calls)
+    assert result.error is not None
+    assert result.final_answer is None
+
+
+def test_worker_has_an_empty_environment(sandbox, monkeypatch):
+    pid = sandbox._process.pid  # the worker's pid, read from the host side
+    with open(f"/proc/{pid}/environ", "rb") as env:
+        assert env.read() == b""
+
+
+@pytest.mark.skipif(not network_isolation_available(), reason="no network namespaces on this machine")
+def test_worker_lives_in_its_own_network_namespace(sandbox):
+    pid = sandbox._process.pid
+    assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+
+
+def test_infinite_loop_is_stopped_within_the_limit_and_the_session_continues(sandbox):
+    sandbox.execute("kept = 'still here'", no_calls)
+    started = time.perf_counter()
+    result = sandbox.execute("while True:\n    pass", no_calls)
+    assert time.perf_counter() - started < 2.0 + 1.0
+    assert "TimeoutError" in result.error
+    assert sandbox.execute("kept", no_calls).output == "'still here'\n"
+
+
+def test_loop_that_swallows_the_timeout_is_killed_and_context_reloaded(sandbox):
+    code = "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass"
+    started = time.perf_counter()
+    result = sandbox.execute(code, no_calls)
+    assert time.perf_counter() - started < 2.0 + 1.5
+    assert result.restarted and "TimeoutError" in result.error
+    assert sandbox.execute("context.splitlines()[-1]", no_calls).output == "'the secret is 77'\n"
+
+
+def test_memory_bomb_is_contained(sandbox):
+    result = sandbox.execute("blocks = []\nfor i in range(10_000):\n    blocks.append(bytes(10**7))", no_calls)
+    assert "MemoryError" in result.error or "SandboxCrash" in result.error
+    assert sandbox.execute("len(context)", no_calls).output == "35\n"
+
+
+def test_huge_print_is_capped(sandbox):
+    result = sandbox.execute("print('x' * 100_000_000)", no_calls)
+    assert len(result.output) < 2200
+    assert "characters cut" in result.output
