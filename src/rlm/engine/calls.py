@@ -6,6 +6,7 @@ only asks for a reply.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -65,6 +66,15 @@ def _usage_and_cost(tracker: Any, model: str) -> tuple[int, int, float | None]:
 
 def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
     """USD from LiteLLM's price table (the copy DSPy bundles), or None when the model has no price."""
+    rates = _token_rates(model)
+    if rates is None:
+        return None
+    return prompt_tokens * rates[0] + completion_tokens * rates[1]
+
+
+@functools.lru_cache(maxsize=256)
+def _token_rates(model: str) -> tuple[float, float] | None:
+    # Cached: a lookup of an unlisted model scans the whole table, and sub-calls come in bursts.
     from dspy.clients.model_metadata import model_info, rate
 
     provider, _, name = model.partition("/")
@@ -77,7 +87,7 @@ def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> flo
     prompt_rate, completion_rate = rate(info, "input_cost_per_token"), rate(info, "output_cost_per_token")
     if prompt_rate is None or completion_rate is None:
         return None
-    return prompt_tokens * prompt_rate + completion_tokens * completion_rate
+    return prompt_rate, completion_rate
 
 
 class _Call:

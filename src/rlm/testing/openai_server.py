@@ -1,0 +1,79 @@
+"""A local OpenAI-compatible chat-completions server on 127.0.0.1, for offline tests and benchmarks.
+
+`responder(body) -> text` writes each answer; every request body is kept for assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class FakeOpenAIServer:
+    """Chat-completions endpoint on 127.0.0.1; `responder(body) -> text` writes each answer."""
+
+    responder: Callable[[dict[str, Any]], str]
+    delay_s: float = 0.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    unknown_models: set[str] = field(default_factory=set)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def start(self) -> FakeOpenAIServer:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append(body)
+                if body.get("model") in fake.unknown_models:
+                    message = f"The model `{body['model']}` does not exist"
+                    self._reply(404, {"error": {"message": message, "type": "invalid_request_error",
+                                                "code": "model_not_found"}})  # fmt: skip
+                    return
+                if fake.delay_s:
+                    time.sleep(fake.delay_s)
+                text = fake.responder(body)
+                self._reply(200, {
+                    "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+                    "model": body.get("model"),
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
+                })  # fmt: skip
+
+            def _reply(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            # The default listen backlog of 5 drops bursts of connections (64 concurrent sub-calls),
+            # which then wait a second for a SYN retry; providers do not behave like that.
+            request_queue_size = 256
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
