@@ -12,11 +12,18 @@ from typing import Any
 
 import dspy
 import pytest
+from hypothesis import settings
 
 from rlm.testing import FakeOpenAIServer, ScriptedEngine, scripted_lm
 
 # Price tables ship with the packages; never try to refresh them from the network in tests.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+# In CI, property tests explore a fixed set of examples so that a run is reproducible.
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture

@@ -38,9 +38,11 @@ def test_final_with_parenthesis_inside_quotes_is_not_closed_early():
     assert find_text_final("FINAL('a ) b')").literal == "a ) b"
 
 
-def test_final_with_number():
+def test_final_with_number_keeps_it_as_written():
     assert find_text_final("FINAL(42)").literal == "42"
     assert find_text_final("FINAL(3.5)").literal == "3.5"
+    assert find_text_final("FINAL(00)").literal == "00"
+    assert find_text_final("FINAL(1_000)").literal == "1_000"
 
 
 def test_multiline_final_keeps_all_lines():

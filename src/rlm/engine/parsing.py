@@ -26,12 +26,15 @@ class TextFinal:
 
     @property
     def literal(self) -> str:
-        """The argument as text: a quoted literal is unquoted, anything else is kept verbatim."""
+        """The argument as text: a quoted string is unquoted, anything else is kept verbatim.
+
+        Numbers stay as written: `FINAL(007)` and `FINAL(1_000)` mean those characters.
+        """
         try:
             value = ast.literal_eval(self.argument)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             return self.argument
-        return value if isinstance(value, str) else str(value)
+        return value if isinstance(value, str) else self.argument
 
     @property
     def variable_name(self) -> str | None:

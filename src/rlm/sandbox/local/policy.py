@@ -336,6 +336,7 @@ def make_globals(extra: dict[str, Any]) -> dict[str, Any]:
     namespace: dict[str, Any] = {
         "__builtins__": make_builtins(write_guard),
         "__name__": "__rlm_repl__",
+        "__metaclass__": type,  # RestrictedPython builds `class` statements through it
         "_getattr_": guarded_getattr,
         "_getitem_": lambda obj, key: obj[key],
         "_getiter_": iter,

@@ -1,0 +1,94 @@
+"""The RestrictedPython policy, checked in-process (the worker applies exactly this policy)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlm.sandbox.local.policy import (
+    ModuleFacade,
+    OutputBuffer,
+    PolicyError,
+    PrintCollector,
+    compile_step,
+    guarded_import,
+    make_globals,
+)
+
+
+def run(code: str, namespace: dict | None = None) -> tuple[dict, str]:
+    namespace = namespace if namespace is not None else make_globals({})
+    buffer = OutputBuffer(1000)
+    PrintCollector.buffer = buffer
+    try:
+        body, tail = compile_step(code)
+        exec(body, namespace)
+        if tail is not None:
+            value = eval(tail, namespace)
+            if value is not None:
+                buffer.write(repr(value))
+    finally:
+        PrintCollector.buffer = None
+    return namespace, buffer.getvalue()
+
+
+def test_prints_and_trailing_expressions_are_captured():
+    _, out = run("print('a', 1)\nx = [1, 2]\nx + [3]")
+    assert out == "a 1\n[1, 2, 3]"
+
+
+def test_classes_the_code_defines_can_hold_attributes():
+    _, out = run("class Box:\n    def __init__(self, v):\n        self.v = v\nBox(5).v")
+    assert out == "5"
+
+
+def test_foreign_objects_cannot_be_modified():
+    with pytest.raises(TypeError, match="cannot modify attributes"):
+        run("import re\npattern = re.compile('a')\npattern.flags = 3")
+
+
+def test_augmented_assignment_and_unpacking_work():
+    _, out = run("t = 1\nt += 2\na, (b, c) = 1, (2, 3)\nfor i, j in [(1, 2)]:\n    t += i * j\n(t, a + b + c)")
+    assert out == "(5, 6)"
+
+
+def test_facades_expose_only_listed_names():
+    facade = guarded_import("re")
+    assert isinstance(facade, ModuleFacade)
+    assert "findall" in dir(facade)
+    with pytest.raises(AttributeError, match="offers no attribute"):
+        facade.enum  # noqa: B018
+    with pytest.raises(AttributeError, match="read-only"):
+        facade.findall = None
+
+
+def test_every_facade_holds_no_modules():
+    from rlm.sandbox.local.policy import SAFE_MODULES
+
+    for name in SAFE_MODULES:
+        facade = guarded_import(name)
+        for attr in dir(facade):
+            assert type(getattr(facade, attr)).__name__ != "module", f"{name}.{attr}"
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["x.__class__", "_private = 1", "def f():\n    return g.gi_frame", "import os as _o", "exec('1')"],
+)
+def test_compile_time_violations_are_refused(code):
+    with pytest.raises((PolicyError, NameError)):
+        run(code)
+
+
+def test_type_offers_only_the_one_argument_form():
+    _, out = run("type([]) is list")
+    assert out == "True"
+    with pytest.raises(TypeError):
+        run("type('X', (), {})")
+
+
+def test_output_buffer_keeps_head_and_tail():
+    buffer = OutputBuffer(10)
+    for _ in range(1000):
+        buffer.write("0123456789")
+    text = buffer.getvalue()
+    assert text.startswith("0123456789") and text.endswith("0123456789") and "9980 characters cut" in text
