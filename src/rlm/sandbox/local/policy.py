@@ -310,9 +310,11 @@ SAFE_BUILTIN_NAMES = (
 )
 
 
-def _type_builtin(obj: Any) -> type:
+def _type_builtin(*args: Any) -> type:
     # Only the one-argument form: models ask `type(context)`; building classes goes through `class`.
-    return type(obj)
+    if len(args) != 1:
+        raise TypeError("type() takes one argument in the sandbox, as in type(x); define classes with `class`")
+    return type(args[0])
 
 
 def make_builtins(write_guard: WriteGuard) -> dict[str, Any]:
