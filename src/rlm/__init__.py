@@ -20,6 +20,7 @@ from rlm.errors import (
 from rlm.events import LMCalled, NodeFinished, NodeStarted, StepExecuted
 from rlm.facade import RLM
 from rlm.sandbox import register_sandbox
+from rlm.sandbox.dspy_interop import RestrictedInterpreter
 from rlm.tracking import ModelUsage
 
 __version__ = "0.1.0"
@@ -41,6 +42,7 @@ __all__ = [
     "RLMError",
     "RLMModule",
     "RLMResult",
+    "RestrictedInterpreter",
     "SandboxError",
     "StepExecuted",
     "StepRecord",

@@ -243,5 +243,5 @@ def test_sandbox_limits_reach_the_worker():
     sandbox = LocalSandbox(SandboxLimits(exec_timeout=5, memory_limit_mb=128, max_output_chars=100))
     with sandbox:
         sandbox.load("x")
-        result = sandbox.execute("print('y' * 10_000)", lambda fn, args: None)
+        result = sandbox.execute("print('y' * 10_000)", lambda fn, args, kwargs: None)
     assert len(result.output) < 200 and "characters cut" in result.output

@@ -100,7 +100,7 @@ def sandbox():
     box.close()
 
 
-def no_calls(fn, args):
+def no_calls(fn, args, kwargs):
     raise AssertionError("no host call expected")
 
 

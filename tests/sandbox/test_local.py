@@ -12,7 +12,7 @@ from rlm.sandbox.local import LocalSandbox
 from rlm.sandbox.local.sandbox import network_isolation_available
 
 
-def no_calls(fn, args):
+def no_calls(fn, args, kwargs):
     raise AssertionError(f"unexpected host call {fn}")
 
 
@@ -48,7 +48,7 @@ def test_allowed_modules_work(sandbox):
 def test_host_calls_travel_to_the_handler(sandbox):
     seen = []
 
-    def handler(fn, args):
+    def handler(fn, args, kwargs):
         seen.append((fn, args))
         return "host says hi"
 
@@ -57,7 +57,7 @@ def test_host_calls_travel_to_the_handler(sandbox):
 
 
 def test_host_failures_raise_subcall_error_in_the_code(sandbox):
-    def handler(fn, args):
+    def handler(fn, args, kwargs):
         raise RuntimeError("provider down")
 
     code = "try:\n    llm_query('x')\nexcept SubcallError as e:\n    print('caught', e)"

@@ -268,9 +268,9 @@ class NodeRun:
         sandbox = self.tree.make_sandbox()
         loop = asyncio.get_running_loop()
 
-        def bridge(fn: str, args: list[Any]) -> Any:
+        def bridge(fn: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
             # Runs on the sandbox thread; the sub-call itself is awaited on the event loop.
-            return asyncio.run_coroutine_threadsafe(self.host.acall(fn, args), loop).result()
+            return asyncio.run_coroutine_threadsafe(self.host.acall(fn, args, kwargs), loop).result()
 
         outcome = None
         try:

@@ -35,7 +35,7 @@ class HostFunctions:
             raise self.fatal
 
     # --- synchronous ---------------------------------------------------------------------------------
-    def call(self, fn: str, args: list[Any]) -> Any:
+    def call(self, fn: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> Any:
         try:
             if fn == "llm_query":
                 return self._llm_query(args[0])
@@ -76,7 +76,7 @@ class HostFunctions:
         return f"Error: {type(error).__name__}: {error}"
 
     # --- asynchronous --------------------------------------------------------------------------------
-    async def acall(self, fn: str, args: list[Any]) -> Any:
+    async def acall(self, fn: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> Any:
         try:
             if fn == "llm_query":
                 return await self._allm_query(args[0])

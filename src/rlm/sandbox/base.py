@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 # The REPL functions whose work happens on the host: the sandbox forwards each call to this
-# handler as (function name, positional arguments) and returns its result to the model's code.
-SubcallHandler = Callable[[str, list[Any]], Any]
+# handler as (function name, positional arguments, keyword arguments) and returns its result to
+# the model's code.
+SubcallHandler = Callable[[str, list[Any], dict[str, Any]], Any]
 
 HOST_FUNCTIONS = ("llm_query", "llm_query_batched", "recursive_llm", "recursive_llm_batched")
 
@@ -24,6 +25,7 @@ class ExecutionResult:
     error: str | None = None  # the model-facing error text, or None
     final_answer: str | None = None  # set when the code called FINAL / FINAL_VAR successfully
     restarted: bool = False  # the worker was killed (timeout, crash) and restarted with `context`
+    submitted: dict[str, Any] | None = None  # DSPy's SUBMIT(...) fields, for the interpreter adapter
 
     @property
     def has_final(self) -> bool:

@@ -149,7 +149,30 @@ class LocalSandbox:
                 output=clip_middle(message.get("output") or "", self.limits.max_output_chars),
                 error=message.get("error"),
                 final_answer=message.get("final"),
+                submitted=message.get("submitted"),
             )
+
+    def define_tools(self, names: list[str], submit_fields: list[str] | None = None) -> None:
+        """Offer host functions `names` to the code (called back through `execute`'s handler)."""
+        self._request({"op": "define", "tools": list(names), "submit_fields": submit_fields}, "defined")
+
+    def set_variables(self, variables: dict[str, Any]) -> None:
+        """Bind JSON-like values as top-level names of the REPL."""
+        payload = json.dumps(variables, ensure_ascii=False, default=str).encode("utf-8")
+        self._request({"op": "set"}, "set", payload)
+
+    def _request(self, message: dict[str, Any], expected: str, payload: bytes | None = None) -> None:
+        if self._process is None:
+            self.start()
+        self._send(message)
+        if payload is not None:
+            process = self._require_process()
+            assert process.stdin is not None
+            protocol.write_frame(process.stdin, payload)
+        reply = self._receive(time.monotonic() + START_TIMEOUT_S)
+        if reply is None or reply.get("type") != expected:
+            detail = (reply or {}).get("error", "no answer")
+            raise SandboxError(f"the sandbox worker refused {message['op']!r}: {detail}")
 
     # --- internals -----------------------------------------------------------------------------------
     def _send_context(self) -> None:
@@ -222,7 +245,9 @@ class LocalSandbox:
 
 def _answer_call(handler: SubcallHandler, message: dict[str, Any]) -> dict[str, Any]:
     try:
-        return {"value": handler(str(message.get("fn")), list(message.get("args") or []))}
+        value = handler(str(message.get("fn")), list(message.get("args") or []), dict(message.get("kwargs") or {}))
+        json.dumps(value)
+        return {"value": value}
     except Exception as exc:  # reported to the model's code as SubcallError, never lost
         return {"error": f"{type(exc).__name__}: {exc}"}
 

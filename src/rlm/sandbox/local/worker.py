@@ -42,6 +42,8 @@ class Session:
         self.channel_in = channel_in
         self.channel_out = channel_out
         self.final: str | None = None
+        self.submitted: dict[str, Any] | None = None
+        self.submit_fields: list[str] = []
         self.max_output_chars = 4000
         self.namespace = make_globals(
             {
@@ -72,19 +74,43 @@ class Session:
             )
         self.final_answer(self.namespace[name])
 
+    def submit(self, *args: Any, **kwargs: Any) -> None:
+        """DSPy's SUBMIT(...): the output fields, by position or by name."""
+        if len(args) > len(self.submit_fields):
+            raise TypeError(f"SUBMIT takes the fields {self.submit_fields}; got {len(args)} values")
+        values = dict(zip(self.submit_fields, args, strict=False))
+        values.update(kwargs)
+        missing = [name for name in self.submit_fields if name not in values]
+        if missing:
+            raise TypeError(f"SUBMIT is missing the fields {missing}")
+        self.submitted = json.loads(json.dumps(values, default=str))
+        raise _FinalSignal()
+
     def _host_function(self, name: str) -> Any:
-        def call(*args: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            args = _positional(name, args, kwargs)
             _check_arguments(name, args)
-            return self._call_host(name, list(args))
+            return self._call_host(name, list(args), {})
 
         call.__name__ = name
         return call
 
-    def _call_host(self, name: str, args: list[Any]) -> Any:
+    def _tool(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                json.dumps([args, kwargs])
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{name}: arguments must be text, numbers, lists or dicts ({exc})") from None
+            return self._call_host(name, list(args), kwargs)
+
+        call.__name__ = name
+        return call
+
+    def _call_host(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         # The CPU timer must not fire inside the protocol code, and host time is not ours to count.
         remaining, _ = signal.setitimer(signal.ITIMER_PROF, 0)
         try:
-            protocol.send(self.channel_out, {"type": "call", "fn": name, "args": args})
+            protocol.send(self.channel_out, {"type": "call", "fn": name, "args": args, "kwargs": kwargs})
             reply = protocol.receive(self.channel_in)
         finally:
             if remaining:
@@ -104,10 +130,30 @@ class Session:
         _cap_memory(int(request["memory_limit_mb"]))
         return {"type": "loaded"}
 
+    def define(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Offer host tools by name, and SUBMIT for the given output fields (DSPy interop)."""
+        for name in request.get("tools", []):
+            if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+                return {"type": "error", "error": f"invalid tool name {name!r}"}
+            self.namespace[name] = self._tool(name)
+        if request.get("submit_fields") is not None:
+            self.submit_fields = [str(n) for n in request["submit_fields"]]
+            self.namespace["SUBMIT"] = self.submit
+        return {"type": "defined"}
+
+    def set_variables(self, request: dict[str, Any]) -> dict[str, Any]:
+        variables = json.loads(protocol.read_frame(self.channel_in).decode("utf-8"))
+        for name in variables:
+            if not name.isidentifier() or name.startswith("_"):
+                return {"type": "error", "error": f"invalid variable name {name!r}"}
+        self.namespace.update(variables)
+        return {"type": "set"}
+
     def execute(self, request: dict[str, Any]) -> dict[str, Any]:
         buffer = OutputBuffer(self.max_output_chars)
         PrintCollector.buffer = buffer
         self.final = None
+        self.submitted = None
         error = None
         try:
             body, tail = compile_step(request["code"])
@@ -132,9 +178,34 @@ class Session:
             error = _describe_error(exc)
         finally:
             PrintCollector.buffer = None
-        if self.final is not None:
+        if self.final is not None or self.submitted is not None:
             error = None  # FINAL inside a try/except that swallowed the signal still counts
-        return {"type": "result", "output": buffer.getvalue(), "error": error, "final": self.final}
+        return {
+            "type": "result",
+            "output": buffer.getvalue(),
+            "error": error,
+            "final": self.final,
+            "submitted": self.submitted,
+        }
+
+
+_PARAMETERS = {
+    "llm_query": ("prompt",),
+    "llm_query_batched": ("prompts",),
+    "recursive_llm": ("query", "sub_context"),
+    "recursive_llm_batched": ("pairs",),
+}
+
+
+def _positional(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """Accept llm_query(prompt=...) as well as llm_query(...)."""
+    if not kwargs:
+        return args
+    names = _PARAMETERS[name]
+    unknown = [k for k in kwargs if k not in names[len(args) :]]
+    if unknown:
+        raise TypeError(f"{name} got unexpected keyword arguments {unknown}; it takes {list(names)}")
+    return args + tuple(kwargs[n] for n in names[len(args) :] if n in kwargs)
 
 
 def _check_arguments(name: str, args: tuple[Any, ...]) -> None:
@@ -171,7 +242,7 @@ def _to_text(value: Any) -> str:
 
 def _is_user_value(name: str) -> bool:
     return name not in {
-        "FINAL", "FINAL_VAR", "llm_query", "llm_query_batched", "recursive_llm",
+        "FINAL", "FINAL_VAR", "SUBMIT", "llm_query", "llm_query_batched", "recursive_llm",
         "recursive_llm_batched", "SubcallError",
     }  # fmt: skip
 
@@ -221,7 +292,12 @@ def main() -> None:
     _harden_process()
     session = Session(channel_in, channel_out)
     protocol.send(channel_out, {"type": "ready", "pid": os.getpid()})
-    handlers = {"load": session.load, "exec": session.execute}
+    handlers = {
+        "load": session.load,
+        "exec": session.execute,
+        "define": session.define,
+        "set": session.set_variables,
+    }
     while True:
         try:
             request = protocol.receive(channel_in)
