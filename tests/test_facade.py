@@ -55,7 +55,7 @@ def test_empty_query_is_refused(make_lm):
 
 def test_unknown_sandbox_lists_the_choices(make_lm):
     lm, _ = make_lm([])
-    with pytest.raises(SandboxError, match=r"Unknown sandbox 'docker': choose one of 'auto', 'restricted'"):
+    with pytest.raises(SandboxError, match=r"Unknown sandbox 'docker': choose one of 'auto', 'e2b', 'restricted'"):
         RLM(model=lm, sandbox="docker")
 
 
