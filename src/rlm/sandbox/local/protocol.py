@@ -25,7 +25,21 @@ def write_frame(stream: IO[bytes], payload: bytes) -> None:
     stream.flush()
 
 
-def read_frame(stream: IO[bytes]) -> bytes:
+def write_text_frame(stream: IO[bytes], text: str, chunk_chars: int = 8 << 20) -> None:
+    """One frame holding `text` as UTF-8, encoded piece by piece.
+
+    A 100 MB context is never copied whole into bytes on the host: the pieces are written as they
+    are encoded. Non-ASCII text is encoded twice, first only to learn the frame's length.
+    """
+    starts = range(0, len(text), chunk_chars)
+    size = len(text) if text.isascii() else sum(len(text[i : i + chunk_chars].encode("utf-8")) for i in starts)
+    stream.write(_HEADER.pack(size))
+    for i in starts:
+        stream.write(text[i : i + chunk_chars].encode("utf-8"))
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> bytes | bytearray:
     header = _read_exactly(stream, _HEADER.size)
     (size,) = _HEADER.unpack(header)
     if size > MAX_FRAME_BYTES:
@@ -44,13 +58,15 @@ def receive(stream: IO[bytes]) -> dict[str, Any]:
     return message
 
 
-def _read_exactly(stream: IO[bytes], size: int) -> bytes:
-    chunks = []
-    remaining = size
-    while remaining:
-        chunk = stream.read(remaining)
-        if not chunk:
+def _read_exactly(stream: IO[bytes], size: int) -> bytes | bytearray:
+    # Read into one preallocated buffer: joining pieces would hold the frame twice.
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < size:
+        got = stream.readinto(view[filled:])  # type: ignore[attr-defined,unused-ignore]
+        if not got:
             raise ProtocolError("channel closed")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        filled += got
+    view.release()
+    return buffer

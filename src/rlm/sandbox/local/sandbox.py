@@ -177,10 +177,9 @@ class LocalSandbox:
     # --- internals -----------------------------------------------------------------------------------
     def _send_context(self) -> None:
         context = self._context
-        if isinstance(context, str):
-            kind, payload = "text", context.encode("utf-8")
-        else:
-            kind, payload = "json", json.dumps(context, ensure_ascii=False).encode("utf-8")
+        kind, text = (
+            ("text", context) if isinstance(context, str) else ("json", json.dumps(context, ensure_ascii=False))
+        )
         self._send(
             {
                 "op": "load",
@@ -192,12 +191,12 @@ class LocalSandbox:
         process = self._require_process()
         assert process.stdin is not None
         try:
-            protocol.write_frame(process.stdin, payload)
-        except OSError as exc:
+            protocol.write_text_frame(process.stdin, text)
+        except (OSError, UnicodeEncodeError) as exc:
             raise SandboxError(f"the sandbox worker refused the context: {exc}") from exc
         # Decoding in the worker runs at well over 50 MB/s; allow that plus the start-up margin.
-        deadline = time.monotonic() + START_TIMEOUT_S + len(payload) / 50e6
-        del payload
+        deadline = time.monotonic() + START_TIMEOUT_S + len(text) / 50e6
+        del text
         reply = self._receive(deadline)
         if reply is None or reply.get("type") != "loaded":
             raise SandboxError("the sandbox worker could not load the context (too large for its memory limit?)")

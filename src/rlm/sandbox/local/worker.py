@@ -121,6 +121,10 @@ class Session:
 
     # --- host requests ---------------------------------------------------------------------------
     def load(self, request: dict[str, Any]) -> dict[str, Any]:
+        # Lift the previous step cap while the new context arrives; it is set again below.
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+        self.namespace.pop("context", None)  # the old context goes before the new one arrives
         raw = protocol.read_frame(self.channel_in)
         text = raw.decode("utf-8")
         del raw
@@ -270,7 +274,9 @@ def _cap_memory(extra_mb: int) -> None:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[0])
     limit = pages * os.sysconf("SC_PAGE_SIZE") + extra_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    # Soft limit only, so a later load can move it; the model's code cannot reach `resource`.
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 def _harden_process() -> None:
