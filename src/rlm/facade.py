@@ -20,6 +20,7 @@ from rlm.events import Event
 from rlm.models.resolve import build_lm
 from rlm.tracking.graph import CallGraph
 from rlm.tracking.history import CallHistory
+from rlm.tracking.progress import ProgressPrinter
 
 
 def load_dotenv_file() -> None:
@@ -62,6 +63,7 @@ class RLM:
         max_concurrency: int = 8,
         max_tokens: int | None = None,
         on_event: Callable[[Event], Any] | None = None,
+        verbose: bool = False,
         **lm_kwargs: Any,
     ) -> None:
         load_dotenv_file()
@@ -91,6 +93,7 @@ class RLM:
         self.enable_graph_tracking = enable_graph_tracking or self.graph_output_path is not None
         self.enable_history = enable_history or self.history_output_path is not None
         self.on_event = on_event
+        self._progress = ProgressPrinter(max_iterations) if verbose else None
         self._graph = CallGraph()
         self._history = CallHistory()
         self._lock = threading.Lock()
@@ -127,6 +130,7 @@ class RLM:
         return self._graph.snapshot()
 
     def save_graph(self, path: str | Path) -> Path:
+        """Write the graph: `.html` (offline interactive view), `.json` (node-link) or GraphML."""
         return self._graph.save(path)
 
     # --- history -------------------------------------------------------------------------------------
@@ -154,6 +158,8 @@ class RLM:
             self._graph(event)
         if self.enable_history:
             self._history(event)
+        if self._progress is not None:
+            self._progress(event)
         if self.on_event is not None:
             self.on_event(event)
 

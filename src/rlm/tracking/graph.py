@@ -1,6 +1,7 @@
 """The call graph of a run as a `networkx.DiGraph`, fed by engine events.
 
-A node per RLM node and per plain sub-LM call; edges parent -> child in call order.
+A node per RLM node and per plain sub-LM call; edges parent -> child in call order. Saved as an
+offline HTML page, JSON node-link data or GraphML.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class CallGraph:
                     llm_calls=0,
                     prompt_tokens=0,
                     completion_tokens=0,
+                    tokens=0,
                     cost=0.0,
                     answer=None,
                     error=None,
@@ -84,6 +86,7 @@ class CallGraph:
                 llm_calls=1,
                 prompt_tokens=event.prompt_tokens,
                 completion_tokens=event.completion_tokens,
+                tokens=event.prompt_tokens + event.completion_tokens,
                 cost=event.cost,
                 answer=event.output,
                 error=event.error,
@@ -99,6 +102,7 @@ class CallGraph:
             attrs["llm_calls"] += 1
             attrs["prompt_tokens"] += event.prompt_tokens
             attrs["completion_tokens"] += event.completion_tokens
+            attrs["tokens"] = attrs["prompt_tokens"] + attrs["completion_tokens"]
             attrs["cost"] = None if attrs["cost"] is None or event.cost is None else attrs["cost"] + event.cost
 
     def snapshot(self) -> nx.DiGraph:
@@ -106,11 +110,15 @@ class CallGraph:
             return self.graph.copy()
 
     def save(self, path: str | Path) -> Path:
-        """JSON node-link data (`.json`), or GraphML for any other suffix."""
+        """An offline HTML view (`.html`), JSON node-link data (`.json`), or GraphML otherwise."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         graph = self.snapshot()
-        if target.suffix.lower() == ".json":
+        if target.suffix.lower() in (".html", ".htm"):
+            from rlm.tracking.html_view import render_graph_html
+
+            target.write_text(render_graph_html(graph), encoding="utf-8")
+        elif target.suffix.lower() == ".json":
             target.write_text(json.dumps(nx.node_link_data(graph, edges="edges"), indent=2, default=str))
         else:
             flat = graph.copy()
