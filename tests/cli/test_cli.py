@@ -1,0 +1,121 @@
+"""The `rlm` console script, run as a subprocess against a local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RLM_SCRIPT = Path(sys.executable).with_name("rlm")
+
+
+def run_cli(
+    *args: str, stdin: str | None = None, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "RLM_MODEL"}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    env.update(env_extra or {})
+    return subprocess.run([str(RLM_SCRIPT), *args], input=stdin, capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture
+def server(openai_server):
+    def responder(body):
+        last = body["messages"][-1]["content"]
+        if "dict of" in last:
+            return "```python\nFINAL(str(sorted(context)))\n```"
+        return "```python\nFINAL(str(len(context)))\n```"
+
+    return openai_server(responder)
+
+
+def model_args(server) -> list[str]:
+    return ["--model", "openai/test-model", "--api-base", server.base_url]
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "ask" in result.stdout and "serve-local" in result.stdout
+    ask_help = run_cli("ask", "--help").stdout
+    for flag in ("--context", "--model", "--recursive-model", "--api-base", "--sandbox", "--max-depth",
+                 "--max-iterations", "--graph", "--history", "--json", "--verbose"):  # fmt: skip
+        assert flag in ask_help
+
+
+def test_ask_about_a_file_prints_the_answer(server, tmp_path):
+    document = tmp_path / "notes.txt"
+    document.write_text("x" * 1234)
+    result = run_cli("ask", "How long?", "--context", str(document), *model_args(server))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1234"
+
+
+def test_a_folder_becomes_a_multi_document_context(server, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text("alpha")
+    (folder / "b.md").write_text("beta")
+    (folder / "image.bin").write_bytes(b"\0\1\2")
+    result = run_cli("ask", "Which files?", "--context", str(folder), *model_args(server))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['docs/a.md', 'docs/b.md']"
+
+
+def test_stdin_context_and_json_output(server):
+    result = run_cli("ask", "How long?", "--context", "-", "--json", *model_args(server), stdin="hello")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["answer"] == "5" and payload["llm_calls"] == 1 and payload["finish_reason"] == "final"
+
+
+def test_graph_history_and_progress(server, tmp_path):
+    document = tmp_path / "d.txt"
+    document.write_text("abc")
+    graph, history = tmp_path / "g.html", tmp_path / "h.json"
+    result = run_cli("ask", "q", "-c", str(document), "--graph", str(graph), "--history", str(history), "-v",
+                     *model_args(server))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert graph.read_text().startswith("<!DOCTYPE html>")
+    assert len(json.loads(history.read_text())) == 1
+    assert "▶ n" in result.stderr and "LM calls" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask", "q", "--context", "/no/such/file.txt"], "Context file not found: /no/such/file.txt"),
+        (["ask", "q", "--context", "EMPTY"], "context is empty"),
+        (["ask", "q", "--context", "DOC", "--sandbox", "docker"], "Unknown sandbox 'docker'"),
+        (["ask", "q", "--context", "DOC", "--model", "no-such-model-xyz"], "Model not found"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(server, tmp_path, args, message):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "doc.txt").write_text("text")
+    args = [a.replace("EMPTY", str(tmp_path / "empty.txt")).replace("DOC", str(tmp_path / "doc.txt")) for a in args]
+    if "--model" not in args:
+        args += model_args(server)
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_missing_key_exits_2_naming_the_variable(tmp_path):
+    (tmp_path / "doc.txt").write_text("text")
+    result = run_cli("ask", "q", "--context", str(tmp_path / "doc.txt"), "--model", "gpt-4o-mini")
+    assert result.returncode == 2
+    assert "API key not found for model 'gpt-4o-mini': set OPENAI_API_KEY" in result.stderr
+
+
+def test_provider_failure_exits_1(openai_server, tmp_path):
+    server = openai_server(lambda body: "FINAL(x)", unknown_models=set())
+    server.stop()  # nothing listens any more: a connection failure after retries
+    (tmp_path / "doc.txt").write_text("text")
+    result = run_cli("ask", "q", "-c", str(tmp_path / "doc.txt"), "--model", "openai/m", "--api-base", server.base_url)
+    assert result.returncode == 1
+    assert "ProviderError" in result.stderr
