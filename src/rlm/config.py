@@ -25,8 +25,11 @@ class RLMConfig:
     max_output_chars: int = 4000
     # Concurrency of llm_query_batched / recursive_llm_batched.
     max_concurrency: int = 8
-    # Characters of a slice a leaf sub-call (recursive_llm at max_depth) may put in its prompt.
-    max_leaf_context_chars: int = 200_000
+    # Characters a sub-model prompt may hold: told to the model, and the cut for leaf sub-calls
+    # (recursive_llm at max_depth), which put their whole slice into one prompt.
+    sub_prompt_chars: int = 100_000
+    # Said to the model next to the sub-prompt size, e.g. that sub-calls are slow with this model.
+    sub_model_note: str = ""
     # How many times the same code may run before the node is asked to answer.
     max_repeated_steps: int = 2
 

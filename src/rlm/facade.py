@@ -15,9 +15,10 @@ import networkx as nx
 
 from rlm.config import RLMConfig
 from rlm.engine.module import RLMModule
+from rlm.engine.prompts import SLOW_SUB_MODEL_NOTE
 from rlm.engine.result import RLMResult
 from rlm.events import Event
-from rlm.models.resolve import build_lm
+from rlm.models.resolve import LOCAL_MODEL, build_lm
 from rlm.tracking.graph import CallGraph
 from rlm.tracking.history import CallHistory
 from rlm.tracking.progress import ProgressPrinter
@@ -59,14 +60,17 @@ class RLM:
         strict: bool = False,
         exec_timeout: float = 30.0,
         memory_limit_mb: int = 1024,
-        max_output_chars: int = 4000,
+        max_output_chars: int | None = None,
         max_concurrency: int = 8,
+        sub_prompt_chars: int | None = None,
         max_tokens: int | None = None,
         on_event: Callable[[Event], Any] | None = None,
         verbose: bool = False,
         **lm_kwargs: Any,
     ) -> None:
         load_dotenv_file()
+        # The bundled local model reads ~100 tokens/s: smaller outputs and sub-prompts keep steps short.
+        small = isinstance(model, str) and model.strip() == LOCAL_MODEL
         self.config = RLMConfig(
             max_depth=max_depth,
             max_iterations=max_iterations,
@@ -75,8 +79,10 @@ class RLM:
             sandbox=sandbox,
             exec_timeout=exec_timeout,
             memory_limit_mb=memory_limit_mb,
-            max_output_chars=max_output_chars,
+            max_output_chars=max_output_chars or (2000 if small else 4000),
             max_concurrency=max_concurrency,
+            sub_prompt_chars=sub_prompt_chars or (12_000 if small else 100_000),
+            sub_model_note=SLOW_SUB_MODEL_NOTE if small else "",
         )
         lm_settings = dict(
             api_key=api_key,

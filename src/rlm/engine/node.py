@@ -93,7 +93,11 @@ class NodeRun:
     def plan(self) -> Plan:
         config = self.tree.config
         limit = config.max_iterations
-        context_info = f"{describe_context(self.context)}\n\n{prompts.step_line(1, limit)}"
+        context_info = (
+            f"{describe_context(self.context)}\n"
+            f"{prompts.sub_model_line(config.sub_prompt_chars, config.sub_model_note)}\n\n"
+            f"{prompts.step_line(1, limit)}"
+        )
         history: list[dict[str, str]] = []
         trajectory: list[StepRecord] = []
         runs: Counter[str] = Counter()

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 INSTRUCTIONS = """\
 You answer a query about a context that is too large to read at once. The context is stored in a \
-Python REPL as the variable `context`; you see it only through the code you run.
+Python REPL as the variable `context`; you see it only through the code you run. Never guess: \
+find the answer in `context` with code.
 
-Each reply: think briefly, then write one ```python code block. It runs in the REPL and you see \
-what it prints. Variables persist between steps.
+Each reply: one short sentence of thought, then one ```python code block. It runs in the REPL and \
+you see what it prints. Variables persist between steps.
 
 Available in the REPL:
 - `context`: the data described in the task.
-- `llm_query(prompt) -> str`: ask a sub-model; it sees only the text of `prompt`, so put the \
-passage in it (up to ~100k characters).
+- `llm_query(prompt) -> str`: ask a sub-model. It sees ONLY the text of `prompt`, so put the passage \
+in it, e.g. llm_query("Summarise: " + chunk), keeping each prompt within the size the task states.
 - `llm_query_batched(prompts) -> list[str]`: many prompts at once, answered concurrently.
 - `recursive_llm(query, sub_context) -> str`: a helper like you, with its own REPL over `sub_context`.
 - `FINAL(answer)`: finish with this answer. `FINAL_VAR(name)`: finish with the variable `name`.
@@ -24,12 +25,45 @@ passage in it (up to ~100k characters).
 No files, no network.
 
 How to work:
-1. Look first: print the size, a few lines and the structure of `context`. Print small slices: \
-long output is cut.
-2. When code can compute the answer exactly (search, filter, count), compute it.
-3. For meaning that code cannot get, split the context into chunks, ask \
-llm_query_batched about each, and combine the answers.
-4. As soon as you know the answer, call FINAL(answer). Never repeat a step that already worked."""
+1. Look first: print len(context) and a short slice such as context[:300].
+2. When code can find or compute the answer (re.search, re.findall, counting lines, filtering), \
+do it with code. Print only small results: long output is cut.
+3. For meaning that code cannot get, split the context into chunks, ask llm_query_batched about \
+each chunk, and combine the answers.
+4. As soon as you have the answer, call FINAL(answer) with the answer itself: the number you \
+computed, or the exact value you read in the output. Never repeat a step that already worked.
+
+Example, for another context:
+Query: What is the order id of the refund that failed?
+Reply: Look at the data first.
+```python
+print(len(context))
+print(context[:300])
+```
+Reply: Find the matching lines with code and print them.
+```python
+hits = [line for line in context.splitlines() if "refund" in line and "failed" in line]
+print(len(hits))
+print(hits[:5])
+```
+Output: 1
+['2024-05-02 refund failed for order 88172']
+Reply: The printed line holds the answer, so I finish with it.
+```python
+FINAL("88172")
+```
+"""
+
+
+def sub_model_line(prompt_chars: int, note: str = "") -> str:
+    line = f"Each llm_query prompt may hold up to about {prompt_chars:,} characters."
+    return f"{line} {note}" if note else line
+
+
+SLOW_SUB_MODEL_NOTE = (
+    "Sub-model calls are slow here (about 30 seconds each): use code (re, string methods, counting) "
+    "whenever it can find the answer, and print the lines you find."
+)
 
 
 def step_line(step: int, max_steps: int) -> str:

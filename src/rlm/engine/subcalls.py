@@ -135,7 +135,7 @@ class HostFunctions:
 
     def _leaf_prompt(self, query: str, sub_context: Any) -> str:
         text = sub_context if isinstance(sub_context, str) else json.dumps(sub_context, ensure_ascii=False)
-        text = clip_middle(text, self.node.tree.config.max_leaf_context_chars)
+        text = clip_middle(text, self.node.tree.config.sub_prompt_chars)
         return f"{query}\n\nContext:\n{text}"
 
     def _note_fatal(self, exc: BaseException) -> None:

