@@ -200,7 +200,7 @@ def test_context_is_loaded_into_the_sandbox_once_per_node(make_lm):
 
 
 def test_the_root_prompt_holds_a_description_not_the_context(make_lm):
-    lm, engine = make_lm(["FINAL(x)"])
+    lm, engine = make_lm(["```python\nFINAL(context[:1])\n```"])
     big = "0123456789" * 100_000
     RLM(model=lm).completion("q", big)
     prompt = "".join(m["content"] for m in engine.calls[0])
@@ -245,3 +245,17 @@ def test_sandbox_limits_reach_the_worker():
         sandbox.load("x")
         result = sandbox.execute("print('y' * 10_000)", lambda fn, args, kwargs: None)
     assert len(result.output) < 200 and "characters cut" in result.output
+
+
+def test_an_answer_before_looking_at_a_large_context_is_refused_once(make_lm):
+    lm, engine = make_lm(["I bet it is FINAL(12345)\nFINAL(12345)", code("FINAL(context[-5:])")])
+    result = RLM(model=lm).run("magic?", NEEDLE_CONTEXT)
+    assert result.answer == NEEDLE_CONTEXT[-5:]
+    assert "answer is a guess and was not accepted" in last_user_message(engine.calls[1])
+    assert result.iterations == 2
+
+
+def test_an_immediate_answer_is_accepted_when_the_whole_context_was_shown(make_lm):
+    lm, engine = make_lm(["FINAL(small)"])
+    assert RLM(model=lm).completion("q", "a small context") == "small"
+    assert len(engine.calls) == 1

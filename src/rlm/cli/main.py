@@ -32,11 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ask = commands.add_parser("ask", help="answer a question about files, a folder or stdin",
-                              description="Answer QUESTION about the given context with an RLM.")  # fmt: skip
+    ask = commands.add_parser(
+        "ask",
+        help="answer a question about files, a folder or stdin",
+        description="Answer QUESTION about the given context with an RLM.",
+    )
     ask.add_argument("question", help="the question to answer")
-    ask.add_argument("--context", "-c", nargs="+", required=True, metavar="PATH",
-                     help="files, folders (each file becomes a document), or - for stdin")  # fmt: skip
+    ask.add_argument(
+        "--context",
+        "-c",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="files, folders (each file becomes a document), or - for stdin",
+    )
     ask.add_argument("--model", "-m", default=None, help="LiteLLM model name, or 'local' (default: see below)")
     ask.add_argument("--recursive-model", default=None, help="model for sub-calls and child RLMs")
     ask.add_argument("--api-base", default=None, help="endpoint of an OpenAI-compatible server")

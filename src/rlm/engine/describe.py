@@ -48,6 +48,11 @@ def describe_context(context: Any) -> str:
     return f"`context` is a {type(context).__name__} of {size}."
 
 
+def shows_whole(context: Any) -> bool:
+    """Whether the description already shows the entire context to the model."""
+    return isinstance(context, str) and len(context) <= HEAD_CHARS + TAIL_CHARS
+
+
 def _document_length(document: Any) -> int:
     return len(document) if isinstance(document, str) else len(str(document))
 

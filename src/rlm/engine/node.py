@@ -21,7 +21,7 @@ import dspy
 from rlm.config import RLMConfig
 from rlm.engine import prompts
 from rlm.engine.calls import CallBudget, CallSite, aask_step, ask_step, model_name
-from rlm.engine.describe import context_length, describe_context
+from rlm.engine.describe import context_length, describe_context, shows_whole
 from rlm.engine.parsing import TextFinal, extract_code, find_text_final
 from rlm.engine.result import StepRecord
 from rlm.errors import MaxIterationsError
@@ -103,6 +103,16 @@ class NodeRun:
         runs: Counter[str] = Counter()
         reason = "max_iterations"
         told_to_answer = False
+        # Small models sometimes answer in step 1 without looking; refuse that once (paper, sec. 2:
+        # the model must examine the context through the REPL).
+        guard_guess = not shows_whole(self.context)
+
+        def blind_guess(iteration: int, code: str | None) -> bool:
+            nonlocal guard_guess
+            if guard_guess and iteration == 1 and "context" not in (code or ""):
+                guard_guess = False
+                return True
+            return False
 
         def ask(purpose: str = "step") -> Ask:
             return Ask({"query": self.query, "context_info": context_info, "history": list(history)}, purpose)
@@ -121,18 +131,22 @@ class NodeRun:
                 runs[key] += 1
                 repeats = runs[key]
                 result = yield Run(code)
-                if result.final_answer is not None:
-                    self._record(trajectory, iteration, reply, code, result.output, None)
-                    return NodeOutcome(result.final_answer, "final", iteration, tuple(trajectory))
                 output, error = result.output, result.error
+                if result.final_answer is not None:
+                    if not blind_guess(iteration, code):
+                        self._record(trajectory, iteration, reply, code, result.output, None)
+                        return NodeOutcome(result.final_answer, "final", iteration, tuple(trajectory))
+                    note, text_final = prompts.GUESS_NOTE, None
                 if repeats > 1:
                     note = prompts.REPEATED_NOTE
             if text_final is not None and error is None:
                 answer, final_error = yield from self._resolve_text_final(text_final)
-                if answer is not None:
+                if answer is not None and not blind_guess(iteration, code):
                     self._record(trajectory, iteration, reply, code or "", output, None)
                     return NodeOutcome(answer, "final", iteration, tuple(trajectory))
                 error = final_error
+                if answer is not None:
+                    note = prompts.GUESS_NOTE
             elif code is None and text_final is None:
                 note = prompts.NO_CODE_NOTE
             self._record(trajectory, iteration, reply, code or "", output, error)

@@ -92,6 +92,11 @@ NO_CODE_NOTE = (
     "or give the answer with FINAL(answer)."
 )
 
+GUESS_NOTE = (
+    "You answered before running any code on `context`, so that answer is a guess and was not "
+    "accepted. Look at the context with code first, then call FINAL(answer)."
+)
+
 REPEATED_NOTE = (
     "You already ran this exact code; its result is above. Do not run it again: "
     "use what you found and call FINAL(answer)."

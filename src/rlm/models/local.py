@@ -134,8 +134,13 @@ def _read_value(stream: BinaryIO, value_type: int) -> Any:
 class LocalServer:
     """llama-cpp-python's OpenAI-compatible server for the bundled model, on 127.0.0.1."""
 
-    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 context_tokens: int = DEFAULT_CONTEXT_TOKENS, threads: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+        threads: int | None = None,
+    ) -> None:
         self.host, self.port = host, port
         self.context_tokens = context_tokens
         self.threads = threads or os.cpu_count() or 2
@@ -162,10 +167,24 @@ class LocalServer:
         gguf = model_path()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", MODEL_ALIAS,
-            "--host", self.host, "--port", str(self.port), "--n_ctx", str(self.context_tokens),
-            "--n_threads", str(self.threads), "--n_batch", "512",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--model_alias",
+            MODEL_ALIAS,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.context_tokens),
+            "--n_threads",
+            str(self.threads),
+            "--n_batch",
+            "512",
+        ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -212,8 +231,9 @@ def ensure_local_server() -> str:
         server = LocalServer(port=int(os.environ.get("RLM_LOCAL_PORT", DEFAULT_PORT)))
         if server.is_up():
             return server.base_url
-        logger.warning("recursive-llm: starting the local model server on %s (first start takes a while)",
-                       server.base_url)  # fmt: skip
+        logger.warning(
+            "recursive-llm: starting the local model server on %s (first start takes a while)", server.base_url
+        )
         server.start()
         atexit.register(server.stop)
         _managed = server

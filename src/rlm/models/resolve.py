@@ -148,8 +148,9 @@ def build_lm(
         raise ConfigurationError(f"Cannot configure model '{model}': {exc}") from exc
 
 
-def _local_lm(api_base: str | None, temperature: float | None, timeout: float | None, max_tokens: int | None,
-              **lm_kwargs: Any) -> dspy.BaseLM:  # fmt: skip
+def _local_lm(
+    api_base: str | None, temperature: float | None, timeout: float | None, max_tokens: int | None, **lm_kwargs: Any
+) -> dspy.BaseLM:
     import os
 
     from rlm.models.local import MODEL_ALIAS, ensure_local_server

@@ -38,19 +38,26 @@ class FakeOpenAIServer:
                 fake.requests.append(body)
                 if body.get("model") in fake.unknown_models:
                     message = f"The model `{body['model']}` does not exist"
-                    self._reply(404, {"error": {"message": message, "type": "invalid_request_error",
-                                                "code": "model_not_found"}})  # fmt: skip
+                    self._reply(
+                        404, {"error": {"message": message, "type": "invalid_request_error", "code": "model_not_found"}}
+                    )
                     return
                 if fake.delay_s:
                     time.sleep(fake.delay_s)
                 text = fake.responder(body)
-                self._reply(200, {
-                    "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
-                })  # fmt: skip
+                self._reply(
+                    200,
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model"),
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        ],
+                        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
+                    },
+                )
 
             def _reply(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()

@@ -55,8 +55,9 @@ class ScriptedEngine:
             output_tokens=self.completion_tokens,
             total_tokens=self.prompt_tokens + self.completion_tokens,
         )
-        return Response(id=None, model="scripted", message=Message.assistant([TextPart(text)]),
-                        finish_reason="stop", usage=usage)  # fmt: skip
+        return Response(
+            id=None, model="scripted", message=Message.assistant([TextPart(text)]), finish_reason="stop", usage=usage
+        )
 
     def complete(self, request: Any) -> Response:
         text = self.reply_for(request_messages(request))
