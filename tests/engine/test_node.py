@@ -247,8 +247,8 @@ def test_sandbox_limits_reach_the_worker():
     assert len(result.output) < 200 and "characters cut" in result.output
 
 
-def test_an_answer_before_looking_at_a_large_context_is_refused_once(make_lm):
-    lm, engine = make_lm(["I bet it is FINAL(12345)\nFINAL(12345)", code("FINAL(context[-5:])")])
+def test_an_answer_written_out_before_any_output_is_refused_once(make_lm):
+    lm, engine = make_lm(["```python\nprint(len(context))\nFINAL('12345')\n```", code("FINAL(context[-5:])")])
     result = RLM(model=lm).run("magic?", NEEDLE_CONTEXT)
     assert result.answer == NEEDLE_CONTEXT[-5:]
     assert "answer is a guess and was not accepted" in last_user_message(engine.calls[1])
@@ -258,4 +258,10 @@ def test_an_answer_before_looking_at_a_large_context_is_refused_once(make_lm):
 def test_an_immediate_answer_is_accepted_when_the_whole_context_was_shown(make_lm):
     lm, engine = make_lm(["FINAL(small)"])
     assert RLM(model=lm).completion("q", "a small context") == "small"
+    assert len(engine.calls) == 1
+
+
+def test_a_first_step_answer_computed_from_the_context_is_accepted(make_lm):
+    lm, engine = make_lm([code("FINAL(str(context.count('magic')))")])
+    assert RLM(model=lm).completion("how many?", NEEDLE_CONTEXT) == "1"
     assert len(engine.calls) == 1

@@ -103,13 +103,14 @@ class NodeRun:
         runs: Counter[str] = Counter()
         reason = "max_iterations"
         told_to_answer = False
-        # Small models sometimes answer in step 1 without looking; refuse that once (paper, sec. 2:
-        # the model must examine the context through the REPL).
+        # Small models sometimes answer in step 1 before seeing any output: an answer written out
+        # literally in that first reply cannot come from the context, so it is refused once. An
+        # answer computed from `context` by the step's code is accepted.
         guard_guess = not shows_whole(self.context)
 
-        def blind_guess(iteration: int, code: str | None) -> bool:
+        def blind_guess(iteration: int, reply: str, answer: str) -> bool:
             nonlocal guard_guess
-            if guard_guess and iteration == 1 and "context" not in (code or ""):
+            if guard_guess and iteration == 1 and answer.strip() and answer.strip() in reply:
                 guard_guess = False
                 return True
             return False
@@ -133,7 +134,7 @@ class NodeRun:
                 result = yield Run(code)
                 output, error = result.output, result.error
                 if result.final_answer is not None:
-                    if not blind_guess(iteration, code):
+                    if not blind_guess(iteration, reply, result.final_answer):
                         self._record(trajectory, iteration, reply, code, result.output, None)
                         return NodeOutcome(result.final_answer, "final", iteration, tuple(trajectory))
                     note, text_final = prompts.GUESS_NOTE, None
@@ -141,7 +142,7 @@ class NodeRun:
                     note = prompts.REPEATED_NOTE
             if text_final is not None and error is None:
                 answer, final_error = yield from self._resolve_text_final(text_final)
-                if answer is not None and not blind_guess(iteration, code):
+                if answer is not None and not blind_guess(iteration, reply, answer):
                     self._record(trajectory, iteration, reply, code or "", output, None)
                     return NodeOutcome(answer, "final", iteration, tuple(trajectory))
                 error = final_error
