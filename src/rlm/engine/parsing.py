@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _CODE_LANGUAGES = {"", "python", "py", "python3", "repl"}
-_FINAL_START = re.compile(r"^[ \t>*_`]*(FINAL_VAR|FINAL)[ \t]*\(", re.MULTILINE)
+# Small models write "Final(...)" too; only the start of a line counts, so prose is safe.
+_FINAL_START = re.compile(r"^[ \t>*_`]*(FINAL_VAR|FINAL|Final_var|Final)[ \t]*\(", re.MULTILINE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -62,7 +63,7 @@ def find_text_final(reply: str) -> TextFinal | None:
     if match is None:
         return None
     argument = _balanced_argument(prose, match.end())
-    return TextFinal(kind=match.group(1), argument=argument.strip())
+    return TextFinal(kind=match.group(1).upper(), argument=argument.strip())
 
 
 def _balanced_argument(text: str, start: int) -> str:

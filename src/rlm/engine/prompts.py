@@ -46,8 +46,7 @@ hits = [line for line in context.splitlines() if "refund" in line and "failed" i
 print(len(hits))
 print(hits[:5])
 ```
-Output: 1
-['2024-05-02 refund failed for order 88172']
+(The REPL printed 1 and the line '2024-05-02 refund failed for order 88172'.)
 Reply: The printed line holds the answer, so I finish with it.
 ```python
 FINAL("88172")
