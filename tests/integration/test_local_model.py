@@ -38,14 +38,18 @@ def local_server():
     assert server.process is None
 
 
-def test_the_real_model_finds_a_needle_with_code(local_server):
+def test_the_real_model_drives_the_loop_with_its_own_code(local_server):
     from rlm import RLM
 
     item = make_items("needle", "8000", 1, seed=3)[0]
     rlm = RLM(model="local", api_base=local_server.base_url, max_iterations=6)
     result = rlm.run(item.query, item.context)
-    assert any(step.code for step in result.trajectory), "the model ran no code"
-    assert item.score(result.answer), f"answered {result.answer!r}, expected {item.answer}"
+    # A 1.5B model does not always find the needle (docs/BENCHMARKS.md has its measured rate), so
+    # this checks that the whole loop ran on model-written code, not that the answer was right.
+    assert any(step.code and not step.error for step in result.trajectory), "no model-written code ran"
+    assert result.llm_calls >= 2 and result.completion_tokens > 0
+    assert result.answer.strip()
+    assert result.finish_reason in {"final", "max_iterations", "repeated", "budget"}
 
 
 def test_the_server_honours_the_reply_limit(local_server):
