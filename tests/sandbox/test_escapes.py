@@ -6,9 +6,6 @@ Public RLM ports have been escaped through objects they handed to the model's co
 
 from __future__ import annotations
 
-import os
-import time
-
 import pytest
 
 from rlm.sandbox.base import SandboxLimits
@@ -124,32 +121,3 @@ def test_fork_bomb_cannot_start(sandbox):
     assert "not allowed" in result.error
     result = sandbox.execute("import multiprocessing\nmultiprocessing.Process()", no_calls)
     assert "not allowed" in result.error
-
-
-def test_memory_bomb_is_contained_and_the_host_is_unaffected(sandbox):
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = sandbox.execute("x = 'a' * (4 * 1024**3)", no_calls)
-    assert "MemoryError" in result.error or "SandboxCrash" in result.error
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB: under 100 MB
-    assert sandbox.execute("len(context)", no_calls).output == "11\n"
-
-
-def test_infinite_loop_is_stopped_within_timeout_plus_one_second(sandbox):
-    started = time.perf_counter()
-    result = sandbox.execute("n = 0\nwhile True:\n    n += 1", no_calls)
-    assert time.perf_counter() - started < 3.0 + 1.0
-    assert "TimeoutError" in result.error
-    assert sandbox.execute("len(context)", no_calls).output == "11\n"
-
-
-def test_hundred_megabyte_print_is_capped(sandbox):
-    result = sandbox.execute("for i in range(100):\n    print('y' * 1_000_000)", no_calls)
-    assert len(result.output) < 2200 and "characters cut" in result.output
-
-
-def test_the_environment_of_the_host_is_not_in_the_worker(sandbox, monkeypatch):
-    assert os.environ  # the host has an environment (PATH at least)
-    with open(f"/proc/{sandbox._process.pid}/environ", "rb") as environ:
-        assert environ.read() == b""

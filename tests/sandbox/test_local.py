@@ -125,9 +125,13 @@ def test_loop_that_swallows_the_timeout_is_killed_and_context_reloaded(sandbox):
     assert sandbox.execute("context.splitlines()[-1]", no_calls).output == "'the secret is 77'\n"
 
 
-def test_memory_bomb_is_contained(sandbox):
+def test_memory_bomb_is_contained_and_the_host_is_unaffected(sandbox):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = sandbox.execute("blocks = []\nfor i in range(10_000):\n    blocks.append(bytes(10**7))", no_calls)
     assert "MemoryError" in result.error or "SandboxCrash" in result.error
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB: under 100 MB
     assert sandbox.execute("len(context)", no_calls).output == "35\n"
 
 

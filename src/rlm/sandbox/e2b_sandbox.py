@@ -204,12 +204,12 @@ class E2BSandbox:
     def _upload_context(self) -> None:
         context = self._context
         if isinstance(context, str):
-            name, data, reader = "context.txt", context, "reply_file.read()"
+            name, data, reader = "context.txt", context, "context_file.read()"
         else:
-            name, data, reader = "context.json", json.dumps(context, ensure_ascii=False), "_rlm_json.load(reply_file)"
+            name, data, reader = "context.json", json.dumps(context, ensure_ascii=False), "_rlm_json.load(context_file)"
         path = posixpath.join(self.workdir, name)
         self._box.files.write(path, data)
-        self._run(f"with open({path!r}, encoding='utf-8') as reply_file:\n    context = {reader}\ndel reply_file")
+        self._run(f"with open({path!r}, encoding='utf-8') as context_file:\n    context = {reader}\ndel context_file")
 
     def _restart(self) -> None:
         self.close()
