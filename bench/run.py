@@ -67,10 +67,16 @@ def usage_of(tracker: Any) -> tuple[int, int, int, float | None]:
     return calls, prompt, completion, cost
 
 
+def history_path(args: argparse.Namespace, index: int) -> str | None:
+    if not args.history_dir:
+        return None
+    return os.path.join(args.history_dir, f"{args.task}-{args.size}-seed{args.seed}-item{index}.json")
+
+
 def run_rlm(args: argparse.Namespace, index: int, item: Item) -> Outcome:
     rlm = RLM(model=args.model, recursive_model=args.recursive_model, api_base=args.api_base,
               max_iterations=args.max_iterations, max_depth=args.max_depth, max_llm_calls=args.max_llm_calls,
-              verbose=args.verbose)  # fmt: skip
+              verbose=args.verbose, history_output_path=history_path(args, index))  # fmt: skip
     started = time.perf_counter()
     try:
         result = rlm.run(item.query, item.context)
@@ -155,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=16384, help="the model's window in tokens, for direct")
     parser.add_argument("--answer-tokens", type=int, default=256)
     parser.add_argument("--json", metavar="FILE", help="also write every outcome as JSON")
+    parser.add_argument("--history-dir", metavar="DIR", help="save each RLM item's LM-call history here")
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
 

@@ -74,6 +74,17 @@ def test_text_final_is_ignored_when_the_code_before_it_failed(make_lm):
     assert "ZeroDivisionError" in last_user_message(engine.calls[1])
 
 
+def test_invented_output_after_the_code_is_neither_run_nor_remembered(make_lm):
+    invented = "There are 10 hits:\n```\nfiller text. filler text.\n```"
+    lm, engine = make_lm([code("hits = context.count('magic')\nprint(hits)") + "\n" + invented, "FINAL(hits)"])
+    result = RLM(model=lm).run("How many magic lines?", NEEDLE_CONTEXT)
+    assert (result.answer, result.trajectory[0].error) == ("1", None)
+    second_prompt = "\n".join(m["content"] for m in engine.calls[1])
+    assert "There are 10 hits" not in second_prompt
+    assert "Output:\n1" in second_prompt
+    assert "There are 10 hits" in result.trajectory[0].reply  # the record keeps what the model wrote
+
+
 def test_errors_in_code_go_back_to_the_model_and_the_run_continues(make_lm):
     lm, engine = make_lm([code("undefined_name + 1"), code("FINAL('fixed')")])
     assert RLM(model=lm).completion("q", "ctx") == "fixed"

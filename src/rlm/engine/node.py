@@ -22,7 +22,7 @@ from rlm.config import RLMConfig
 from rlm.engine import prompts
 from rlm.engine.calls import CallBudget, CallSite, aask_step, ask_step, model_name
 from rlm.engine.describe import context_length, describe_context, shows_whole
-from rlm.engine.parsing import TextFinal, extract_code, find_text_final
+from rlm.engine.parsing import TextFinal, cut_after_code, extract_code, find_text_final
 from rlm.engine.result import StepRecord
 from rlm.errors import MaxIterationsError
 from rlm.events import EventBus, NodeFinished, NodeStarted, StepExecuted
@@ -157,7 +157,8 @@ class NodeRun:
                 reason = "budget"
             stopping = reason != "max_iterations" or iteration == limit
             closing = prompts.answer_now(limit, reason) if stopping else prompts.step_line(iteration + 1, limit)
-            history.append({"reply": reply, "observation": prompts.observation(output, error, note, closing)})
+            observation = prompts.observation(output, error, note, closing)
+            history.append({"reply": cut_after_code(reply), "observation": observation})
             if stopping:
                 told_to_answer = True
                 break

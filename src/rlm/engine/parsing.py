@@ -44,11 +44,32 @@ class TextFinal:
         return candidate if _IDENTIFIER.match(candidate) else None
 
 
+def _code_blocks(reply: str) -> list[re.Match[str]]:
+    """The blocks that hold code: the labelled ones (```python, ```repl) if there are any.
+
+    Small models often follow their code with the output they expect, in an unlabelled block;
+    running that invented output as code fails, so an unlabelled block counts as code only in a
+    reply that labels none.
+    """
+    blocks = [m for m in _FENCE.finditer(reply) if m.group(1).lower() in _CODE_LANGUAGES and m.group(2).strip()]
+    labelled = [m for m in blocks if m.group(1)]
+    return labelled or blocks
+
+
 def extract_code(reply: str) -> str | None:
-    """All Python code blocks of a reply joined in order, or None if it has none."""
-    blocks = [body for language, body in _FENCE.findall(reply) if language.lower() in _CODE_LANGUAGES]
-    blocks = [b.strip("\n") for b in blocks if b.strip()]
+    """The reply's code blocks joined in order, or None if it has none."""
+    blocks = [m.group(2).strip("\n") for m in _code_blocks(reply)]
     return "\n\n".join(blocks) if blocks else None
+
+
+def cut_after_code(reply: str) -> str:
+    """The reply up to the end of its last code block, or the whole reply if it has none.
+
+    What a model writes after its code, before it has seen the output, is invented (small models
+    describe results they never got); it is not kept in the conversation it reads next.
+    """
+    blocks = _code_blocks(reply)
+    return reply[: blocks[-1].end()].rstrip() if blocks else reply
 
 
 def strip_code(reply: str) -> str:
