@@ -41,7 +41,7 @@ def test_variables_persist_between_steps_and_output_returns_to_the_model(make_lm
 
 
 def test_text_final_outside_code_is_accepted(make_lm):
-    lm, _ = make_lm([code("print(len(context))"), "The number is clear.\nFINAL(4817)"])
+    lm, _ = make_lm([code("print(context[context.find('magic'):][:30])"), "The number is clear.\nFINAL(4817)"])
     result = RLM(model=lm).run("magic?", NEEDLE_CONTEXT)
     assert (result.answer, result.finish_reason, result.iterations) == ("4817", "final", 2)
 
@@ -262,8 +262,42 @@ def test_an_answer_written_out_before_any_output_is_refused_once(make_lm):
     lm, engine = make_lm(["```python\nprint(len(context))\nFINAL('12345')\n```", code("FINAL(context[-5:])")])
     result = RLM(model=lm).run("magic?", NEEDLE_CONTEXT)
     assert result.answer == NEEDLE_CONTEXT[-5:]
-    assert "answer is a guess and was not accepted" in last_user_message(engine.calls[1])
+    assert "it is a guess and was not accepted" in last_user_message(engine.calls[1])
     assert result.iterations == 2
+
+
+def test_a_later_answer_written_before_its_output_came_back_is_refused_once(make_lm):
+    replies = [
+        code("print(len(context))"),
+        code("hits = [l for l in context.split('. ') if 'magic' in l]\nprint(len(hits))") + "\nFINAL(16)",
+        "FINAL(16)",
+    ]
+    lm, engine = make_lm(replies)
+    result = RLM(model=lm).run("How many magic sentences?", NEEDLE_CONTEXT)
+    assert "it is a guess and was not accepted" in last_user_message(engine.calls[2])
+    assert (result.answer, result.iterations) == ("16", 3)  # refused once per node, then taken as given
+
+
+def test_an_answer_seen_in_an_output_or_naming_a_variable_is_accepted_after_code(make_lm):
+    lm, _ = make_lm([code("print(context[context.find('magic'):][:30])"), code("n = 4817") + "\nFINAL(4817)"])
+    assert RLM(model=lm).completion("magic?", NEEDLE_CONTEXT) == "4817"
+    lm, _ = make_lm([code("n = context.count('magic')") + "\nFINAL_VAR(n)"])
+    assert RLM(model=lm).completion("how many?", NEEDLE_CONTEXT) == "1"
+
+
+def test_a_long_answer_written_from_what_the_model_read_is_not_held_up(make_lm):
+    summary = "The context is filler text around one sentence that states the magic number, " * 2
+    lm, engine = make_lm([code("print(len(context))"), f"FINAL({summary!r})"])
+    assert RLM(model=lm).completion("Describe the context.", NEEDLE_CONTEXT) == summary
+    assert len(engine.calls) == 2
+
+
+def test_only_the_first_code_block_of_a_reply_runs(make_lm):
+    reply = code("a = 1\nprint('first ran')") + "\nIt printed 1.\n```python\nFINAL('from block two')\n```"
+    lm, engine = make_lm([reply, code("FINAL(str(a))")])
+    assert RLM(model=lm).completion("q", NEEDLE_CONTEXT) == "1"
+    second = last_user_message(engine.calls[1])
+    assert "first ran" in second and "Only your first code block ran" in second
 
 
 def test_an_immediate_answer_is_accepted_when_the_whole_context_was_shown(make_lm):

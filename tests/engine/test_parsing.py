@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlm.engine.parsing import cut_after_code, extract_code, find_text_final
+from rlm.engine.parsing import count_code_blocks, cut_after_code, extract_code, find_text_final
 
 
 def test_code_block_with_python_tag_is_extracted():
@@ -13,21 +13,23 @@ def test_code_block_with_python_tag_is_extracted():
 
 
 def test_untagged_blocks_count_as_code_when_no_block_is_labelled():
-    reply = '```\na = 1\n```\n```\nb = 2\n```\n```json\n{"x": 1}\n```'
-    assert extract_code(reply) == "a = 1\n\nb = 2"
+    reply = '```json\n{"x": 1}\n```\n```\na = 1\n```\n```\nb = 2\n```'
+    assert extract_code(reply) == "a = 1"
+    assert count_code_blocks(reply) == 2
 
 
 def test_labelled_blocks_win_and_an_untagged_block_after_them_is_invented_output():
     reply = "Find it.\n```python\nprint(len(hits))\n```\nThere are 10 hits:\n```\nMarble engine violet.\n```"
     assert extract_code(reply) == "print(len(hits))"
-    reply = "```python\na = 1\n```\n```repl\nb = 2\n```\n```\nnot code\n```"
-    assert extract_code(reply) == "a = 1\n\nb = 2"
+    reply = "```\nnot code\n```\n```repl\nb = 2\n```\n```python\na = 1\n```"
+    assert (extract_code(reply), count_code_blocks(reply)) == ("b = 2", 2)
 
 
 def test_text_after_the_last_code_block_is_cut_from_the_remembered_reply():
     reply = "Look.\n```python\nprint(len(context))\n```\nThe context is 240,078 characters long."
     assert cut_after_code(reply) == "Look.\n```python\nprint(len(context))\n```"
     assert cut_after_code("FINAL(4)") == "FINAL(4)"
+    assert cut_after_code("```python\na = 1\n```\nIt is 1.\n```python\nb = 2\n```") == "```python\na = 1\n```"
 
 
 def test_unterminated_block_at_the_end_is_still_code():

@@ -22,7 +22,7 @@ from rlm.config import RLMConfig
 from rlm.engine import prompts
 from rlm.engine.calls import CallBudget, CallSite, aask_step, ask_step, model_name
 from rlm.engine.describe import context_length, describe_context, shows_whole
-from rlm.engine.parsing import TextFinal, cut_after_code, extract_code, find_text_final
+from rlm.engine.parsing import TextFinal, count_code_blocks, cut_after_code, extract_code, find_text_final
 from rlm.engine.result import StepRecord
 from rlm.errors import MaxIterationsError
 from rlm.events import EventBus, NodeFinished, NodeStarted, StepExecuted
@@ -103,17 +103,23 @@ class NodeRun:
         runs: Counter[str] = Counter()
         reason = "max_iterations"
         told_to_answer = False
-        # Small models sometimes answer in step 1 before seeing any output: an answer written out
-        # literally in that first reply cannot come from the context, so it is refused once. An
-        # answer computed from `context` by the step's code is accepted.
+        # Small models answer with values they never saw: in step 1 before any output, or after
+        # their code, in the same reply, before its output came back. An answer written out
+        # literally that no output so far contains is refused once per node (in step 1 any such
+        # answer, later only short value-like ones, so a long answer written from what the
+        # model read is not held up). Answers computed by code are always accepted.
         guard_guess = not shows_whole(self.context)
+        seen = [context_info]
 
-        def blind_guess(iteration: int, reply: str, answer: str) -> bool:
+        def unfounded(iteration: int, reply: str, answer: str) -> bool:
             nonlocal guard_guess
-            if guard_guess and iteration == 1 and answer.strip() and answer.strip() in reply:
-                guard_guess = False
-                return True
-            return False
+            value = answer.strip()
+            if not guard_guess or not value or value not in reply or any(value in text for text in seen):
+                return False
+            if iteration > 1 and (len(value) > prompts.SHORT_ANSWER_CHARS or "\n" in value):
+                return False
+            guard_guess = False
+            return True
 
         def ask(purpose: str = "step") -> Ask:
             return Ask({"query": self.query, "context_info": context_info, "history": list(history)}, purpose)
@@ -125,7 +131,8 @@ class NodeRun:
             reply = yield ask()
             code = extract_code(reply)
             text_final = find_text_final(reply)
-            output, error, note = "", None, ""
+            output, error = "", None
+            notes: list[str] = []
             repeats = 0
             if code is not None:
                 key = " ".join(code.split())
@@ -133,23 +140,27 @@ class NodeRun:
                 repeats = runs[key]
                 result = yield Run(code)
                 output, error = result.output, result.error
+                seen.append(output)
+                if count_code_blocks(reply) > 1:
+                    notes.append(prompts.EXTRA_BLOCKS_NOTE)
                 if result.final_answer is not None:
-                    if not blind_guess(iteration, reply, result.final_answer):
+                    if not unfounded(iteration, reply, result.final_answer):
                         self._record(trajectory, iteration, reply, code, result.output, None)
                         return NodeOutcome(result.final_answer, "final", iteration, tuple(trajectory))
-                    note, text_final = prompts.GUESS_NOTE, None
+                    notes.append(prompts.GUESS_NOTE)
+                    text_final = None
                 if repeats > 1:
-                    note = prompts.REPEATED_NOTE
+                    notes.append(prompts.REPEATED_NOTE)
             if text_final is not None and error is None:
                 answer, final_error = yield from self._resolve_text_final(text_final)
-                if answer is not None and not blind_guess(iteration, reply, answer):
+                if answer is not None and not unfounded(iteration, reply, answer):
                     self._record(trajectory, iteration, reply, code or "", output, None)
                     return NodeOutcome(answer, "final", iteration, tuple(trajectory))
                 error = final_error
                 if answer is not None:
-                    note = prompts.GUESS_NOTE
+                    notes.append(prompts.GUESS_NOTE)
             elif code is None and text_final is None:
-                note = prompts.NO_CODE_NOTE
+                notes.append(prompts.NO_CODE_NOTE)
             self._record(trajectory, iteration, reply, code or "", output, error)
             if repeats > config.max_repeated_steps:
                 reason = "repeated"
@@ -157,7 +168,7 @@ class NodeRun:
                 reason = "budget"
             stopping = reason != "max_iterations" or iteration == limit
             closing = prompts.answer_now(limit, reason) if stopping else prompts.step_line(iteration + 1, limit)
-            observation = prompts.observation(output, error, note, closing)
+            observation = prompts.observation(output, error, " ".join(notes), closing)
             history.append({"reply": cut_after_code(reply), "observation": observation})
             if stopping:
                 told_to_answer = True

@@ -57,19 +57,27 @@ def _code_blocks(reply: str) -> list[re.Match[str]]:
 
 
 def extract_code(reply: str) -> str | None:
-    """The reply's code blocks joined in order, or None if it has none."""
-    blocks = [m.group(2).strip("\n") for m in _code_blocks(reply)]
-    return "\n\n".join(blocks) if blocks else None
+    """The reply's first code block, or None if it has none.
+
+    One block is one step: a model that writes a second block has not seen the first one's
+    output yet, so what it writes in between (and any answer it draws from it) is invented.
+    """
+    blocks = _code_blocks(reply)
+    return blocks[0].group(2).strip("\n") if blocks else None
+
+
+def count_code_blocks(reply: str) -> int:
+    return len(_code_blocks(reply))
 
 
 def cut_after_code(reply: str) -> str:
-    """The reply up to the end of its last code block, or the whole reply if it has none.
+    """The reply up to the end of its first code block, or the whole reply if it has none.
 
-    What a model writes after its code, before it has seen the output, is invented (small models
-    describe results they never got); it is not kept in the conversation it reads next.
+    What a model writes after its code, before it has seen the output, is invented; it is not
+    kept in the conversation the model reads next.
     """
     blocks = _code_blocks(reply)
-    return reply[: blocks[-1].end()].rstrip() if blocks else reply
+    return reply[: blocks[0].end()].rstrip() if blocks else reply
 
 
 def strip_code(reply: str) -> str:

@@ -11,8 +11,9 @@ You answer a query about a context that is too large to read at once. The contex
 Python REPL as the variable `context`; you see it only through the code you run. Never guess: \
 find the answer in `context` with code.
 
-Each reply: one short sentence of thought, then one ```python code block. It runs in the REPL and \
-you see what it prints. Variables persist between steps.
+Each reply: one short sentence of thought, then one ```python code block, then stop. The block runs \
+in the REPL and its printed output comes back to you in the next message; never write the output \
+yourself. Variables persist between steps.
 
 Available in the REPL:
 - `context`: the data described in the task.
@@ -92,9 +93,13 @@ NO_CODE_NOTE = (
 )
 
 GUESS_NOTE = (
-    "You answered before running any code on `context`, so that answer is a guess and was not "
-    "accepted. Look at the context with code first, then call FINAL(answer)."
+    "You wrote that answer before seeing it in any output, so it is a guess and was not accepted. "
+    "Read the output above (or compute the answer with code), then call FINAL(answer)."
 )
+
+EXTRA_BLOCKS_NOTE = "Only your first code block ran. Write one block per reply and wait for its output."
+
+SHORT_ANSWER_CHARS = 100  # a value (number, id, name), not prose: the kind small models invent
 
 REPEATED_NOTE = (
     "You already ran this exact code; its result is above. Do not run it again: "
