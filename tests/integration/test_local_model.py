@@ -10,7 +10,8 @@ import importlib.util
 import socket
 
 import pytest
-from bench.tasks import make_items
+
+from rlm.benchmarks.tasks import make_items
 
 pytestmark = [
     pytest.mark.local_model,

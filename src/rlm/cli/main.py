@@ -1,6 +1,8 @@
-"""`rlm` — ask questions of large files from a terminal, or serve the bundled local model.
+"""`rlm` — ask questions of large files from a terminal, benchmark, read saved runs, serve the local model.
 
-rlm ask "Which service failed most?" --context logs/ -v
+rlm ask "Which service failed most?" --context logs/ -v --history run.json --graph run.html
+rlm view run.json
+rlm bench --task counting --size 60k --items 5 --model gpt-5-mini
 rlm serve-local
 """
 
@@ -57,6 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print the answer with usage as JSON")
     ask.add_argument("--verbose", "-v", action="store_true", help="show the live call tree on stderr")
 
+    bench = commands.add_parser(
+        "bench",
+        help="RLM against direct prompting (and dspy.RLM) on seeded tasks",
+        description="Run seeded, offline benchmark items with exact answers through RLM, direct prompting "
+        "(the whole context in one prompt, cut to --window) and dspy.RLM; print accuracy, LM calls, "
+        "tokens, cost and time per method.",
+    )
+    from rlm.benchmarks.harness import add_arguments
+
+    add_arguments(bench)
+
+    view = commands.add_parser(
+        "view",
+        help="show a saved history or call graph",
+        description="Show a file written by --history (every LM call) or --graph (.json or GraphML: the call "
+        "tree) in the terminal; --html turns a saved graph into the offline HTML page.",
+    )
+    view.add_argument("file", help="a history .json, or a graph .json / .graphml")
+    view.add_argument("--detailed", "-d", action="store_true", help="history: also print messages and outputs")
+    view.add_argument("--max-length", type=int, default=300, help="cut long texts to this many characters")
+    view.add_argument("--html", metavar="OUT", help="graph: write the offline HTML view to OUT")
+
     serve = commands.add_parser(
         "serve-local",
         help="run the bundled local model's server until Ctrl-C",
@@ -112,6 +136,43 @@ def _is_user_fixable(exc: Exception) -> bool:
     return isinstance(exc, (APIKeyNotFoundError, ConfigurationError, ContextError, ModelNotFoundError))
 
 
+def bench(args: argparse.Namespace) -> int:
+    from rlm.benchmarks.harness import run
+    from rlm.errors import RLMError
+
+    try:
+        return run(args)
+    except RLMError as exc:
+        print(f"rlm: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def view(args: argparse.Namespace) -> int:
+    from rlm.cli.view import load_saved, print_history, print_tree
+    from rlm.errors import RLMError
+
+    try:
+        kind, data = load_saved(args.file)
+    except RLMError as exc:
+        print(f"rlm: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if kind == "history":
+        if args.html:
+            print("rlm: --html needs a saved graph; this file is a history", file=sys.stderr)
+            return EXIT_USAGE
+        print_history(data, args.detailed, args.max_length, sys.stdout)
+        return EXIT_OK
+    print_tree(data, args.max_length, sys.stdout)
+    if args.html:
+        from pathlib import Path
+
+        from rlm.tracking.html_view import render_graph_html
+
+        Path(args.html).write_text(render_graph_html(data), encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+    return EXIT_OK
+
+
 def serve_local(args: argparse.Namespace) -> int:
     from rlm.errors import RLMError
     from rlm.models.local import LocalServer
@@ -143,7 +204,7 @@ def serve_local(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"ask": ask, "serve-local": serve_local}
+    handlers = {"ask": ask, "bench": bench, "view": view, "serve-local": serve_local}
     return handlers[args.command](args)
 
 

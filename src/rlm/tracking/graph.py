@@ -130,3 +130,18 @@ class CallGraph:
                         attrs[key] = json.dumps(value, default=str)
             nx.write_graphml(flat, target)
         return target
+
+
+def load_graph(path: str | Path) -> nx.DiGraph:
+    """A graph saved by `CallGraph.save` as JSON node-link data or GraphML (the HTML page is a view only)."""
+    source = Path(path)
+    if source.suffix.lower() == ".json":
+        return nx.node_link_graph(json.loads(source.read_text(encoding="utf-8")), edges="edges")
+    graph = nx.read_graphml(source)
+    for _, attrs in graph.nodes(data=True):  # undo the flattening GraphML needed
+        for key, value in list(attrs.items()):
+            if value == "":
+                attrs[key] = None
+            elif key == "steps" and isinstance(value, str):
+                attrs[key] = json.loads(value)
+    return graph

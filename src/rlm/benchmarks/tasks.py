@@ -139,7 +139,10 @@ def oolong(size_tokens: int, seed: int) -> Item:
         a, b = rng.sample(LABELS, 2)
         users_a = {r["user"] for r in records if r["label"] == a}
         users_b = {r["user"] for r in records if r["label"] == b}
-        query = f"How many distinct users have at least one '{a}' record and at least one '{b}' record? Answer with a number."
+        query = (
+            f"How many distinct users have at least one '{a}' record and at least one '{b}' record? "
+            "Answer with a number."
+        )
         answer = str(len(users_a & users_b))
     return Item("oolong", query, context, answer, kind)
 

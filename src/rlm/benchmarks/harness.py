@@ -1,0 +1,215 @@
+"""Benchmark harness: RLM against direct prompting (and DSPy's own dspy.RLM) on the same items.
+
+    rlm bench --task counting --size 60k --items 5 --model gpt-5-mini
+    rlm bench --task needle --size 60k --items 5 --model local --methods rlm,direct
+
+(`python -m bench.run ...` in a checkout is the same command.)
+
+Prints accuracy, LM calls, tokens in/out, cost and wall time per method, as a table and as JSON
+(--json FILE). The direct baseline puts the whole context into one prompt, truncated to the model's
+window when it does not fit, and says so. dspy.RLM runs on our RestrictedInterpreter: DSPy's default
+Deno/Pyodide interpreter cannot be installed on these machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import dspy
+
+from rlm import RLM, RestrictedInterpreter
+from rlm.benchmarks.tasks import SIZES, TASKS, Item, make_items
+from rlm.engine.calls import estimate_cost
+from rlm.models.resolve import build_lm
+
+DIRECT_CHARS_PER_TOKEN = 3
+
+
+@dataclass
+class Outcome:
+    method: str
+    item: int
+    kind: str
+    expected: str
+    answer: str
+    correct: bool
+    llm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    wall_s: float
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def context_text(item: Item) -> str:
+    if isinstance(item.context, str):
+        return item.context
+    return "\n\n".join(f"=== {name} ===\n{text}" for name, text in item.context.items())
+
+
+def usage_of(tracker: Any) -> tuple[int, int, int, float | None]:
+    calls = prompt = completion = 0
+    cost: float | None = 0.0
+    for model, entries in tracker.usage_data.items():
+        for entry in entries:
+            calls += 1
+            p, c = int(entry.get("prompt_tokens") or 0), int(entry.get("completion_tokens") or 0)
+            prompt, completion = prompt + p, completion + c
+            price = estimate_cost(model, p, c)
+            cost = None if cost is None or price is None else cost + price
+    return calls, prompt, completion, cost
+
+
+def history_path(args: argparse.Namespace, index: int) -> str | None:
+    if not args.history_dir:
+        return None
+    return os.path.join(args.history_dir, f"{args.task}-{args.size}-seed{args.seed}-item{index}.json")
+
+
+def run_rlm(args: argparse.Namespace, index: int, item: Item) -> Outcome:
+    rlm = RLM(model=args.model, recursive_model=args.recursive_model, api_base=args.api_base,
+              max_iterations=args.max_iterations, max_depth=args.max_depth, max_llm_calls=args.max_llm_calls,
+              verbose=args.verbose, history_output_path=history_path(args, index))  # fmt: skip
+    started = time.perf_counter()
+    try:
+        result = rlm.run(item.query, item.context)
+    except Exception as exc:  # a failed item is a wrong answer, recorded with its reason
+        return Outcome("rlm", index, item.kind, item.answer, "", False, 0, 0, 0, None,
+                       time.perf_counter() - started, f"error: {type(exc).__name__}: {exc}")  # fmt: skip
+    return Outcome(
+        "rlm", index, item.kind, item.answer, result.answer, item.score(result.answer), result.llm_calls,
+        result.prompt_tokens, result.completion_tokens, result.cost, time.perf_counter() - started,
+        note=f"finish={result.finish_reason}", extra={"iterations": result.iterations, "depth": result.depth},
+    )  # fmt: skip
+
+
+def run_direct(args: argparse.Namespace, index: int, item: Item, lm: dspy.BaseLM) -> Outcome:
+    text = context_text(item)
+    # 3 characters per token, not 4: digit-heavy records tokenise densely, and the prompt must fit
+    budget_chars = (args.window - args.answer_tokens - 300) * DIRECT_CHARS_PER_TOKEN
+    truncated = len(text) > budget_chars
+    if truncated:  # keep the head: a reader that runs out of window stops reading there
+        text = text[:budget_chars]
+    prompt = f"{text}\n\nAnswer the question about the text above.\nQuestion: {item.query}\nAnswer:"
+    started = time.perf_counter()
+    note = f"truncated to {len(text):,} of {len(context_text(item)):,} chars" if truncated else "whole context"
+    with dspy.track_usage() as tracker:
+        try:
+            outputs = lm(prompt)
+            answer = str(outputs[0] if outputs else "")
+        except Exception as exc:
+            answer, note = "", f"{note}; error: {type(exc).__name__}: {exc}"
+    calls, prompt_tokens, completion_tokens, cost = usage_of(tracker)
+    return Outcome("direct", index, item.kind, item.answer, answer.strip(), item.score(answer), calls,
+                   prompt_tokens, completion_tokens, cost, time.perf_counter() - started, note)  # fmt: skip
+
+
+def run_dspy_rlm(args: argparse.Namespace, index: int, item: Item, lm: dspy.BaseLM) -> Outcome:
+    program = dspy.RLM("context, query -> answer", max_iters=args.max_iterations, sub_lm=lm,
+                       interpreter_factory=RestrictedInterpreter)  # fmt: skip
+    started = time.perf_counter()
+    note = ""
+    with dspy.track_usage() as tracker, dspy.context(lm=lm):
+        try:
+            answer = str(program(context=item.context, query=item.query).answer)
+        except Exception as exc:
+            answer, note = "", f"error: {type(exc).__name__}: {exc}"
+    calls, prompt_tokens, completion_tokens, cost = usage_of(tracker)
+    return Outcome("dspy.RLM", index, item.kind, item.answer, answer.strip(), item.score(answer), calls,
+                   prompt_tokens, completion_tokens, cost, time.perf_counter() - started, note)  # fmt: skip
+
+
+def summarise(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    rows = []
+    for method in dict.fromkeys(o.method for o in outcomes):
+        mine = [o for o in outcomes if o.method == method]
+        costs = [o.cost for o in mine]
+        rows.append({
+            "method": method,
+            "correct": sum(o.correct for o in mine),
+            "items": len(mine),
+            "llm_calls": sum(o.llm_calls for o in mine),
+            "prompt_tokens": sum(o.prompt_tokens for o in mine),
+            "completion_tokens": sum(o.completion_tokens for o in mine),
+            "cost": None if any(c is None for c in costs) else round(sum(c or 0 for c in costs), 6),
+            "mean_wall_s": round(sum(o.wall_s for o in mine) / len(mine), 1),
+            "max_wall_s": round(max(o.wall_s for o in mine), 1),
+            "final_by_model": sum(o.note == "finish=final" for o in mine) if method == "rlm" else None,
+        })  # fmt: skip
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    parser.add_argument("--size", default="60k", help=f"one of {', '.join(SIZES)} or a number of tokens")
+    parser.add_argument("--items", type=int, default=5, help="how many seeded items (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first item (default 0)")
+    parser.add_argument("--model", default=os.environ.get("RLM_MODEL", "local"), help="default: RLM_MODEL or local")
+    parser.add_argument("--recursive-model", default=None)
+    parser.add_argument("--api-base", default=None)
+    parser.add_argument("--methods", default="rlm,direct,dspy_rlm", help="comma-separated: rlm, direct, dspy_rlm")
+    parser.add_argument("--max-iterations", type=int, default=8)
+    parser.add_argument("--max-depth", type=int, default=5)
+    parser.add_argument("--max-llm-calls", type=int, default=200)
+    parser.add_argument("--window", type=int, default=16384, help="the model's window in tokens, for direct")
+    parser.add_argument("--answer-tokens", type=int, default=256)
+    parser.add_argument("--json", metavar="FILE", help="also write every outcome as JSON")
+    parser.add_argument("--history-dir", metavar="DIR", help="save each RLM item's LM-call history here")
+    parser.add_argument("--verbose", "-v", action="store_true")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    # LiteLLM's bundled price table, not a download at import (these machines have no internet)
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    unknown = {m.strip() for m in args.methods.split(",") if m.strip()} - {"rlm", "direct", "dspy_rlm"}
+    if unknown:
+        print(f"unknown method(s) {', '.join(sorted(unknown))}: use rlm, direct, dspy_rlm", file=sys.stderr)
+        return 2
+    if args.size not in SIZES and not args.size.isdigit():
+        print(f"unknown size {args.size!r}: use one of {', '.join(SIZES)} or a number of tokens", file=sys.stderr)
+        return 2
+    items = make_items(args.task, args.size, args.items, args.seed)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    lm = build_lm(args.model, api_base=args.api_base, max_tokens=args.answer_tokens) if set(methods) - {"rlm"} else None
+    outcomes: list[Outcome] = []
+    for index, item in enumerate(items):
+        for method in methods:
+            if method == "rlm":
+                outcome = run_rlm(args, index, item)
+            elif method == "direct":
+                outcome = run_direct(args, index, item, lm)
+            else:
+                outcome = run_dspy_rlm(args, index, item, lm)
+            outcomes.append(outcome)
+            mark = "ok " if outcome.correct else "BAD"
+            print(f"[{mark}] item {index} {method:>9}: {outcome.answer[:60]!r} (expected {outcome.expected}) "
+                  f"{outcome.wall_s:.1f}s {outcome.note}", file=sys.stderr, flush=True)  # fmt: skip
+    rows = summarise(outcomes)
+    print(f"\ntask={args.task} size={args.size} items={args.items} seed={args.seed} model={args.model}")
+    print(f"{'method':>9} {'correct':>8} {'LM calls':>9} {'tokens in':>10} {'tokens out':>11} {'cost $':>9} "
+          f"{'mean s':>7} {'max s':>7} {'FINAL by model':>15}")  # fmt: skip
+    for r in rows:
+        cost = "n/a" if r["cost"] is None else f"{r['cost']:.4f}"
+        final = "" if r["final_by_model"] is None else f"{r['final_by_model']}/{r['items']}"
+        print(f"{r['method']:>9} {r['correct']:>3}/{r['items']:<4} {r['llm_calls']:>9} {r['prompt_tokens']:>10} "
+              f"{r['completion_tokens']:>11} {cost:>9} {r['mean_wall_s']:>7} {r['max_wall_s']:>7} "
+              f"{final:>15}")  # fmt: skip
+    report = {"args": vars(args), "summary": rows, "outcomes": [asdict(o) for o in outcomes]}
+    print(json.dumps({"summary": rows}))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(report, out, indent=2)
+    return 0

@@ -1,0 +1,73 @@
+"""`rlm view FILE`: read a saved history or call graph in the terminal, or turn a graph into its HTML page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+import networkx as nx
+
+from rlm.errors import ConfigurationError
+from rlm.tracking.graph import load_graph
+from rlm.tracking.history import CallHistory
+
+
+def load_saved(path: str) -> tuple[str, Any]:
+    """("history", records) or ("graph", DiGraph) from a file written by --history or --graph."""
+    source = Path(path)
+    if not source.is_file():
+        raise ConfigurationError(f"{path}: no such file. Pass a file written by --history or --graph.")
+    suffix = source.suffix.lower()
+    if suffix in (".html", ".htm"):
+        raise ConfigurationError(f"{path} is already a view: open it in a browser.")
+    if suffix in (".graphml", ".xml"):
+        return "graph", load_graph(source)
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(f"{path} is not JSON ({exc}); expected a saved history or graph.") from exc
+    if isinstance(data, list):
+        return "history", data
+    if isinstance(data, dict) and "nodes" in data:
+        return "graph", load_graph(source)
+    raise ConfigurationError(f"{path} is neither a history (a JSON list) nor a graph (JSON with 'nodes').")
+
+
+def print_history(records: list[dict[str, Any]], detailed: bool, max_length: int, out: TextIO) -> None:
+    CallHistory(records=records).print(detailed=detailed, max_length=max_length, file=out)
+    prompt = sum(int(r.get("prompt_tokens") or 0) for r in records)
+    completion = sum(int(r.get("completion_tokens") or 0) for r in records)
+    print(f"{len(records)} LM calls, {prompt}+{completion} tokens", file=out)
+
+
+def print_tree(graph: nx.DiGraph, max_length: int, out: TextIO) -> None:
+    """One line per node, children indented under their parent in call order."""
+
+    def children(node: str) -> list[str]:
+        return sorted(graph.successors(node), key=lambda child: graph.edges[node, child].get("order", 0))
+
+    def show(node: str, indent: int) -> None:
+        a = graph.nodes[node]
+        status = "error" if a.get("error") else a.get("finish_reason") or "running"
+        steps = f"{a.get('iterations') or 0} steps, " if a.get("kind") != "llm" else ""
+        print(
+            f"{'  ' * indent}{node} [{status}] {a.get('model')}: {steps}{a.get('llm_calls') or 0} LM calls, "
+            f"{a.get('tokens') or 0} tokens, {float(a.get('duration_s') or 0):.1f} s",
+            file=out,
+        )
+        print(f"{'  ' * indent}  Q: {_one_line(a.get('query'), max_length)}", file=out)
+        print(f"{'  ' * indent}  A: {_one_line(a.get('error') or a.get('answer'), max_length)}", file=out)
+        for child in children(node):
+            show(child, indent + 1)
+
+    roots = [n for n in graph.nodes if graph.in_degree(n) == 0]
+    if not roots:
+        print("(empty graph)", file=out)
+    for root in roots:
+        show(root, 0)
+
+
+def _one_line(text: Any, limit: int) -> str:
+    line = " ".join(str(text or "").split())
+    return line if len(line) <= limit else f"{line[:limit]}..."
