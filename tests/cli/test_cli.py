@@ -119,3 +119,67 @@ def test_provider_failure_exits_1(openai_server, tmp_path):
     result = run_cli("ask", "q", "-c", str(tmp_path / "doc.txt"), "--model", "openai/m", "--api-base", server.base_url)
     assert result.returncode == 1
     assert "ProviderError" in result.stderr
+
+
+@pytest.mark.parametrize("graph_name", ["g.json", "g.graphml"])
+def test_view_reads_back_a_saved_history_and_graph(server, tmp_path, graph_name):
+    document = tmp_path / "d.txt"
+    document.write_text("abcdef")
+    graph, history = tmp_path / graph_name, tmp_path / "h.json"
+    ran = run_cli("ask", "How long?", "-c", str(document), "--graph", str(graph), "--history", str(history),
+                  *model_args(server))  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+
+    shown = run_cli("view", str(history), "--detailed")
+    assert shown.returncode == 0, shown.stderr
+    assert "node=n0" in shown.stdout and "How long?" in shown.stdout and "1 LM calls" in shown.stdout
+
+    page = tmp_path / "view.html"
+    tree = run_cli("view", str(graph), "--html", str(page))
+    assert tree.returncode == 0, tree.stderr
+    assert "n0 [final] openai/test-model: 1 steps, 1 LM calls" in tree.stdout
+    assert "Q: How long?" in tree.stdout and "A: 6" in tree.stdout
+    assert page.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_view_explains_files_it_cannot_show(tmp_path):
+    (tmp_path / "page.html").write_text("<html></html>")
+    (tmp_path / "notes.json").write_text('{"a": 1}')
+    (tmp_path / "broken.json").write_text("{not json")
+    cases = {
+        str(tmp_path / "missing.json"): "no such file",
+        str(tmp_path / "page.html"): "already a view: open it in a browser",
+        str(tmp_path / "notes.json"): "neither a history",
+        str(tmp_path / "broken.json"): "is not JSON",
+    }
+    for path, message in cases.items():
+        result = run_cli("view", path)
+        assert result.returncode == 2 and message in result.stderr, (path, result.stderr)
+
+
+def test_bench_scores_each_method_on_the_same_items(openai_server, tmp_path):
+    """The harness's plumbing (items, methods, scoring, JSON) against a local server; no model quality here."""
+
+    def responder(body):
+        system = body["messages"][0]["content"]
+        if "Python REPL" in system:  # an RLM step: code that finds the needle
+            return "```python\nimport re\nFINAL(re.search(r'magic number is (\\d+)', context).group(1))\n```"
+        return "I could not find it."  # the direct baseline
+
+    server = openai_server(responder)
+    report = tmp_path / "bench.json"
+    result = run_cli("bench", "--task", "needle", "--size", "2000", "--items", "2", "--methods", "rlm,direct",
+                     "--model", "openai/test-model", "--api-base", server.base_url, "--json", str(report))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = {row["method"]: row for row in json.loads(report.read_text())["summary"]}
+    assert (summary["rlm"]["correct"], summary["rlm"]["items"], summary["rlm"]["final_by_model"]) == (2, 2, 2)
+    assert (summary["direct"]["correct"], summary["direct"]["llm_calls"]) == (0, 2)
+    assert "task=needle size=2000 items=2" in result.stdout
+    outcomes = json.loads(report.read_text())["outcomes"]
+    assert all(o["note"] == "whole context" for o in outcomes if o["method"] == "direct")
+
+
+def test_bench_rejects_unknown_methods_and_sizes():
+    assert "unknown method(s) magic" in run_cli("bench", "--task", "needle", "--methods", "rlm,magic").stderr
+    result = run_cli("bench", "--task", "needle", "--size", "huge")
+    assert result.returncode == 2 and "unknown size 'huge'" in result.stderr
