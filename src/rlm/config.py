@@ -32,6 +32,9 @@ class RLMConfig:
     sub_model_note: str = ""
     # How many times the same code may run before the node is asked to answer.
     max_repeated_steps: int = 2
+    # Stop sequences for the models' REPL steps (not sub-calls). Empty for hosted models: some
+    # reject `stop` (OpenAI's reasoning models), and large models stop after their block anyway.
+    step_stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from rlm.errors import ConfigurationError

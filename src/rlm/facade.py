@@ -15,7 +15,7 @@ import networkx as nx
 
 from rlm.config import RLMConfig
 from rlm.engine.module import RLMModule
-from rlm.engine.prompts import SLOW_SUB_MODEL_NOTE
+from rlm.engine.prompts import CODE_BLOCK_END, SLOW_SUB_MODEL_NOTE
 from rlm.engine.result import RLMResult
 from rlm.events import Event
 from rlm.models.resolve import LOCAL_MODEL, build_lm
@@ -83,6 +83,7 @@ class RLM:
             max_concurrency=max_concurrency,
             sub_prompt_chars=sub_prompt_chars or (12_000 if small else 100_000),
             sub_model_note=SLOW_SUB_MODEL_NOTE if small else "",
+            step_stop=(CODE_BLOCK_END,) if small else (),
         )
         lm_settings = dict(
             api_key=api_key,

@@ -51,3 +51,18 @@ async def test_async_recursion_runs_child_nodes(make_lm):
     result = await RLM(model=root, recursive_model=sub).arun("q", "abcdef")
     assert result.answer == "ABC"
     assert result.depth == 1
+
+
+def test_step_stop_sequences_reach_the_model_in_both_drivers(make_lm):
+    import asyncio
+
+    from rlm import RLMConfig, RLMModule
+
+    for driver in ("sync", "async"):
+        lm, engine = make_lm(["```python\nx = 1\n", "FINAL(done)"])
+        program = RLMModule(RLMConfig(step_stop=("\n```\n",)), lm=lm)
+        if driver == "sync":
+            program(query="q", context="ctx")
+        else:
+            asyncio.run(program.acall(query="q", context="ctx"))
+        assert engine.stops == [("\n```\n",), ("\n```\n",)], driver

@@ -61,3 +61,22 @@ def test_model_local_uses_the_local_server_with_small_model_settings(monkeypatch
     assert rlm.lm.kwargs["api_base"] == "http://127.0.0.1:9999/v1"
     assert rlm.lm.kwargs["temperature"] == 0.0 and rlm.lm.kwargs["max_tokens"] == 768
     assert rlm.config.max_output_chars == 2000 and rlm.config.sub_prompt_chars == 12_000
+
+
+def test_local_model_steps_stop_at_the_end_of_a_code_block_and_sub_calls_do_not(monkeypatch, openai_server):
+    """Through the real HTTP path: the step request carries the stop sequence, the sub-call does not."""
+    from rlm import RLM
+
+    def responder(body):
+        if "Python REPL" in body["messages"][0]["content"]:
+            done = any(m["role"] == "assistant" for m in body["messages"])
+            return "FINAL(note)" if done else "```python\nnote = llm_query('Say hi')\nprint(note)"
+        return "hi"
+
+    server = openai_server(responder)
+    monkeypatch.setenv("RLM_LOCAL_API_BASE", server.base_url)
+    assert RLM(model="local").completion("Greet.", "x" * 50_000) == "hi"
+    steps = [r for r in server.requests if "Python REPL" in r["messages"][0]["content"]]
+    subs = [r for r in server.requests if r not in steps]
+    assert [r.get("stop") for r in steps] == [["\n```\n"], ["\n```\n"]]
+    assert len(subs) == 1 and "stop" not in subs[0]

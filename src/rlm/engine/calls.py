@@ -131,13 +131,22 @@ def _step_messages(predictor: dspy.Predict, inputs: dict[str, Any]) -> list[dict
     return render_messages(predictor.signature.instructions, demos, inputs)
 
 
+def _stop_config(stop: tuple[str, ...]) -> dict[str, Any]:
+    return {"config": {"stop": list(stop)}} if stop else {}
+
+
 def ask_step(
-    site: CallSite, predictor: dspy.Predict, lm: dspy.BaseLM, inputs: dict[str, Any], purpose: str = "step"
+    site: CallSite,
+    predictor: dspy.Predict,
+    lm: dspy.BaseLM,
+    inputs: dict[str, Any],
+    purpose: str = "step",
+    stop: tuple[str, ...] = (),
 ) -> str:
     call = _Call(site, lm, purpose, _step_messages(predictor, inputs), force=purpose == "answer_now")
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
-            reply = predictor(**inputs).reply
+            reply = predictor(**inputs, **_stop_config(stop)).reply
         except Exception as exc:
             call.report(tracker, None, exc)
             raise translate_lm_error(exc, call.model) from exc
@@ -146,12 +155,17 @@ def ask_step(
 
 
 async def aask_step(
-    site: CallSite, predictor: dspy.Predict, lm: dspy.BaseLM, inputs: dict[str, Any], purpose: str = "step"
+    site: CallSite,
+    predictor: dspy.Predict,
+    lm: dspy.BaseLM,
+    inputs: dict[str, Any],
+    purpose: str = "step",
+    stop: tuple[str, ...] = (),
 ) -> str:
     call = _Call(site, lm, purpose, _step_messages(predictor, inputs), force=purpose == "answer_now")
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
-            reply = (await predictor.acall(**inputs)).reply
+            reply = (await predictor.acall(**inputs, **_stop_config(stop))).reply
         except Exception as exc:
             call.report(tracker, None, exc)
             raise translate_lm_error(exc, call.model) from exc

@@ -270,6 +270,7 @@ class NodeRun:
     def run(self) -> NodeOutcome:
         self._begin()
         sandbox = self.tree.make_sandbox()
+        stop = self.tree.config.step_stop
         outcome = None
         try:
             sandbox.start()
@@ -279,7 +280,7 @@ class NodeRun:
             while True:
                 effect = plan.send(value)
                 if isinstance(effect, Ask):
-                    value = ask_step(self.site, self.tree.predictor, self.lm, effect.inputs, effect.purpose)
+                    value = ask_step(self.site, self.tree.predictor, self.lm, effect.inputs, effect.purpose, stop)
                 else:
                     value = sandbox.execute(effect.code, self.host.call)
                     self.host.raise_fatal()
@@ -297,6 +298,7 @@ class NodeRun:
     async def arun(self) -> NodeOutcome:
         self._begin()
         sandbox = self.tree.make_sandbox()
+        stop = self.tree.config.step_stop
         loop = asyncio.get_running_loop()
 
         def bridge(fn: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -312,7 +314,9 @@ class NodeRun:
             while True:
                 effect = plan.send(value)
                 if isinstance(effect, Ask):
-                    value = await aask_step(self.site, self.tree.predictor, self.lm, effect.inputs, effect.purpose)
+                    value = await aask_step(
+                        self.site, self.tree.predictor, self.lm, effect.inputs, effect.purpose, stop
+                    )
                 else:
                     value = await asyncio.to_thread(sandbox.execute, effect.code, bridge)
                     self.host.raise_fatal()

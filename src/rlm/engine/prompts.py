@@ -66,6 +66,10 @@ SLOW_SUB_MODEL_NOTE = (
 )
 
 
+# A code block's closing fence: a small model that goes on past it invents the block's output.
+CODE_BLOCK_END = "\n```\n"
+
+
 def step_line(step: int, max_steps: int) -> str:
     if step >= max_steps:
         return f"Step {step} of {max_steps}: this is the last step. Call FINAL(answer) now."

@@ -36,6 +36,7 @@ class ScriptedEngine:
     prompt_tokens: int = 100
     completion_tokens: int = 20
     calls: list[list[dict[str, str]]] = field(default_factory=list)
+    stops: list[tuple[str, ...]] = field(default_factory=list)  # each request's stop sequences
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reply_for(self, messages: list[dict[str, str]]) -> str:
@@ -60,6 +61,7 @@ class ScriptedEngine:
         )
 
     def complete(self, request: Any) -> Response:
+        self.stops.append(tuple(request.config.stop))
         text = self.reply_for(request_messages(request))
         if self.delay_s:
             time.sleep(self.delay_s)
@@ -77,6 +79,7 @@ class AsyncScriptedEngine:
     sync: ScriptedEngine
 
     async def complete(self, request: Any) -> Response:
+        self.sync.stops.append(tuple(request.config.stop))
         text = self.sync.reply_for(request_messages(request))
         if self.sync.delay_s:
             await asyncio.sleep(self.sync.delay_s)
