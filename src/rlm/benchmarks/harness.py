@@ -183,16 +183,20 @@ def run(args: argparse.Namespace) -> int:
         return 2
     items = make_items(args.task, args.size, args.items, args.seed)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    lm = build_lm(args.model, api_base=args.api_base, max_tokens=args.answer_tokens) if set(methods) - {"rlm"} else None
+    # direct answers in a few tokens; dspy.RLM writes code and reasoning, so it gets the model's own
+    # reply limit (as our RLM does), not the answer limit
+    needs_lm = set(methods) - {"rlm"}
+    direct_lm = build_lm(args.model, api_base=args.api_base, max_tokens=args.answer_tokens) if needs_lm else None
+    agent_lm = build_lm(args.model, api_base=args.api_base) if needs_lm else None
     outcomes: list[Outcome] = []
     for index, item in enumerate(items):
         for method in methods:
             if method == "rlm":
                 outcome = run_rlm(args, index, item)
             elif method == "direct":
-                outcome = run_direct(args, index, item, lm)
+                outcome = run_direct(args, index, item, direct_lm)
             else:
-                outcome = run_dspy_rlm(args, index, item, lm)
+                outcome = run_dspy_rlm(args, index, item, agent_lm)
             outcomes.append(outcome)
             mark = "ok " if outcome.correct else "BAD"
             print(f"[{mark}] item {index} {method:>9}: {outcome.answer[:60]!r} (expected {outcome.expected}) "
