@@ -28,7 +28,7 @@ from rlm.benchmarks.tasks import SIZES, TASKS, Item, make_items
 from rlm.engine.calls import estimate_cost
 from rlm.models.resolve import build_lm
 
-DIRECT_CHARS_PER_TOKEN = 3
+CHARS_PER_TOKEN = 4
 
 
 @dataclass
@@ -91,24 +91,28 @@ def run_rlm(args: argparse.Namespace, index: int, item: Item) -> Outcome:
 
 
 def run_direct(args: argparse.Namespace, index: int, item: Item, lm: dspy.BaseLM) -> Outcome:
-    text = context_text(item)
-    # 3 characters per token, not 4: digit-heavy records tokenise densely, and the prompt must fit
-    budget_chars = (args.window - args.answer_tokens - 300) * DIRECT_CHARS_PER_TOKEN
-    truncated = len(text) > budget_chars
-    if truncated:  # keep the head: a reader that runs out of window stops reading there
-        text = text[:budget_chars]
-    prompt = f"{text}\n\nAnswer the question about the text above.\nQuestion: {item.query}\nAnswer:"
+    whole = context_text(item)
+    budget_chars = (args.window - args.answer_tokens - 300) * CHARS_PER_TOKEN
     started = time.perf_counter()
-    note = f"truncated to {len(text):,} of {len(context_text(item)):,} chars" if truncated else "whole context"
+    answer, error = "", ""
     with dspy.track_usage() as tracker:
-        try:
-            outputs = lm(prompt)
-            answer = str(outputs[0] if outputs else "")
-        except Exception as exc:
-            answer, note = "", f"{note}; error: {type(exc).__name__}: {exc}"
+        for _ in range(6):
+            text = whole[:budget_chars]  # keep the head: a reader that runs out of window stops reading there
+            prompt = f"{text}\n\nAnswer the question about the text above.\nQuestion: {item.query}\nAnswer:"
+            try:
+                outputs = lm(prompt)
+                answer, error = str(outputs[0] if outputs else ""), ""
+                break
+            except Exception as exc:
+                error = f"; error: {type(exc).__name__}: {exc}"
+                if "ContextWindowExceeded" not in error:
+                    break
+                # the text tokenises more densely than estimated (digits): cut it further and retry
+                budget_chars = int(min(budget_chars, len(text)) * 0.85)
+    note = "whole context" if len(text) == len(whole) else f"truncated to {len(text):,} of {len(whole):,} chars"
     calls, prompt_tokens, completion_tokens, cost = usage_of(tracker)
     return Outcome("direct", index, item.kind, item.answer, answer.strip(), item.score(answer), calls,
-                   prompt_tokens, completion_tokens, cost, time.perf_counter() - started, note)  # fmt: skip
+                   prompt_tokens, completion_tokens, cost, time.perf_counter() - started, note + error)  # fmt: skip
 
 
 def run_dspy_rlm(args: argparse.Namespace, index: int, item: Item, lm: dspy.BaseLM) -> Outcome:
