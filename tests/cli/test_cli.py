@@ -183,3 +183,16 @@ def test_bench_rejects_unknown_methods_and_sizes():
     assert "unknown method(s) magic" in run_cli("bench", "--task", "needle", "--methods", "rlm,magic").stderr
     result = run_cli("bench", "--task", "needle", "--size", "huge")
     assert result.returncode == 2 and "unknown size 'huge'" in result.stderr
+
+
+def test_bench_direct_baseline_cuts_its_text_until_the_server_accepts_it(openai_server, tmp_path):
+    server = openai_server(lambda body: "10", window_chars=20_000)
+    report = tmp_path / "bench.json"
+    result = run_cli("bench", "--task", "counting", "--size", "8k", "--items", "1", "--methods", "direct",
+                     "--window", "8000", "--model", "openai/test-model", "--api-base", server.base_url,
+                     "--json", str(report))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (outcome,) = json.loads(report.read_text())["outcomes"]
+    assert outcome["note"].startswith("truncated to ") and "error" not in outcome["note"]
+    assert int(outcome["note"].split()[2].replace(",", "")) <= 20_000
+    assert len(server.requests) > 1  # the first, longer prompt was refused

@@ -22,6 +22,8 @@ class FakeOpenAIServer:
     delay_s: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     unknown_models: set[str] = field(default_factory=set)
+    # Prompts longer than this many characters get the 400 a server gives past its window.
+    window_chars: int | None = None
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -41,6 +43,15 @@ class FakeOpenAIServer:
                     self._reply(
                         404, {"error": {"message": message, "type": "invalid_request_error", "code": "model_not_found"}}
                     )
+                    return
+                prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages", []))
+                if fake.window_chars is not None and prompt_chars > fake.window_chars:
+                    message = (
+                        f"This model's maximum context length is {fake.window_chars // 4} tokens. However, you "
+                        f"requested {prompt_chars // 4} tokens. Please reduce the length of the messages."
+                    )
+                    error = {"message": message, "type": "invalid_request_error", "code": "context_length_exceeded"}
+                    self._reply(400, {"error": error})
                     return
                 if fake.delay_s:
                     time.sleep(fake.delay_s)
