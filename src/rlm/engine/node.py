@@ -28,6 +28,10 @@ from rlm.errors import MaxIterationsError
 from rlm.events import EventBus, NodeFinished, NodeStarted, StepExecuted
 from rlm.sandbox.base import ExecutionResult, Sandbox
 
+# Answers up to this size on one line are values (a number, an id, a name): the kind small models
+# invent. Longer answers are prose written from what the model read.
+SHORT_ANSWER_CHARS = 100
+
 
 @dataclass
 class Tree:
@@ -116,7 +120,7 @@ class NodeRun:
             value = answer.strip()
             if not guard_guess or not value or value not in reply or any(value in text for text in seen):
                 return False
-            if iteration > 1 and (len(value) > prompts.SHORT_ANSWER_CHARS or "\n" in value):
+            if iteration > 1 and (len(value) > SHORT_ANSWER_CHARS or "\n" in value):
                 return False
             guard_guess = False
             return True

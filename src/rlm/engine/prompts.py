@@ -103,8 +103,6 @@ GUESS_NOTE = (
 
 EXTRA_BLOCKS_NOTE = "Only your first code block ran. Write one block per reply and wait for its output."
 
-SHORT_ANSWER_CHARS = 100  # a value (number, id, name), not prose: the kind small models invent
-
 REPEATED_NOTE = (
     "You already ran this exact code; its result is above. Do not run it again: "
     "use what you found and call FINAL(answer)."
