@@ -34,7 +34,7 @@ def main() -> None:
         f"Step {i}: look at part {i}.\n```python\nprint(context[{i * 1500}:{(i + 1) * 1500}])\n```"
         for i in range(STEPS)
     ]
-    lm, engine = scripted_lm([*replies, "FINAL(done)"])
+    lm, engine = scripted_lm([*replies, "```python\nFINAL(context[:6])\n```"])
     context = "".join(f"record {i}: value={i * 7 % 13} label=L{i % 6}\n" for i in range(5000))
     RLM(model=lm, max_iterations=STEPS + 1).completion("Which label is most common?", context)
     prompts = [render(call) for call in engine.calls]

@@ -34,7 +34,7 @@ def main() -> None:
     rows = []
     for size in SIZES_IN_TOKENS:
         context = make_context(size)
-        lm, engine = scripted_lm(["FINAL(done)"])
+        lm, engine = scripted_lm(["```python\nFINAL(str(len(context)))\n```"])
         started = time.perf_counter()
         RLM(model=lm).completion("How many requests returned status 500?", context)
         elapsed = time.perf_counter() - started
