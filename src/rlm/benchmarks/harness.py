@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     # LiteLLM's bundled price table, not a download at import (these machines have no internet)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    unknown = {m.strip() for m in args.methods.split(",") if m.strip()} - {"rlm", "direct", "dspy_rlm"}
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(methods) - {"rlm", "direct", "dspy_rlm"}
     if unknown:
         print(f"unknown method(s) {', '.join(sorted(unknown))}: use rlm, direct, dspy_rlm", file=sys.stderr)
         return 2
@@ -186,7 +187,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"unknown size {args.size!r}: use one of {', '.join(SIZES)} or a number of tokens", file=sys.stderr)
         return 2
     items = make_items(args.task, args.size, args.items, args.seed)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     # direct answers in a few tokens; dspy.RLM writes code and reasoning, so it gets the model's own
     # reply limit (as our RLM does), not the answer limit
     needs_lm = set(methods) - {"rlm"}

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 import networkx as nx
 
 from rlm.errors import ConfigurationError
-from rlm.tracking.graph import load_graph
+from rlm.tracking.graph import graph_from_json, load_graph
 from rlm.tracking.history import CallHistory
 
 
@@ -30,7 +30,7 @@ def load_saved(path: str) -> tuple[str, Any]:
     if isinstance(data, list):
         return "history", data
     if isinstance(data, dict) and "nodes" in data:
-        return "graph", load_graph(source)
+        return "graph", graph_from_json(data)  # already read: not load_graph, which would read it again
     raise ConfigurationError(f"{path} is neither a history (a JSON list) nor a graph (JSON with 'nodes').")
 
 

@@ -10,6 +10,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
@@ -136,7 +137,7 @@ def load_graph(path: str | Path) -> nx.DiGraph:
     """A graph saved by `CallGraph.save` as JSON node-link data or GraphML (the HTML page is a view only)."""
     source = Path(path)
     if source.suffix.lower() == ".json":
-        return nx.node_link_graph(json.loads(source.read_text(encoding="utf-8")), edges="edges")
+        return graph_from_json(json.loads(source.read_text(encoding="utf-8")))
     graph = nx.read_graphml(source)
     for _, attrs in graph.nodes(data=True):  # undo the flattening GraphML needed
         for key, value in list(attrs.items()):
@@ -145,3 +146,8 @@ def load_graph(path: str | Path) -> nx.DiGraph:
             elif key == "steps" and isinstance(value, str):
                 attrs[key] = json.loads(value)
     return graph
+
+
+def graph_from_json(data: dict[str, Any]) -> nx.DiGraph:
+    """The graph from node-link data as `CallGraph.save` writes it to `.json`."""
+    return nx.node_link_graph(data, edges="edges")
