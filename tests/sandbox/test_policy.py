@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from rlm.sandbox.local.output import OutputBuffer, PrintCollector
 from rlm.sandbox.local.policy import (
     ModuleFacade,
-    OutputBuffer,
     PolicyError,
-    PrintCollector,
     compile_step,
     guarded_import,
     make_globals,

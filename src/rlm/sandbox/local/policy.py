@@ -3,6 +3,15 @@
 Loaded inside the worker process only (as a top-level module, without the `rlm` package).
 Modules are never handed out: `import re` yields a facade holding an allowlist of the module's
 public functions and classes, so no attribute chain leads to `sys`, `os` or the host.
+
+Classes: the model may define ordinary classes (methods, `__init__`, comparisons), but never a
+metaclass, and never a class from a dict of its choosing. Every class it makes has `type` as its
+metaclass and only the dunder methods RestrictedPython lets a `def` name (`__init__`, `__eq__`, ...),
+so no `__del__`, `__str__`, `__getattribute__`, `__prepare__` or `__init_subclass__` of the model's
+exists to run later inside the worker's trusted code. That needs two doors shut: the real `type`
+(its three-argument call builds a class from a dict, its subclasses are metaclasses) never
+reaches the code, see `_type_builtin`; and `class` statements go through `WriteGuard.build_class`,
+which takes only bases whose metaclass is exactly `type` and no class keywords.
 """
 
 from __future__ import annotations
@@ -14,12 +23,17 @@ import operator
 import types
 from typing import Any
 
-from RestrictedPython import compile_restricted_eval, compile_restricted_exec, safe_builtins
+from RestrictedPython import RestrictingNodeTransformer, compile_restricted_eval, compile_restricted_exec, safe_builtins
 from RestrictedPython.Guards import (
     guarded_iter_unpack_sequence,
     guarded_unpack_sequence,
     safer_getattr,
 )
+
+if __package__:  # imported in the host, as part of `rlm` (the tests check the policy in-process)
+    from .output import PrintCollector
+else:  # imported by the worker, as a top-level module
+    from output import PrintCollector  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 # Attributes that lead from ordinary objects to frames, code and globals without an underscore.
 # RestrictedPython already refuses names starting with "_" and its own INSPECT_ATTRIBUTES.
@@ -140,7 +154,15 @@ def _facade(module_name: str) -> ModuleFacade:
 _FACADES: dict[str, ModuleFacade] = {}
 
 
+# Modules that the standard library's C code imports through `__import__` while it serves an
+# allowed call (`datetime.strptime` imports `_strptime`). Model code cannot name them: the policy
+# refuses names with a leading underscore at compile time.
+_STDLIB_INTERNAL_IMPORTS = frozenset({"_strptime"})
+
+
 def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0):
+    if level == 0 and name in _STDLIB_INTERNAL_IMPORTS:
+        return importlib.import_module(name)
     if level != 0 or name not in SAFE_MODULES:
         allowed = ", ".join(sorted(SAFE_MODULES))
         raise ImportError(f"import of {name!r} is not allowed in the sandbox; available modules: {allowed}")
@@ -150,7 +172,9 @@ def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist:
 
 
 def guarded_getattr(obj: Any, name: str, default: Any = None, getattr: Any = getattr) -> Any:
-    if isinstance(name, str) and name in BLOCKED_ATTRIBUTES:
+    if type(name) is not str:  # a str subclass could lie in `startswith` or `__eq__`
+        raise TypeError("attribute names must be plain str in the sandbox")
+    if name in BLOCKED_ATTRIBUTES:
         raise AttributeError(f'"{name}" is a restricted name in the sandbox')
     if isinstance(obj, ModuleFacade):
         # Facades hide their internals behind underscores; reach them only through __getattr__.
@@ -202,8 +226,20 @@ class WriteGuard:
     def __init__(self) -> None:
         self.own_classes: set[type] = set()
 
-    def build_class(self, *args: Any, **kwargs: Any) -> Any:
-        cls = builtins.__build_class__(*args, **kwargs)
+    def build_class(self, body: Any, name: str, *bases: Any, **keywords: Any) -> Any:
+        # RestrictedPython rewrites every `class` statement to pass `metaclass=__metaclass__` (which
+        # make_globals binds to `type`) and refuses a `metaclass=` of the code's own.
+        if keywords.get("metaclass", type) is not type or set(keywords) - {"metaclass"}:
+            raise TypeError(f"class {name}: class keywords are not allowed in the sandbox")
+        for base in bases:
+            # Exactly `type`: no metaclass of the model's (nor ABCMeta) picks the class namespace or
+            # builds the class, and no `__mro_entries__` object stands in for a base.
+            if type(base) is not type:
+                raise TypeError(
+                    f"class {name}: only ordinary classes can be bases in the sandbox, not "
+                    f"{type(base).__name__} objects or classes with a custom metaclass"
+                )
+        cls = builtins.__build_class__(body, name, *bases, metaclass=type)
         self.own_classes.add(cls)
         return cls
 
@@ -211,55 +247,6 @@ class WriteGuard:
         if isinstance(obj, (dict, list, set, bytearray)) or type(obj) in self.own_classes:
             return obj
         raise TypeError(f"cannot modify attributes of {type(obj).__name__} objects in the sandbox")
-
-
-class OutputBuffer:
-    """Collects printed text, keeping at most `limit` characters of head and of tail.
-
-    A 100 MB print must not grow the worker: text past the head is kept only as a trimmed tail.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.head: list[str] = []
-        self.head_len = 0
-        self.tail = ""
-        self.total = 0
-
-    def write(self, text: str) -> None:
-        if not isinstance(text, str):
-            text = str(text)
-        self.total += len(text)
-        room = self.limit - self.head_len
-        if room > 0:
-            self.head.append(text[:room])
-            self.head_len += min(room, len(text))
-            text = text[room:]
-        if text:
-            self.tail = (self.tail + text[-self.limit :])[-self.limit :]
-
-    def getvalue(self) -> str:
-        head = "".join(self.head)
-        if not self.tail:
-            return head
-        hidden = self.total - len(head) - len(self.tail)
-        gap = f"\n... [{hidden} characters cut] ...\n" if hidden > 0 else ""
-        return head + gap + self.tail
-
-
-class PrintCollector:
-    """RestrictedPython's `_print_` hook, writing into the step's OutputBuffer."""
-
-    buffer: OutputBuffer | None = None
-
-    def __init__(self, _getattr_: Any = None) -> None:
-        pass
-
-    def _call_print(self, *objects: Any, **kwargs: Any) -> None:
-        kwargs.pop("file", None)  # printing to other files is not offered
-        kwargs.pop("flush", None)
-        if PrintCollector.buffer is not None:
-            print(*objects, file=PrintCollector.buffer, **kwargs)
 
 
 SAFE_BUILTIN_NAMES = (
@@ -310,11 +297,20 @@ SAFE_BUILTIN_NAMES = (
 )
 
 
-def _type_builtin(*args: Any) -> type:
-    # Only the one-argument form: models ask `type(context)`; building classes goes through `class`.
+def _type_builtin(*args: Any) -> Any:
+    """`type(x)`, the one-argument form only: models ask `type(context)`; classes come from `class`.
+
+    The class of a class (`type(int)`, `type(type(1))`, `type(Fraction)`) is answered with this
+    function itself, so `type(type(1)) is type` still holds in the sandbox, while the real `type`
+    or another metaclass never reaches the code: called with three arguments it would build a class
+    from a dict the code fills with `__del__`, `__str__` or `__getattribute__`, and subclassed it
+    would give a metaclass whose `__prepare__` replaces the guards (`_getattr_`, `_write_`) inside
+    a class body.
+    """
     if len(args) != 1:
         raise TypeError("type() takes one argument in the sandbox, as in type(x); define classes with `class`")
-    return type(args[0])
+    cls = type(args[0])
+    return _type_builtin if issubclass(cls, type) else cls
 
 
 def make_builtins(write_guard: WriteGuard) -> dict[str, Any]:
@@ -338,7 +334,9 @@ def make_globals(extra: dict[str, Any]) -> dict[str, Any]:
     namespace: dict[str, Any] = {
         "__builtins__": make_builtins(write_guard),
         "__name__": "__rlm_repl__",
-        "__metaclass__": type,  # RestrictedPython builds `class` statements through it
+        # RestrictedPython builds `class` statements with `metaclass=__metaclass__`; build_class
+        # accepts nothing else. The code cannot read it: its name starts with an underscore.
+        "__metaclass__": type,
         "_getattr_": guarded_getattr,
         "_getitem_": lambda obj, key: obj[key],
         "_getiter_": iter,
@@ -353,6 +351,14 @@ def make_globals(extra: dict[str, Any]) -> dict[str, Any]:
     }
     namespace.update(extra)
     return namespace
+
+
+class _Transformer(RestrictingNodeTransformer):
+    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
+        # RestrictedPython rebuilds each class statement from a parsed template at line 1; keep the
+        # statement's own line, so an error raised while building the class points at it.
+        rebuilt: ast.ClassDef = super().visit_ClassDef(node)  # type: ignore[assignment]
+        return ast.copy_location(rebuilt, node)
 
 
 class PolicyError(Exception):
@@ -370,12 +376,12 @@ def compile_step(code: str) -> tuple[Any, Any]:
         last = tree.body.pop()
         trailing = ast.Expression(body=last.value)  # type: ignore[attr-defined]
         ast.fix_missing_locations(trailing)
-    body = compile_restricted_exec(tree, "<step>")
+    body = compile_restricted_exec(tree, "<step>", policy=_Transformer)
     if body.errors:
         raise PolicyError("\n".join(body.errors))
     tail_code = None
     if trailing is not None:
-        tail = compile_restricted_eval(trailing, "<step>")
+        tail = compile_restricted_eval(trailing, "<step>", policy=_Transformer)
         if tail.errors:
             raise PolicyError("\n".join(tail.errors))
         tail_code = tail.code

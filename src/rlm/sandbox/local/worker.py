@@ -7,21 +7,25 @@ start, and no API keys or host objects within reach). It speaks `protocol` frame
 
 from __future__ import annotations
 
+import gc
 import json
 import os
-import reprlib
 import resource
 import signal
-import traceback
 from typing import Any
 
 import protocol  # type: ignore[import-not-found,unused-ignore]
-from policy import (  # type: ignore[import-not-found,unused-ignore]
-    OutputBuffer,
-    PolicyError,
-    PrintCollector,
-    compile_step,
-    make_globals,
+from output import OutputBuffer, PrintCollector  # type: ignore[import-not-found,unused-ignore]
+from policy import PolicyError, compile_step, make_globals  # type: ignore[import-not-found,unused-ignore]
+from safe_values import (  # type: ignore[import-not-found,unused-ignore]
+    NotPlainData,
+    clip,
+    describe_error,
+    exact_str,
+    plain,
+    short_repr,
+    to_text,
+    valid_text,
 )
 
 
@@ -38,6 +42,14 @@ def _on_cpu_timeout(signum: int, frame: Any) -> None:
 
 
 class Session:
+    """The REPL's state and every entry point the model's code reaches (FINAL, llm_query, tools).
+
+    What crosses from the model's objects into this class is copied to exact built-in types (see
+    safe_values) while the step's CPU timer runs; nothing here calls a method of the model's after
+    the step, and no object of the model's is released outside a step (its destruction could run a
+    generator's `finally`), so automatic garbage collection runs only during steps.
+    """
+
     def __init__(self, channel_in: Any, channel_out: Any) -> None:
         self.channel_in = channel_in
         self.channel_out = channel_out
@@ -45,6 +57,10 @@ class Session:
         self.submitted: dict[str, Any] | None = None
         self.submit_fields: list[str] = []
         self.max_output_chars = 4000
+        # Values of the model's that trusted code replaced (set_variables, define, load): released
+        # under a timer, never where their finalizers would run unbounded.
+        self.displaced: list[Any] = []
+        self.stepping = False
         self.namespace = make_globals(
             {
                 "FINAL": self.final_answer,
@@ -56,21 +72,23 @@ class Session:
                 "SubcallError": SubcallError,
             }
         )
+        gc.disable()  # collections run only inside steps; see execute
 
     # --- functions offered to the model's code -------------------------------------------------
     def final_answer(self, answer: Any) -> None:
-        self.final = answer if isinstance(answer, str) else _to_text(answer)
+        self.final = to_text(answer)
         raise _FinalSignal()
 
     def final_var(self, name: Any) -> None:
-        if not isinstance(name, str):
+        if not issubclass(type(name), str):
             # Models often pass the value itself; accept it rather than fail on a technicality.
             self.final_answer(name)
+        name = exact_str(name)
         if name not in self.namespace or name.startswith("_"):
             defined = sorted(k for k in self.namespace if not k.startswith("_") and _is_user_value(k))
             raise NameError(
-                f"FINAL_VAR({name!r}): no variable named {name!r} exists. Assign the answer first "
-                f"(answer = ...), then call FINAL_VAR('answer'). Your variables: {defined}"
+                f"FINAL_VAR({clip(name, 200)!r}): no variable named {clip(name, 200)!r} exists. Assign the answer "
+                f"first (answer = ...), then call FINAL_VAR('answer'). Your variables: {defined}"
             )
         self.final_answer(self.namespace[name])
 
@@ -78,43 +96,43 @@ class Session:
         """DSPy's SUBMIT(...): the output fields, by position or by name."""
         if len(args) > len(self.submit_fields):
             raise TypeError(f"SUBMIT takes the fields {self.submit_fields}; got {len(args)} values")
-        values = dict(zip(self.submit_fields, args, strict=False))
-        values.update(kwargs)
+        values = dict(zip(self.submit_fields, plain(list(args), to_text), strict=False))
+        values.update(plain(kwargs, to_text))
         missing = [name for name in self.submit_fields if name not in values]
         if missing:
             raise TypeError(f"SUBMIT is missing the fields {missing}")
-        self.submitted = json.loads(json.dumps(values, default=str))
+        self.submitted = values
         raise _FinalSignal()
 
     def _host_function(self, name: str) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
-            args = _positional(name, args, kwargs)
-            _check_arguments(name, args)
-            return self._call_host(name, list(args), {})
+            copied = _positional(name, tuple(_plain_arguments(name, list(args))), _plain_arguments(name, kwargs))
+            _check_arguments(name, copied)
+            return self._call_host(name, list(copied), {})
 
         call.__name__ = name
         return call
 
     def _tool(self, name: str) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                json.dumps([args, kwargs])
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"{name}: arguments must be text, numbers, lists or dicts ({exc})") from None
-            return self._call_host(name, list(args), kwargs)
+            return self._call_host(name, _plain_arguments(name, list(args)), _plain_arguments(name, kwargs))
 
         call.__name__ = name
         return call
 
     def _call_host(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if not self.stepping:  # e.g. a finalizer released by `load`
+            raise SubcallError(f"{name} can only be called while a step runs")
         # The CPU timer must not fire inside the protocol code, and host time is not ours to count.
-        remaining, _ = signal.setitimer(signal.ITIMER_PROF, 0)
+        remaining, interval = _stop_timer()
+        if remaining <= 0:  # no step is running, or its time ran out on the way here
+            signal.setitimer(signal.ITIMER_PROF, _AFTER_TIMEOUT_S, _AFTER_TIMEOUT_S)
+            raise TimeoutError("the step used up its time limit and was stopped")
         try:
             protocol.send(self.channel_out, {"type": "call", "fn": name, "args": args, "kwargs": kwargs})
             reply = protocol.receive(self.channel_in)
         finally:
-            if remaining:
-                signal.setitimer(signal.ITIMER_PROF, remaining)
+            signal.setitimer(signal.ITIMER_PROF, remaining, interval)
         if "error" in reply:
             raise SubcallError(reply["error"])
         return reply["value"]
@@ -124,12 +142,16 @@ class Session:
         # Lift the previous step cap while the new context arrives; it is set again below.
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
-        self.namespace.pop("context", None)  # the old context goes before the new one arrives
+        # The old context goes before the new one arrives.
+        self._displace("context")
+        self._release_displaced()
         raw = protocol.read_frame(self.channel_in)
         text = raw.decode("utf-8")
         del raw
         self.namespace["context"] = json.loads(text) if request["kind"] == "json" else text
         del text
+        # The context lives as long as the session: leave it out of every later collection.
+        gc.freeze()
         self.max_output_chars = int(request.get("max_output_chars", 4000))
         _cap_memory(int(request["memory_limit_mb"]))
         return {"type": "loaded"}
@@ -139,9 +161,11 @@ class Session:
         for name in request.get("tools", []):
             if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
                 return {"type": "error", "error": f"invalid tool name {name!r}"}
+            self._displace(name)
             self.namespace[name] = self._tool(name)
         if request.get("submit_fields") is not None:
             self.submit_fields = [str(n) for n in request["submit_fields"]]
+            self._displace("SUBMIT")
             self.namespace["SUBMIT"] = self.submit
         return {"type": "defined"}
 
@@ -150,47 +174,130 @@ class Session:
         for name in variables:
             if not name.isidentifier() or name.startswith("_"):
                 return {"type": "error", "error": f"invalid variable name {name!r}"}
-        self.namespace.update(variables)
+        for name, value in variables.items():
+            self._displace(name)
+            self.namespace[name] = value
         return {"type": "set"}
+
+    def _displace(self, name: str) -> None:
+        if name in self.namespace:
+            self.displaced.append(self.namespace.pop(name))
+
+    def _release_displaced(self) -> None:
+        """Drop displaced values now, under a short timer, outside any step."""
+        if not self.displaced:
+            return
+        try:
+            signal.setitimer(signal.ITIMER_PROF, _AFTER_TIMEOUT_S, _AFTER_TIMEOUT_S)
+            self.displaced.clear()
+            gc.collect()
+        except TimeoutError:
+            pass  # a finalizer of the model's was cut short; the rest is released at the next step
+        finally:
+            _stop_timer()
 
     def execute(self, request: dict[str, Any]) -> dict[str, Any]:
         buffer = OutputBuffer(self.max_output_chars)
-        PrintCollector.buffer = buffer
         self.final = None
         self.submitted = None
-        error = None
+        code = request["code"]
+        error: str | None
         try:
-            body, tail = compile_step(request["code"])
-            signal.setitimer(signal.ITIMER_PROF, float(request["timeout"]))
-            try:
-                exec(body, self.namespace)
-                if tail is not None:
-                    value = eval(tail, self.namespace)
-                    if value is not None:
-                        buffer.write(_short_repr(value, self.max_output_chars) + "\n")
-            finally:
-                signal.setitimer(signal.ITIMER_PROF, 0)
-        except _FinalSignal:
-            pass
+            body, tail = compile_step(code)
         except PolicyError as exc:
             error = f"SecurityError: the sandbox refused this code:\n{exc}"
         except SyntaxError as exc:
             error = f"SyntaxError: {exc}"
-        except MemoryError:
-            error = "MemoryError: the step ran out of the sandbox's memory limit"
-        except BaseException as exc:
-            error = _describe_error(exc)
-        finally:
-            PrintCollector.buffer = None
+        except (ValueError, RecursionError, MemoryError) as exc:  # the compiler's own limits
+            error = f"SyntaxError: the code could not be compiled ({type(exc).__name__}: {exc})"
+        else:
+            PrintCollector.buffer = buffer
+            try:
+                error = self._run_timed(body, tail, code, buffer, float(request["timeout"]))
+            finally:
+                PrintCollector.buffer = None
         if self.final is not None or self.submitted is not None:
             error = None  # FINAL inside a try/except that swallowed the signal still counts
         return {
             "type": "result",
-            "output": buffer.getvalue(),
-            "error": error,
-            "final": self.final,
+            "output": valid_text(buffer.getvalue()),
+            "error": None if error is None else valid_text(clip(error, self.max_output_chars)),
+            "final": None if self.final is None else valid_text(self.final),
             "submitted": self.submitted,
         }
+
+    def _run_timed(self, body: Any, tail: Any, code: str, buffer: OutputBuffer, timeout: float) -> str | None:
+        """Run the step, describe its outcome and free its garbage, all under the CPU timer.
+
+        After the limit the timer keeps firing every _AFTER_TIMEOUT_S, so neither the model's code
+        nor a finalizer of its can go on for long by catching one TimeoutError.
+        """
+        error: str | None = _TIMED_OUT
+        try:
+            signal.setitimer(signal.ITIMER_PROF, timeout, _AFTER_TIMEOUT_S)
+            gc.enable()
+            self.stepping = True
+            error = self._run_step(body, tail, code, buffer)
+            self.displaced.clear()
+            gc.collect()  # finalizers of the step's garbage (a generator's `finally`) run now, timed
+        except BaseException:  # only the timer can cut our own code short; `error` says so
+            pass
+        finally:
+            self.stepping = False
+            gc.disable()
+            _stop_timer()
+        return error
+
+    def _run_step(self, body: Any, tail: Any, code: str, buffer: OutputBuffer) -> str | None:
+        """The step's error as exact-type text, or None. Every object of the model's dies in here."""
+        try:
+            exec(body, self.namespace)
+            if tail is not None:
+                value = eval(tail, self.namespace)
+                if value is not None:
+                    buffer.write(short_repr(value, self.max_output_chars) + "\n")
+        except _FinalSignal:
+            return None
+        except MemoryError:
+            return "MemoryError: the step ran out of the sandbox's memory limit"
+        except BaseException as exc:
+            return describe_error(exc, code, (body, tail), self.max_output_chars)
+        return None
+
+
+# Seconds of CPU between TimeoutErrors once a step is past its limit.
+_AFTER_TIMEOUT_S = 0.1
+_TIMED_OUT = "TimeoutError: the step used up its time limit and was stopped"
+
+
+def _stop_timer() -> tuple[float, float]:
+    """Stop the CPU timer; (seconds left, interval) as it was, (0, 0) if it had already fired.
+
+    A SIGPROF that arrived just before is handled here (its TimeoutError raised and dropped), not
+    at some later point of the trusted code.
+    """
+    saved = (0.0, 0.0)
+    for attempt in range(2):
+        try:
+            stopped = signal.setitimer(signal.ITIMER_PROF, 0)
+            if attempt == 0:
+                saved = stopped
+            _checkpoint()  # a Python call: a pending signal handler runs here
+            return saved
+        except TimeoutError:
+            saved = (0.0, 0.0)
+    return saved
+
+
+def _checkpoint() -> None:
+    pass
+
+
+def _plain_arguments(name: str, value: Any) -> Any:
+    try:
+        return plain(value)
+    except NotPlainData as exc:
+        raise TypeError(f"{name}: arguments must be text, numbers, lists or dicts ({exc})") from None
 
 
 _PARAMETERS = {
@@ -202,7 +309,7 @@ _PARAMETERS = {
 
 
 def _positional(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    """Accept llm_query(prompt=...) as well as llm_query(...)."""
+    """Accept llm_query(prompt=...) as well as llm_query(...); `kwargs` is plain data already."""
     if not kwargs:
         return args
     names = _PARAMETERS[name]
@@ -213,6 +320,7 @@ def _positional(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tup
 
 
 def _check_arguments(name: str, args: tuple[Any, ...]) -> None:
+    """Checks plain-data arguments (see _plain_arguments) against the function's shape."""
     expected = {"llm_query": 1, "llm_query_batched": 1, "recursive_llm": 2, "recursive_llm_batched": 1}
     if len(args) != expected[name]:
         shapes = {
@@ -222,26 +330,13 @@ def _check_arguments(name: str, args: tuple[Any, ...]) -> None:
             "recursive_llm_batched": "recursive_llm_batched([(query, sub_context), ...]) -> list[str]",
         }
         raise TypeError(f"{name} takes {expected[name]} argument(s): {shapes[name]}")
-    if name == "llm_query" and not isinstance(args[0], str):
+    if name == "llm_query" and type(args[0]) is not str:
         raise TypeError(
             f"llm_query(prompt) needs the prompt as a str, got {type(args[0]).__name__}; "
             "for many prompts use llm_query_batched(prompts)"
         )
-    if name.endswith("_batched") and not isinstance(args[0], (list, tuple)):
+    if name.endswith("_batched") and type(args[0]) is not list:
         raise TypeError(f"{name} needs a list, got {type(args[0]).__name__}")
-    try:
-        json.dumps(args)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: arguments must be text, numbers, lists or dicts ({exc})") from None
-
-
-def _to_text(value: Any) -> str:
-    if isinstance(value, (dict, list, tuple)):
-        try:
-            return json.dumps(value, ensure_ascii=False)
-        except (TypeError, ValueError):
-            pass
-    return str(value)
 
 
 def _is_user_value(name: str) -> bool:
@@ -249,25 +344,6 @@ def _is_user_value(name: str) -> bool:
         "FINAL", "FINAL_VAR", "SUBMIT", "llm_query", "llm_query_batched", "recursive_llm",
         "recursive_llm_batched", "SubcallError",
     }  # fmt: skip
-
-
-def _short_repr(value: Any, limit: int) -> str:
-    shortener = reprlib.Repr()
-    shortener.maxstring = limit
-    shortener.maxother = limit
-    shortener.maxlist = shortener.maxtuple = shortener.maxset = shortener.maxdict = 50
-    shortener.maxlevel = 4
-    return shortener.repr(value)
-
-
-def _describe_error(exc: BaseException) -> str:
-    lines = [
-        f"line {frame.lineno}: {frame.line}" if frame.line else f"line {frame.lineno}"
-        for frame in traceback.extract_tb(exc.__traceback__)
-        if frame.filename == "<step>"
-    ]
-    where = f" (at {lines[-1]})" if lines else ""
-    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def _cap_memory(extra_mb: int) -> None:

@@ -1,0 +1,60 @@
+"""The step's printed output: `print` in the model's code writes into an OutputBuffer.
+
+Loaded inside the worker process only (as a top-level module, like `policy`, which hands
+PrintCollector to the code as RestrictedPython's `_print_`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OutputBuffer:
+    """Collects printed text, keeping at most `limit` characters of head and of tail.
+
+    A 100 MB print must not grow the worker: text past the head is kept only as a trimmed tail.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.head: list[str] = []
+        self.head_len = 0
+        self.tail = ""
+        self.total = 0
+
+    def write(self, text: str) -> None:
+        # Kept as exact str: the buffer is read after the step, when no method of a str subclass
+        # the model made may run.
+        if type(text) is not str:
+            text = str.__str__(text) if issubclass(type(text), str) else str.__str__(str(text))
+        self.total += len(text)
+        room = self.limit - self.head_len
+        if room > 0:
+            self.head.append(text[:room])
+            self.head_len += min(room, len(text))
+            text = text[room:]
+        if text:
+            self.tail = (self.tail + text[-self.limit :])[-self.limit :]
+
+    def getvalue(self) -> str:
+        head = "".join(self.head)
+        if not self.tail:
+            return head
+        hidden = self.total - len(head) - len(self.tail)
+        gap = f"\n... [{hidden} characters cut] ...\n" if hidden > 0 else ""
+        return head + gap + self.tail
+
+
+class PrintCollector:
+    """RestrictedPython's `_print_` hook, writing into the step's OutputBuffer."""
+
+    buffer: OutputBuffer | None = None
+
+    def __init__(self, _getattr_: Any = None) -> None:
+        pass
+
+    def _call_print(self, *objects: Any, **kwargs: Any) -> None:
+        kwargs.pop("file", None)  # printing to other files is not offered
+        kwargs.pop("flush", None)
+        if PrintCollector.buffer is not None:
+            print(*objects, file=PrintCollector.buffer, **kwargs)
