@@ -1,7 +1,8 @@
 """The local restricted sandbox against DSPy's LocalInterpreter, in the same run.
 
 Start-up, a trivial step's round trip, loading a 100 MB context, a step after that load, and the
-peak memory of host plus worker. Run:  python -m bench.sandbox_local
+peak memory of host plus worker; the jailed sandbox and the policy-only one side by side, so the
+OS jail's own cost shows. Run:  python -m bench.sandbox_local
 (DSPy's Deno/Pyodide PythonInterpreter is not measured: Deno cannot be installed on these machines.)
 """
 
@@ -38,18 +39,19 @@ def peak_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 
-def ours(context: str) -> dict[str, float]:
+def ours(context: str, jail: bool) -> dict[str, float]:
     def start_and_close() -> None:
-        box = LocalSandbox()
+        box = LocalSandbox(jail=jail)
         box.start()
         box.close()
 
     start_and_close()  # warm the OS caches once
     row = {"start ms": median_ms(start_and_close, 10)}
-    box = LocalSandbox(SandboxLimits(exec_timeout=30, memory_limit_mb=1024))
+    box = LocalSandbox(SandboxLimits(exec_timeout=30, memory_limit_mb=1024), jail=jail)
     box.start()
     box.load("small")
     row["trivial step ms"] = median_ms(lambda: box.execute("x = 1", no_calls), 200)
+    # One context per worker: this load starts a fresh worker, and that start is counted here.
     started = time.perf_counter()
     box.load(context)
     row["load 100 MB s"] = time.perf_counter() - started
@@ -91,8 +93,9 @@ def main() -> None:
     context = ("0123456789abcdef" * 64 + "\n") * (CONTEXT_MB * 1024 * 1024 // 1025)
     gc.collect()
     host_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows = {"recursive-llm restricted": ours(context)}
+    rows = {"recursive-llm restricted": ours(context, jail=True)}
     host_after_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows["... restricted-policy-only"] = ours(context, jail=False)
     rows["dspy LocalInterpreter"] = dspy_local(context)
     columns = ["start ms", "trivial step ms", "load 100 MB s", "step after load ms", "worker peak MB"]
     print(f"context: {len(context) / 1e6:.1f} MB of text")

@@ -51,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--model", "-m", default=None, help="LiteLLM model name, or 'local' (default: see below)")
     ask.add_argument("--recursive-model", default=None, help="model for sub-calls and child RLMs")
     ask.add_argument("--api-base", default=None, help="endpoint of an OpenAI-compatible server")
-    ask.add_argument("--sandbox", default=None, help="auto | restricted | e2b (default: RLM_SANDBOX or auto)")
+    ask.add_argument(
+        "--sandbox",
+        default=None,
+        help="auto | restricted | restricted-policy-only | e2b (default: RLM_SANDBOX or auto)",
+    )
     ask.add_argument("--max-depth", type=int, default=5, help="depth of the RLM tree (default 5)")
     ask.add_argument("--max-iterations", type=int, default=20, help="steps per node (default 20)")
     ask.add_argument("--graph", metavar="FILE", help="write the call graph (.html, .json or GraphML)")

@@ -1,7 +1,9 @@
 """Sandbox selection by name: the built-in ones, any registered by users, and "auto".
 
 `RLM(sandbox=...)` wins; otherwise the `RLM_SANDBOX` environment variable; otherwise "auto", which
-picks E2B when `E2B_API_KEY` is set and the E2B SDK is installed, else the local restricted sandbox.
+picks E2B when `E2B_API_KEY` is set and the E2B SDK is installed, else the local jailed sandbox
+("restricted"), else -- with a warning that says so -- the policy-only one. Isolation is never
+weakened silently: "restricted" refuses to start where its OS jail cannot be built.
 """
 
 from __future__ import annotations
@@ -51,16 +53,28 @@ def resolve_sandbox_name(requested: str | None) -> str:
 
 
 def _auto() -> str:
-    if not os.environ.get("E2B_API_KEY"):
-        return "restricted"
+    if os.environ.get("E2B_API_KEY"):
+        try:
+            _CHECKS.get("e2b", lambda: None)()
+            return "e2b"
+        except SandboxError as exc:
+            _warn_once(f"recursive-llm: E2B_API_KEY is set but {exc}; using the local restricted sandbox")
     try:
-        _CHECKS.get("e2b", lambda: None)()
-    except SandboxError as exc:
-        if str(exc) not in _warned:  # once per reason, not once per node
-            _warned.add(str(exc))
-            logger.warning("recursive-llm: E2B_API_KEY is set but %s; using the local restricted sandbox", exc)
+        _CHECKS["restricted"]()
         return "restricted"
-    return "e2b"
+    except SandboxError:
+        _warn_once(
+            f"recursive-llm: sandbox='auto' chose 'restricted-policy-only': the OS jail is not available "
+            f"here ({_local_jail_problem()}), so model code is held by the Python policy alone. Pass "
+            "sandbox='restricted' to refuse to run without the jail, or use sandbox='e2b'."
+        )
+        return "restricted-policy-only"
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:  # once per reason, not once per node
+        _warned.add(message)
+        logger.warning(message)
 
 
 def create_sandbox(name: str, limits: SandboxLimits) -> Sandbox:
@@ -71,6 +85,35 @@ def _local(limits: SandboxLimits) -> Sandbox:
     from rlm.sandbox.local import LocalSandbox
 
     return LocalSandbox(limits)
+
+
+def _local_policy_only(limits: SandboxLimits) -> Sandbox:
+    from rlm.sandbox.local import LocalSandbox
+
+    box = LocalSandbox(limits, jail=False)
+    box.name = "restricted-policy-only"
+    return box
+
+
+def _local_jail_problem() -> str | None:
+    from rlm.sandbox.local.jail import probe
+
+    global _jail_problem
+    if _jail_problem is _UNKNOWN:
+        _jail_problem = probe().problem
+    return _jail_problem  # type: ignore[return-value]
+
+
+def _local_check() -> None:
+    problem = _local_jail_problem()
+    if problem is not None:
+        from rlm.sandbox.local.sandbox import jail_refused
+
+        raise jail_refused(problem)
+
+
+_UNKNOWN = object()
+_jail_problem: object = _UNKNOWN
 
 
 def _e2b(limits: SandboxLimits) -> Sandbox:
@@ -85,5 +128,6 @@ def _e2b_check() -> None:
     check_available()
 
 
-register_sandbox("restricted", _local)
+register_sandbox("restricted", _local, _local_check)
+register_sandbox("restricted-policy-only", _local_policy_only)
 register_sandbox("e2b", _e2b, _e2b_check)

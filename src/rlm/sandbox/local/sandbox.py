@@ -1,7 +1,9 @@
-"""Host side of the local sandbox: starts the worker process, loads `context`, runs steps.
+"""Host side of the local sandbox: starts the jailed worker process, loads `context`, runs steps.
 
 The engine calls `execute(code, handler)`; sub-LM calls made by the model's code arrive here as
 frames and are answered by `handler` on the host, so the worker never holds a key or a client.
+Whatever the worker does (stall, crash, send garbage), `execute` returns a result the model reads
+and the worker is restarted with `context`; only the host's own failures raise.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import contextlib
 import json
 import logging
 import os
-import select
+import queue
 import shutil
 import signal
 import subprocess
@@ -22,22 +24,27 @@ from typing import Any
 
 from rlm.errors import SandboxError
 from rlm.sandbox.base import ExecutionResult, SandboxLimits, SubcallHandler, clip_middle
-from rlm.sandbox.local import protocol
+from rlm.sandbox.local.channel import ChannelError, WorkerChannel
 
 logger = logging.getLogger(__name__)
 
 _WORKER_DIR = Path(__file__).resolve().parent
-_BOOTSTRAP = f"import sys; sys.path.insert(0, {str(_WORKER_DIR)!r}); import worker; worker.main()"
 # Seconds a step may overrun its limit before the worker is killed (it gets a TimeoutError first).
 HARD_KILL_GRACE_S = 1.0
 START_TIMEOUT_S = 15.0
+# Frames from the worker beyond this (plus twice the context, for slices sent to children) are
+# refused: only a runaway or hostile step sends more.
+BASE_FRAME_BYTES = 64 << 20
 
 _isolation_lock = threading.Lock()
 _isolation_checked: bool | None = None
 
 
 def network_isolation_available() -> bool:
-    """Whether `unshare -n -r` can give the worker an empty network namespace here (checked once)."""
+    """Whether `unshare -n -r` can give the worker an empty network namespace here (checked once).
+
+    An extra layer: the jail's seccomp filter already refuses every socket.
+    """
     global _isolation_checked
     with _isolation_lock:
         if _isolation_checked is None:
@@ -49,35 +56,108 @@ def network_isolation_available() -> bool:
                 except (OSError, subprocess.SubprocessError):
                     ok = False
             if not ok:
-                logger.warning(
-                    "recursive-llm: no network namespace available (unshare -n -r failed); the local sandbox "
-                    "relies on its Python policy and process limits alone to keep code off the network."
+                logger.info(
+                    "recursive-llm: no network namespace (unshare -n -r failed); "
+                    "the jail's filter alone keeps sockets closed"
                 )
             _isolation_checked = ok
         return _isolation_checked
 
 
+class _Spawner:
+    """Starts every worker from one thread that lives as long as the host process.
+
+    The worker's death signal (PR_SET_PDEATHSIG) fires when the *thread* that started it ends,
+    not the process: a worker started from a short-lived thread (a batch's pool) would die with
+    that thread. Started from here, it dies exactly when the host does, even by SIGKILL.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: queue.Queue[tuple[list[str], dict[str, Any], queue.Queue[Any]]] = queue.Queue()
+        self._owner_pid = -1
+
+    def popen(self, command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._owner_pid != os.getpid():  # first use, or a forked host that lost the thread
+                self._requests = queue.Queue()
+                threading.Thread(target=self._serve, args=(self._requests,), name="rlm-spawner", daemon=True).start()
+                self._owner_pid = os.getpid()
+            requests = self._requests
+        done: queue.Queue[Any] = queue.Queue(maxsize=1)
+        requests.put((command, kwargs, done))
+        result = done.get()
+        if isinstance(result, BaseException):
+            raise result
+        return result  # type: ignore[no-any-return,unused-ignore]
+
+    @staticmethod
+    def _serve(requests: queue.Queue[tuple[list[str], dict[str, Any], queue.Queue[Any]]]) -> None:
+        while True:
+            command, kwargs, done = requests.get()
+            try:
+                done.put(subprocess.Popen(command, **kwargs))
+            except BaseException as exc:  # handed to the caller, raised there
+                done.put(exc)
+
+
+_spawner = _Spawner()
+
+
+def jail_refused(cause: str) -> SandboxError:
+    return SandboxError(
+        f"The 'restricted' sandbox runs model code inside an OS jail, which cannot be set up here: {cause}. "
+        "Choose sandbox='e2b' (a remote VM; pip install 'recursive-llm[e2b]' and set E2B_API_KEY), or opt "
+        "in to the weaker sandbox='restricted-policy-only' (the Python policy alone: one hole in it would "
+        "expose your files, network and environment)."
+    )
+
+
 class LocalSandbox:
-    """A persistent RestrictedPython REPL in a separate, limited worker process."""
+    """A persistent RestrictedPython REPL in a separate, jailed, limited worker process.
+
+    `jail=False` is the explicit policy-only mode (sandbox "restricted-policy-only").
+    `python_policy=False` runs steps as plain Python: only for tests proving the jail holds alone.
+    """
 
     name = "restricted"
 
-    def __init__(self, limits: SandboxLimits | None = None, isolate_network: bool = True) -> None:
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        isolate_network: bool = True,
+        *,
+        jail: bool = True,
+        python_policy: bool = True,
+    ) -> None:
         self.limits = limits or SandboxLimits()
         self.isolate_network = isolate_network
+        self.jail = jail
+        self.python_policy = python_policy
+        self.jail_layers: list[str] = []  # what the running worker entered, as it reported
         self._process: subprocess.Popen[bytes] | None = None
+        self._channel: WorkerChannel | None = None
         self._context: Any = None
+        self._context_bytes = 0
         self._loaded = False
+        self._used = False  # the worker has loaded a context or run code: a new load restarts it
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
         if self._process is not None:
             return
-        command = [sys.executable, "-I", "-c", _BOOTSTRAP]
+        options = {
+            "parent": os.getpid(),
+            "jail": self.jail,
+            "policy": self.python_policy,
+            "memory_limit_mb": self.limits.memory_limit_mb,
+        }
+        bootstrap = f"import sys; sys.path.insert(0, {str(_WORKER_DIR)!r}); import worker; worker.main({options!r})"
+        command = [sys.executable, "-I", "-c", bootstrap]
         if self.isolate_network and network_isolation_available():
             command = ["unshare", "-n", "-r", *command]
         try:
-            self._process = subprocess.Popen(
+            process = _spawner.popen(
                 command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -90,25 +170,43 @@ class LocalSandbox:
             )
         except OSError as exc:
             raise SandboxError(f"could not start the sandbox worker: {exc}") from exc
-        ready = self._receive(deadline=time.monotonic() + START_TIMEOUT_S)
+        assert process.stdin is not None and process.stdout is not None
+        self._process = process
+        self._channel = WorkerChannel(process.stdin.fileno(), process.stdout.fileno(), self._max_frame_bytes())
+        self._used = False
+        try:
+            ready = self._channel.receive(time.monotonic() + START_TIMEOUT_S)
+        except ChannelError:
+            ready = None
+        if ready is not None and ready.get("type") == "jail_failed":
+            self._kill()
+            raise jail_refused(str(ready.get("error")))
         if ready is None or ready.get("type") != "ready":
             self._kill()
             raise SandboxError("the sandbox worker did not start; is RestrictedPython installed?")
+        self.jail_layers = [str(layer) for layer in ready.get("jail") or []]
+        if self.jail and not self.jail_layers:
+            self._kill()
+            raise jail_refused("the worker could not enter it on this platform")
+        if "unshare" in command[0]:
+            self.jail_layers.append("network-namespace")
 
     def load(self, context: Any) -> None:
+        if self._used:
+            self._kill()  # one context per worker: a new one gets a fresh process
         self._context = context
         self._send_context()
         self._loaded = True
 
     def close(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
+        process, channel = self._process, self._channel
+        self._process = self._channel = None
+        if process is None or channel is None:
             return
         try:
-            assert process.stdin is not None
-            protocol.send(process.stdin, {"op": "close"})
+            channel.send({"op": "close"}, time.monotonic() + 1.0)
             process.wait(timeout=1.0)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
+        except (ChannelError, subprocess.TimeoutExpired):
             pass
         finally:
             _kill_group(process)
@@ -122,35 +220,27 @@ class LocalSandbox:
 
     # --- steps ---------------------------------------------------------------------------------------
     def execute(self, code: str, handler: SubcallHandler) -> ExecutionResult:
-        if self._process is None:
-            self.start()
+        self.start()
+        channel = self._require_channel()
+        self._used = True
         timeout = self.limits.exec_timeout
-        self._send({"op": "exec", "code": code, "timeout": timeout})
         deadline = time.monotonic() + timeout + HARD_KILL_GRACE_S
-        while True:
-            message = self._receive(deadline)
-            if message is None:
-                return self._recover(
-                    f"TimeoutError: the step ran longer than {timeout:g} s and was stopped; the REPL was "
-                    "restarted, so only `context` is still defined. Work on smaller pieces."
-                )
-            if message.get("type") == "crashed":
-                return self._recover(
-                    "SandboxCrash: the step ended the sandbox process (most likely it exceeded the memory "
-                    f"limit of {self.limits.memory_limit_mb} MB); the REPL was restarted, so only `context` "
-                    "is still defined."
-                )
-            if message.get("type") == "call":
+        try:
+            channel.send({"op": "exec", "code": code, "timeout": timeout}, deadline)
+            while True:
+                message = channel.receive(deadline)
+                if message is None:
+                    return self._recover(
+                        f"TimeoutError: the step ran longer than {timeout:g} s and was stopped. Work on smaller pieces."
+                    )
+                if message.get("type") != "call":
+                    return self._result(message)
                 started = time.monotonic()
-                self._send(_answer_call(handler, message))
+                reply = _answer_call(handler, message)
                 deadline += time.monotonic() - started  # host time does not count against the step
-                continue
-            return ExecutionResult(
-                output=clip_middle(message.get("output") or "", self.limits.max_output_chars),
-                error=message.get("error"),
-                final_answer=message.get("final"),
-                submitted=message.get("submitted"),
-            )
+                channel.send(reply, deadline)
+        except ChannelError as exc:
+            return self._recover(self._describe_loss(exc))
 
     def define_tools(self, names: list[str], submit_fields: list[str] | None = None) -> None:
         """Offer host functions `names` to the code (called back through `execute`'s handler)."""
@@ -158,93 +248,118 @@ class LocalSandbox:
 
     def set_variables(self, variables: dict[str, Any]) -> None:
         """Bind JSON-like values as top-level names of the REPL."""
-        payload = json.dumps(variables, ensure_ascii=False, default=str).encode("utf-8")
+        payload = json.dumps(variables, ensure_ascii=False, default=str).encode("utf-8", "replace")
         self._request({"op": "set"}, "set", payload)
 
     def _request(self, message: dict[str, Any], expected: str, payload: bytes | None = None) -> None:
-        if self._process is None:
-            self.start()
-        self._send(message)
-        if payload is not None:
-            process = self._require_process()
-            assert process.stdin is not None
-            protocol.write_frame(process.stdin, payload)
-        reply = self._receive(time.monotonic() + START_TIMEOUT_S)
+        self.start()
+        channel = self._require_channel()
+        deadline = time.monotonic() + START_TIMEOUT_S + (len(payload) / 50e6 if payload else 0)
+        try:
+            channel.send(message, deadline)
+            if payload is not None:
+                channel.send_payload(payload, deadline)
+            reply = channel.receive(deadline)
+        except ChannelError as exc:
+            self._kill()
+            raise SandboxError(f"the sandbox worker failed during {message['op']!r}: {exc}") from exc
         if reply is None or reply.get("type") != expected:
             detail = (reply or {}).get("error", "no answer")
             raise SandboxError(f"the sandbox worker refused {message['op']!r}: {detail}")
 
     # --- internals -----------------------------------------------------------------------------------
+    def _result(self, message: dict[str, Any]) -> ExecutionResult:
+        if message.get("type") != "result":
+            raise ChannelError(f"the worker sent an unexpected {str(message.get('type'))[:40]!r} message")
+        fields = {name: message.get(name) for name in ("output", "error", "final")}
+        if any(value is not None and not isinstance(value, str) for value in fields.values()):
+            raise ChannelError("the worker sent a result whose fields are not text")
+        submitted = message.get("submitted")
+        return ExecutionResult(
+            output=clip_middle(fields["output"] or "", self.limits.max_output_chars),
+            error=None if fields["error"] is None else clip_middle(fields["error"], self.limits.max_output_chars),
+            final_answer=fields["final"],
+            submitted=submitted if isinstance(submitted, dict) else None,
+        )
+
     def _send_context(self) -> None:
+        self.start()
+        channel = self._require_channel()
         context = self._context
         kind, text = (
             ("text", context) if isinstance(context, str) else ("json", json.dumps(context, ensure_ascii=False))
         )
-        self._send(
-            {
-                "op": "load",
-                "kind": kind,
-                "memory_limit_mb": self.limits.memory_limit_mb,
-                "max_output_chars": self.limits.max_output_chars,
-            }
-        )
-        process = self._require_process()
-        assert process.stdin is not None
-        try:
-            protocol.write_text_frame(process.stdin, text)
-        except (OSError, UnicodeEncodeError) as exc:
-            raise SandboxError(f"the sandbox worker refused the context: {exc}") from exc
+        self._context_bytes = len(text)
+        channel.max_frame_bytes = self._max_frame_bytes()
         # Decoding in the worker runs at well over 50 MB/s; allow that plus the start-up margin.
         deadline = time.monotonic() + START_TIMEOUT_S + len(text) / 50e6
-        del text
-        reply = self._receive(deadline)
+        request = {
+            "op": "load",
+            "kind": kind,
+            "memory_limit_mb": self.limits.memory_limit_mb,
+            "max_output_chars": self.limits.max_output_chars,
+        }
+        try:
+            channel.send(request, deadline)
+            channel.send_text(text, deadline)
+            del text
+            reply = channel.receive(deadline)
+        except ChannelError:
+            reply = None
+        self._used = True
         if reply is None or reply.get("type") != "loaded":
-            raise SandboxError("the sandbox worker could not load the context (too large for its memory limit?)")
+            self._kill()
+            raise SandboxError(
+                "the sandbox worker could not load the context (too large for its memory limit of "
+                f"{self.limits.memory_limit_mb} MB? raise memory_limit_mb)"
+            )
+
+    def _max_frame_bytes(self) -> int:
+        return BASE_FRAME_BYTES + 2 * self._context_bytes
+
+    def _describe_loss(self, exc: ChannelError) -> str:
+        process = self._process
+        code = None
+        if process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = process.wait(timeout=0.2)
+        if code is None:
+            return f"SandboxError: the sandbox process misbehaved ({exc}) and was stopped."
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            hint = (
+                f" This is often memory exhaustion near the limit of {self.limits.memory_limit_mb} MB."
+                if -code in (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS, signal.SIGKILL)
+                else ""
+            )
+            return f"SandboxCrash: the sandbox process was killed by {name}.{hint}"
+        return f"SandboxCrash: the sandbox process exited with status {code}."
 
     def _recover(self, error: str) -> ExecutionResult:
         self._kill()
         self.start()
         if self._loaded:
             self._send_context()
-        return ExecutionResult(output="", error=error, restarted=True)
+        note = " The REPL was restarted: only `context` is defined again; your variables are gone."
+        return ExecutionResult(output="", error=error + note, restarted=True)
 
-    def _send(self, message: dict[str, Any]) -> None:
-        process = self._require_process()
-        assert process.stdin is not None
-        try:
-            protocol.send(process.stdin, message)
-        except (OSError, ValueError) as exc:
-            raise SandboxError(f"lost the sandbox worker: {exc}") from exc
-
-    def _receive(self, deadline: float) -> dict[str, Any] | None:
-        """The next frame, None on timeout, or {"type": "crashed"} if the worker died."""
-        process = self._require_process()
-        assert process.stdout is not None
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        ready, _, _ = select.select([process.stdout], [], [], remaining)
-        if not ready:
-            return None
-        try:
-            return protocol.receive(process.stdout)
-        except (protocol.ProtocolError, ValueError, OSError):
-            return {"type": "crashed"}
-
-    def _require_process(self) -> subprocess.Popen[bytes]:
-        if self._process is None:
+    def _require_channel(self) -> WorkerChannel:
+        if self._channel is None:
             raise SandboxError("the sandbox is not started")
-        return self._process
+        return self._channel
 
     def _kill(self) -> None:
-        process, self._process = self._process, None
+        process, self._process, self._channel = self._process, None, None
         if process is not None:
             _kill_group(process)
 
 
 def _answer_call(handler: SubcallHandler, message: dict[str, Any]) -> dict[str, Any]:
     try:
-        value = handler(str(message.get("fn")), list(message.get("args") or []), dict(message.get("kwargs") or {}))
+        args, kwargs = message.get("args") or [], message.get("kwargs") or {}
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise TypeError("host functions take a list of arguments and a dict of keywords")
+        value = handler(str(message.get("fn")), list(args), dict(kwargs))
         json.dumps(value)
         return {"value": value}
     except Exception as exc:  # reported to the model's code as SubcallError, never lost
@@ -252,12 +367,11 @@ def _answer_call(handler: SubcallHandler, message: dict[str, Any]) -> dict[str, 
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    try:
+    for kill in (lambda: os.killpg(process.pid, signal.SIGKILL), process.kill):
+        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+            kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
     for stream in (process.stdin, process.stdout):
         if stream is not None:
             with contextlib.suppress(OSError):

@@ -12,8 +12,10 @@ import json
 import os
 import resource
 import signal
+import sys
 from typing import Any
 
+import jail  # type: ignore[import-not-found,unused-ignore]
 import protocol  # type: ignore[import-not-found,unused-ignore]
 from output import OutputBuffer, PrintCollector  # type: ignore[import-not-found,unused-ignore]
 from policy import PolicyError, compile_step, make_globals  # type: ignore[import-not-found,unused-ignore]
@@ -27,6 +29,10 @@ from safe_values import (  # type: ignore[import-not-found,unused-ignore]
     to_text,
     valid_text,
 )
+
+# A descriptor of /proc/self/statm, opened before the jail closes /proc.
+_STATM_FD = -1
+_memory_capped = False
 
 
 class SubcallError(Exception):
@@ -347,12 +353,12 @@ def _is_user_value(name: str) -> bool:
 
 
 def _cap_memory(extra_mb: int) -> None:
-    with open("/proc/self/statm") as statm:
-        pages = int(statm.read().split()[0])
+    global _memory_capped
+    # /proc is outside the jail: the worker reads its own size through a file opened before it.
+    pages = int(os.pread(_STATM_FD, 256, 0).split()[0]) if _STATM_FD >= 0 else 0
     limit = pages * os.sysconf("SC_PAGE_SIZE") + extra_mb * 1024 * 1024
-    # Soft limit only, so a later load can move it; the model's code cannot reach `resource`.
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _memory_capped = True
 
 
 def _harden_process() -> None:
@@ -363,7 +369,46 @@ def _harden_process() -> None:
     signal.signal(signal.SIGPROF, _on_cpu_timeout)
 
 
-def main() -> None:
+def _readable_in_jail() -> list[str]:
+    """What the jailed worker may still read: the standard library (for lazy imports), its own
+    folder and RestrictedPython's; never site-packages, the user's files, /proc or /etc."""
+    import RestrictedPython
+
+    stdlib = os.path.dirname(os.__file__)
+    paths = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(RestrictedPython.__file__)]
+    # The standard library's entries are granted one by one (its folder itself may only be
+    # listed), so an installation's own site-packages, which lives there for a Python outside a
+    # virtualenv, stays closed.
+    paths.extend(
+        os.path.join(stdlib, name) for name in os.listdir(stdlib) if name not in ("site-packages", "dist-packages")
+    )
+    paths.extend(p for p in sys.path if p.endswith("lib-dynload"))
+    return paths
+
+
+def _enter_jail(options: dict[str, Any], channel_out: Any) -> list[str]:
+    """Arm the death signal and, unless told not to, enter the OS jail; the layers entered."""
+    if not sys.platform.startswith("linux"):
+        return []
+    jail.die_with_parent(int(options["parent"]))
+    if not options.get("jail", True):
+        return []
+    # Modules that load shared libraries from outside the standard library, loaded while the
+    # library folders are still readable.
+    import decimal  # noqa: F401
+    import hashlib  # noqa: F401
+
+    try:
+        support = jail.enter(_readable_in_jail(), listable=[os.path.dirname(os.__file__)])
+    except (jail.JailError, OSError) as exc:
+        protocol.send(channel_out, {"type": "jail_failed", "error": str(exc)})
+        sys.exit(3)
+    return support.layers
+
+
+def main(options: dict[str, Any] | None = None) -> None:
+    global _STATM_FD
+    options = options or {}
     # Keep private copies of the channel and point fds 0/1 at /dev/null so nothing else can
     # write into the frame stream.
     channel_in = os.fdopen(os.dup(0), "rb")
@@ -371,15 +416,20 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
+    _STATM_FD = os.open("/proc/self/statm", os.O_RDONLY) if os.path.exists("/proc/self/statm") else -1
+    layers = _enter_jail(options, channel_out)
     _harden_process()
     session = Session(channel_in, channel_out)
-    protocol.send(channel_out, {"type": "ready", "pid": os.getpid()})
+    if not options.get("policy", True):
+        _drop_policy_for_tests(session)
+    protocol.send(channel_out, {"type": "ready", "pid": os.getpid(), "jail": layers})
     handlers = {
         "load": session.load,
         "exec": session.execute,
         "define": session.define,
         "set": session.set_variables,
     }
+    sealed = False
     while True:
         try:
             request = protocol.receive(channel_in)
@@ -388,9 +438,44 @@ def main() -> None:
         op = request.get("op")
         if op == "close":
             return
-        handler = handlers.get(op)
-        reply = handler(request) if handler else {"type": "error", "error": f"unknown op {op!r}"}
+        if op == "load" and sealed:
+            reply: dict[str, Any] = {"type": "error", "error": "a worker loads one context; start a new one"}
+        else:
+            if op == "exec" and not sealed:
+                sealed = _seal_limits(options)
+            handler = handlers.get(op)
+            reply = handler(request) if handler else {"type": "error", "error": f"unknown op {op!r}"}
+            if op == "load" and not sealed:
+                sealed = _seal_limits(options)
         protocol.send(channel_out, reply)
+
+
+def _seal_limits(options: dict[str, Any]) -> bool:
+    """Cap memory (if no context load did), then make sure no code in this process can raise it."""
+    if not _memory_capped:
+        _cap_memory(int(options.get("memory_limit_mb", 1024)))
+    if sys.platform.startswith("linux") and options.get("jail", True):
+        jail.seal_limits()
+    return True
+
+
+def _drop_policy_for_tests(session: Session) -> None:
+    """Test-only (`LocalSandbox(python_policy=False)`): run steps as plain Python, so tests can show
+    the OS jail holds on its own, as it must when the policy has a hole. Never reachable from
+    model code: only the host's start options select it."""
+    import builtins
+
+    global compile_step
+
+    def compile_plain(code: str) -> tuple[Any, Any]:
+        return compile(code, "<step>", "exec"), None
+
+    def print_to_step(*objects: Any, **kwargs: Any) -> None:
+        kwargs.pop("file", None)
+        print(*objects, file=PrintCollector.buffer, **kwargs)
+
+    compile_step = compile_plain
+    session.namespace["__builtins__"] = {**vars(builtins), "print": print_to_step}
 
 
 if __name__ == "__main__":

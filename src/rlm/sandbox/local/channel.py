@@ -1,0 +1,129 @@
+"""The host's end of the worker's pipes: every read and write has a deadline and a size cap.
+
+The worker may be running hostile code, so the host never blocks on it: a worker that stops
+reading, sends half a frame, a frame too large, too deeply nested or not UTF-8, is reported as a
+`ChannelError` and the sandbox kills and restarts it. The frame format lives in `protocol`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import time
+from typing import Any
+
+from rlm.sandbox.local import protocol
+
+_F_SETPIPE_SZ = 1031  # Linux: larger pipes mean fewer wake-ups for a 100 MB context
+_PIPE_BYTES = 1 << 20
+_WRITE_CHUNK = 1 << 20
+
+
+class ChannelError(Exception):
+    """The worker closed the channel, stalled past a deadline, or sent something that is not a frame."""
+
+
+class WorkerChannel:
+    def __init__(self, to_worker: int, from_worker: int, max_frame_bytes: int) -> None:
+        self.to_worker = to_worker
+        self.from_worker = from_worker
+        self.max_frame_bytes = max_frame_bytes
+        for fd in (to_worker, from_worker):
+            os.set_blocking(fd, False)
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
+
+    # --- writing -----------------------------------------------------------------------------------
+    def send(self, message: dict[str, Any], deadline: float) -> None:
+        self.send_payload(protocol.encode(message), deadline)
+
+    def send_payload(self, payload: bytes, deadline: float) -> None:
+        self._write(protocol.header(len(payload)), deadline)
+        view = memoryview(payload)
+        for start in range(0, len(payload), _WRITE_CHUNK):
+            self._write(view[start : start + _WRITE_CHUNK], deadline)
+
+    def send_text(self, text: str, deadline: float, chunk: int = 8 << 20) -> None:
+        """One frame holding `text` as UTF-8, encoded piece by piece (a 100 MB context is never
+        held twice); non-ASCII text is encoded twice, first only to learn the frame's length."""
+        starts = range(0, len(text), chunk)
+        ascii_only = text.isascii()
+        size = len(text) if ascii_only else sum(len(protocol.to_utf8(text[i : i + chunk])) for i in starts)
+        self._write(protocol.header(size), deadline)
+        for i in starts:
+            piece = protocol.to_utf8(text[i : i + chunk])
+            view = memoryview(piece)
+            for start in range(0, len(piece), _WRITE_CHUNK):
+                self._write(view[start : start + _WRITE_CHUNK], deadline)
+
+    def _write(self, data: bytes | memoryview, deadline: float) -> None:
+        view = memoryview(data)
+        while view:
+            self._wait(self.to_worker, deadline, writing=True)
+            try:
+                written = os.write(self.to_worker, view)
+            except BlockingIOError:
+                continue
+            except OSError as exc:  # EPIPE: the worker is gone
+                raise ChannelError(f"the worker stopped reading ({exc.strerror})") from None
+            view = view[written:]
+
+    # --- reading -----------------------------------------------------------------------------------
+    def receive(self, deadline: float) -> dict[str, Any] | None:
+        """The next message, or None if the deadline passed before a frame began.
+
+        A frame that began must finish by the deadline too, or it is a `ChannelError`.
+        """
+        if not self._ready(deadline):
+            return None
+        (size,) = protocol.HEADER.unpack(self._read_exactly(protocol.HEADER.size, deadline))
+        if size > self.max_frame_bytes:
+            raise ChannelError(f"the worker sent a frame of {size} bytes; the limit is {self.max_frame_bytes}")
+        raw = self._read_exactly(size, deadline)
+        try:
+            message = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ChannelError(f"the worker sent a malformed frame ({type(exc).__name__})") from None
+        if not isinstance(message, dict):
+            raise ChannelError("the worker sent a frame that is not a message")
+        return message
+
+    def _ready(self, deadline: float) -> bool:
+        return _poll(self.from_worker, select.POLLIN, deadline)
+
+    def _read_exactly(self, size: int, deadline: float) -> bytearray:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        filled = 0
+        while filled < size:
+            self._wait(self.from_worker, deadline, writing=False)
+            try:
+                got = os.readv(self.from_worker, [view[filled:]])
+            except BlockingIOError:
+                continue
+            if not got:
+                raise ChannelError("the worker closed its channel")
+            filled += got
+        view.release()
+        return buffer
+
+    def _wait(self, fd: int, deadline: float, *, writing: bool) -> None:
+        if not _poll(fd, select.POLLOUT if writing else select.POLLIN, deadline):
+            action = "take" if writing else "finish"
+            raise ChannelError(f"the worker did not {action} a message in time")
+
+
+def _poll(fd: int, event: int, deadline: float) -> bool:
+    """Whether `fd` is ready (or closed, which the next read or write reports) before `deadline`."""
+    # poll, not select: a host running many sandboxes can hold descriptors past select's 1024.
+    poller = select.poll()
+    poller.register(fd, event)
+    remaining = deadline - time.monotonic()
+    while remaining > 0:
+        if poller.poll(max(1, int(remaining * 1000))):
+            return True
+        remaining = deadline - time.monotonic()
+    return False
