@@ -12,21 +12,31 @@ from dataclasses import dataclass
 class RLMConfig:
     max_depth: int = 5
     max_iterations: int = 20
-    # Total LM calls allowed for the whole tree (root steps, sub-calls, children).
+    # Total LM calls allowed for the whole tree, a hard cap: root steps, sub-calls, batched items,
+    # children's steps and every "answer now" step. One call is held back for the root's last answer.
     max_llm_calls: int = 200
     # Raise MaxIterationsError instead of asking for a last answer when iterations run out.
     strict: bool = False
     sandbox: str = "auto"
     # Per code execution: wall-clock seconds of the model's own code (sub-call time excluded).
     exec_timeout: float = 30.0
+    # Wall-clock seconds of one step with the host's time on its sub-calls included: past it the
+    # step's further sub-calls are refused, and a child node must finish within its parent's step.
+    max_step_seconds: float = 300.0
+    # Sandboxes (worker processes) alive at once across the whole tree; children past it wait.
+    max_live_sandboxes: int = 16
     # Extra address space the sandbox worker may use on top of what the loaded context takes.
     memory_limit_mb: int = 1024
     # Printed output returned to the model per step; longer output keeps its head and tail.
     max_output_chars: int = 4000
+    # A FINAL answer longer than this keeps its head and tail, with a marker saying what was cut.
+    max_answer_chars: int = 100_000
     # Concurrency of llm_query_batched / recursive_llm_batched.
     max_concurrency: int = 8
-    # Characters a sub-model prompt may hold: told to the model, and the cut for leaf sub-calls
-    # (recursive_llm at max_depth), which put their whole slice into one prompt.
+    # Items one batched call may hold; a longer list is refused (the model splits it).
+    max_batch_items: int = 256
+    # Characters a sub-model prompt may hold: told to the model, and the cut for every sub-call
+    # prompt (llm_query, batched items, a child's query, recursive_llm at max_depth).
     sub_prompt_chars: int = 100_000
     # Said to the model next to the sub-prompt size, e.g. that sub-calls are slow with this model.
     sub_model_note: str = ""
@@ -39,11 +49,23 @@ class RLMConfig:
     def __post_init__(self) -> None:
         from rlm.errors import ConfigurationError
 
-        for name in ("max_depth", "max_iterations", "max_llm_calls", "max_concurrency", "max_output_chars"):
+        for name in (
+            "max_depth",
+            "max_iterations",
+            "max_llm_calls",
+            "max_concurrency",
+            "max_output_chars",
+            "max_live_sandboxes",
+            "max_answer_chars",
+            "max_batch_items",
+            "sub_prompt_chars",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
         if self.exec_timeout <= 0:
             raise ConfigurationError(f"exec_timeout must be positive seconds, got {self.exec_timeout!r}")
+        if self.max_step_seconds <= 0:
+            raise ConfigurationError(f"max_step_seconds must be positive seconds, got {self.max_step_seconds!r}")
         if self.memory_limit_mb < 64:
             raise ConfigurationError(f"memory_limit_mb must be at least 64, got {self.memory_limit_mb!r}")

@@ -63,7 +63,22 @@ class NodeFinished:
     error: str | None = None
 
 
-Event = NodeStarted | LMCalled | StepExecuted | NodeFinished
+@dataclass(frozen=True)
+class LimitReached:
+    """A tree-wide limit tripped: a sub-call refused, a size clipped, a child queued or cut short.
+
+    `limit` names the setting: "max_llm_calls", "max_step_seconds", "max_live_sandboxes",
+    "max_output_chars", "max_answer_chars", "sub_prompt_chars" or "max_batch_items".
+    """
+
+    node_id: str
+    depth: int
+    limit: str
+    detail: str
+    timestamp: float = 0.0
+
+
+Event = NodeStarted | LMCalled | StepExecuted | NodeFinished | LimitReached
 Subscriber = Callable[[Event], Any]
 
 

@@ -227,19 +227,19 @@ def test_multi_document_context_is_described_by_names_and_sizes(make_lm):
     assert "dict of 2 documents" in task and "'b.txt': str, 9 chars" in task
 
 
-def test_llm_call_budget_stops_the_tree_with_a_last_answer(make_lm):
+def test_llm_call_budget_stops_the_tree_with_a_last_answer_inside_the_budget(make_lm):
     lm, _ = make_lm([code("x = 1"), code("x = 2"), "FINAL(partial)"])
-    result = RLM(model=lm, max_llm_calls=2).run("q", "ctx")
+    result = RLM(model=lm, max_llm_calls=3).run("q", "ctx")
     assert result.finish_reason == "budget"
     assert result.answer == "partial"
-    assert result.llm_calls == 3  # two steps, then the one last answer the budget always allows
+    assert result.llm_calls == 3  # two steps, then the last answer the budget holds a call back for
 
 
 def test_subcalls_past_the_budget_fail_inside_the_code_not_the_run(make_lm):
     root, root_engine = make_lm([code("print(llm_query('a'))\nprint(llm_query('b'))"), "FINAL(done)"])
     sub, _ = make_lm(lambda m: "sub answer", model="scripted/sub")
-    result = RLM(model=root, recursive_model=sub, max_llm_calls=2).run("q", "ctx")
-    assert "budget of 2 calls is used up" in last_user_message(root_engine.calls[1])
+    result = RLM(model=root, recursive_model=sub, max_llm_calls=3).run("q", "ctx")
+    assert "budget of 3 calls is used up" in last_user_message(root_engine.calls[1])
     assert result.answer == "done"
 
 

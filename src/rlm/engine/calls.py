@@ -7,40 +7,16 @@ only asks for a reply.
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import dspy
 
+from rlm.engine.limits import CallBudget
 from rlm.engine.step import ReplAdapter, render_messages
-from rlm.errors import BudgetExceededError
 from rlm.events import EventBus, LMCalled
 from rlm.models.errors import translate_lm_error
-
-
-class CallBudget:
-    """The tree's shared allowance of LM calls; thread-safe."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._lock = threading.Lock()
-
-    def take(self, count: int = 1, *, force: bool = False) -> None:
-        with self._lock:
-            if not force and self.used + count > self.limit:
-                raise BudgetExceededError(
-                    f"the LM-call budget of {self.limit} calls is used up ({self.used} made); "
-                    "raise max_llm_calls to allow more"
-                )
-            self.used += count
-
-    @property
-    def exhausted(self) -> bool:
-        with self._lock:
-            return self.used >= self.limit
 
 
 @dataclass(frozen=True)
@@ -99,10 +75,10 @@ class _Call:
         lm: dspy.BaseLM,
         purpose: str,
         messages: list[dict[str, str]],
-        force: bool = False,
     ) -> None:
         self.site, self.lm, self.purpose, self.messages = site, lm, purpose, messages
-        site.budget.take(force=force)
+        # Only the root's last answer may spend the call the budget holds back for it.
+        site.budget.take(closing=purpose == "answer_now" and site.depth == 0)
         self.model = model_name(lm)
         self.started = time.perf_counter()
 
@@ -143,7 +119,7 @@ def ask_step(
     purpose: str = "step",
     stop: tuple[str, ...] = (),
 ) -> str:
-    call = _Call(site, lm, purpose, _step_messages(predictor, inputs), force=purpose == "answer_now")
+    call = _Call(site, lm, purpose, _step_messages(predictor, inputs))
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
             reply = predictor(**inputs, **_stop_config(stop)).reply
@@ -162,7 +138,7 @@ async def aask_step(
     purpose: str = "step",
     stop: tuple[str, ...] = (),
 ) -> str:
-    call = _Call(site, lm, purpose, _step_messages(predictor, inputs), force=purpose == "answer_now")
+    call = _Call(site, lm, purpose, _step_messages(predictor, inputs))
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
             reply = (await predictor.acall(**inputs, **_stop_config(stop))).reply

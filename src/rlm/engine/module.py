@@ -13,10 +13,12 @@ from typing import Any
 import dspy
 
 from rlm.config import RLMConfig
-from rlm.engine.calls import CallBudget
-from rlm.engine.node import NodeOutcome, NodeRun, Tree
+from rlm.engine.limits import CallBudget
+from rlm.engine.node import NodeOutcome, NodeRun
 from rlm.engine.result import RLMResult
+from rlm.engine.slots import SandboxSlots
 from rlm.engine.step import RLMStep
+from rlm.engine.tree import Tree
 from rlm.errors import ConfigurationError, ContextError
 from rlm.events import EventBus, Subscriber
 from rlm.sandbox.base import Sandbox, SandboxLimits
@@ -75,6 +77,7 @@ class RLMModule(dspy.Module):
             bus=bus,
             budget=CallBudget(config.max_llm_calls),
             make_sandbox=(lambda: factory(limits)) if factory else (lambda: create_sandbox(config.sandbox, limits)),
+            slots=SandboxSlots(config.max_live_sandboxes),
         )
         return totals, NodeRun(tree, query, context, 0, None, root_lm)
 

@@ -8,48 +8,30 @@ to the tree's bus; the loop has no special cases for graph, history or progress.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dspy
 
-from rlm.config import RLMConfig
 from rlm.engine import prompts
-from rlm.engine.calls import CallBudget, CallSite, aask_step, ask_step, model_name
+from rlm.engine.calls import CallSite, aask_step, ask_step, model_name
 from rlm.engine.describe import context_length, describe_context, shows_whole
+from rlm.engine.limits import clip_answer, clip_execution, deadline_passed
 from rlm.engine.parsing import TextFinal, count_code_blocks, cut_after_code, extract_code, find_text_final
 from rlm.engine.result import StepRecord
-from rlm.errors import MaxIterationsError
-from rlm.events import EventBus, NodeFinished, NodeStarted, StepExecuted
+from rlm.engine.slots import Slot
+from rlm.engine.tree import Tree
+from rlm.errors import BudgetExceededError, MaxIterationsError
+from rlm.events import NodeFinished, NodeStarted, StepExecuted
 from rlm.sandbox.base import ExecutionResult, Sandbox
 
 # Answers up to this size on one line are values (a number, an id, a name): the kind small models
 # invent. Longer answers are prose written from what the model read.
 SHORT_ANSWER_CHARS = 100
-
-
-@dataclass
-class Tree:
-    """What every node of one run shares."""
-
-    config: RLMConfig
-    predictor: dspy.Predict
-    root_lm: dspy.BaseLM
-    sub_lm: dspy.BaseLM
-    bus: EventBus
-    budget: CallBudget
-    make_sandbox: Callable[[], Sandbox]
-    _ids: Any = field(default_factory=itertools.count)
-    _id_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def new_node_id(self) -> str:
-        with self._id_lock:
-            return f"n{next(self._ids)}"
 
 
 @dataclass(frozen=True)
@@ -78,8 +60,17 @@ class NodeRun:
     """One node of the tree: its own sandbox holding its `context`, and its loop."""
 
     def __init__(
-        self, tree: Tree, query: str, context: Any, depth: int, parent_id: str | None, lm: dspy.BaseLM
+        self,
+        tree: Tree,
+        query: str,
+        context: Any,
+        depth: int,
+        parent_id: str | None,
+        lm: dspy.BaseLM,
+        slot: Slot | None = None,
+        ceiling: float | None = None,
     ) -> None:
+        """A child comes with its sandbox `slot` and a `ceiling`: its parent step's deadline."""
         from rlm.engine.subcalls import HostFunctions  # subcalls creates NodeRuns: import late
 
         self.tree = tree
@@ -88,6 +79,8 @@ class NodeRun:
         self.depth = depth
         self.parent_id = parent_id
         self.lm = lm
+        self.slot = slot
+        self.ceiling = ceiling
         self.node_id = tree.new_node_id()
         self.site = CallSite(self.node_id, depth, tree.bus, tree.budget)
         self.host = HostFunctions(self)
@@ -129,10 +122,14 @@ class NodeRun:
             return Ask({"query": self.query, "context_info": context_info, "history": list(history)}, purpose)
 
         for iteration in range(1, limit + 1):
-            if self.tree.budget.exhausted:
+            if (out := self._out_of()) is not None:
+                reason = out
+                break
+            try:
+                reply = yield ask()
+            except BudgetExceededError:  # a sibling spent the last call since the check above
                 reason = "budget"
                 break
-            reply = yield ask()
             code = extract_code(reply)
             text_final = find_text_final(reply)
             output, error = "", None
@@ -168,8 +165,8 @@ class NodeRun:
             self._record(trajectory, iteration, reply, code or "", output, error)
             if repeats > config.max_repeated_steps:
                 reason = "repeated"
-            elif self.tree.budget.exhausted:
-                reason = "budget"
+            elif (out := self._out_of()) is not None:
+                reason = out
             stopping = reason != "max_iterations" or iteration == limit
             closing = prompts.answer_now(limit, reason) if stopping else prompts.step_line(iteration + 1, limit)
             observation = prompts.observation(output, error, " ".join(notes), closing)
@@ -189,8 +186,29 @@ class NodeRun:
                 history[-1] = {**history[-1], "observation": f"{history[-1]['observation']}\n\n{note}"}
             else:
                 context_info = f"{context_info}\n\n{note}"
-        reply = yield ask("answer_now")
+        if deadline_passed(self.ceiling):
+            return self._unfinished("time", trajectory)
+        try:
+            reply = yield ask("answer_now")
+        except BudgetExceededError:
+            return self._unfinished("budget", trajectory)
         answer = yield from self._last_answer(reply)
+        return NodeOutcome(answer, reason, len(trajectory), tuple(trajectory))
+
+    def _out_of(self) -> str | None:
+        """Why the node must stop now: the tree's LM calls or its parent step's time are spent."""
+        if self.tree.budget.exhausted:
+            return "budget"
+        if deadline_passed(self.ceiling):
+            return "time"
+        return None
+
+    def _unfinished(self, reason: str, trajectory: list[StepRecord]) -> NodeOutcome:
+        """A child that may not ask for a last answer ends with what it has: its last output."""
+        why = prompts.UNFINISHED[reason]
+        self.host.log.hit("max_llm_calls" if reason == "budget" else "max_step_seconds", f"node ended: {why}")
+        last = next((step.output for step in reversed(trajectory) if step.output.strip()), "")
+        answer = f"[no answer: {why}; its last output follows]\n{last}" if last else f"[no answer: {why}]"
         return NodeOutcome(answer, reason, len(trajectory), tuple(trajectory))
 
     def _resolve_text_final(self, final: TextFinal) -> Generator[Run, Any, tuple[str | None, str | None]]:
@@ -271,66 +289,104 @@ class NodeRun:
             )
         )
 
+    def _step_deadline(self) -> float:
+        deadline = time.monotonic() + self.tree.config.max_step_seconds
+        return deadline if self.ceiling is None else min(deadline, self.ceiling)
+
+    def _checked(self, result: ExecutionResult) -> ExecutionResult:
+        self.host.raise_fatal()
+        return clip_execution(result, self.tree.config, self.host.log)
+
+    def _finished(self, outcome: NodeOutcome) -> NodeOutcome:
+        return replace(outcome, answer=clip_answer(outcome.answer, self.tree.config, self.host.log))
+
     def run(self) -> NodeOutcome:
         self._begin()
-        sandbox = self.tree.make_sandbox()
+        slot = self.slot = self.slot or self.tree.slots.root()
         stop = self.tree.config.step_stop
         outcome = None
+        sandbox: Sandbox | None = None
         try:
+            sandbox = self.tree.make_sandbox()
             sandbox.start()
             sandbox.load(self.context)
             plan = self.plan()
             value: Any = None
+            throw = False
             while True:
-                effect = plan.send(value)
+                effect = plan.throw(value) if throw else plan.send(value)
+                throw = False
                 if isinstance(effect, Ask):
-                    value = ask_step(self.site, self.tree.predictor, self.lm, effect.inputs, effect.purpose, stop)
+                    try:
+                        value = ask_step(self.site, self.tree.predictor, self.lm, effect.inputs, effect.purpose, stop)
+                    except BudgetExceededError as exc:  # the plan ends the node with what it has
+                        value, throw = exc, True
                 else:
-                    value = sandbox.execute(effect.code, self.host.call)
-                    self.host.raise_fatal()
+                    self.host.begin_step(self._step_deadline())
+                    value = self._checked(sandbox.execute(effect.code, self.host.call))
         except StopIteration as done:
-            outcome = done.value
+            outcome = self._finished(done.value)
             return outcome
         except BaseException as exc:
             self._end(None, exc)
             raise
         finally:
-            sandbox.close()
+            try:
+                if sandbox is not None:
+                    sandbox.close()
+            finally:
+                slot.release()
             if outcome is not None:
                 self._end(outcome, None)
 
     async def arun(self) -> NodeOutcome:
         self._begin()
-        sandbox = self.tree.make_sandbox()
+        slot = self.slot = self.slot or self.tree.slots.root()
         stop = self.tree.config.step_stop
         loop = asyncio.get_running_loop()
+        # The node's own thread for sandbox work: nodes waiting on their children must not use up
+        # a shared pool that the children need to start their sandboxes.
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rlm-{self.node_id}")
 
         def bridge(fn: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
             # Runs on the sandbox thread; the sub-call itself is awaited on the event loop.
             return asyncio.run_coroutine_threadsafe(self.host.acall(fn, args, kwargs), loop).result()
 
         outcome = None
+        sandbox: Sandbox | None = None
         try:
-            await asyncio.to_thread(sandbox.start)
-            await asyncio.to_thread(sandbox.load, self.context)
+            sandbox = self.tree.make_sandbox()
+            await loop.run_in_executor(worker, sandbox.start)
+            await loop.run_in_executor(worker, sandbox.load, self.context)
             plan = self.plan()
             value: Any = None
+            throw = False
             while True:
-                effect = plan.send(value)
+                effect = plan.throw(value) if throw else plan.send(value)
+                throw = False
                 if isinstance(effect, Ask):
-                    value = await aask_step(
-                        self.site, self.tree.predictor, self.lm, effect.inputs, effect.purpose, stop
-                    )
+                    try:
+                        value = await aask_step(
+                            self.site, self.tree.predictor, self.lm, effect.inputs, effect.purpose, stop
+                        )
+                    except BudgetExceededError as exc:  # the plan ends the node with what it has
+                        value, throw = exc, True
                 else:
-                    value = await asyncio.to_thread(sandbox.execute, effect.code, bridge)
-                    self.host.raise_fatal()
+                    self.host.begin_step(self._step_deadline())
+                    result = await loop.run_in_executor(worker, sandbox.execute, effect.code, bridge)
+                    value = self._checked(result)
         except StopIteration as done:
-            outcome = done.value
+            outcome = self._finished(done.value)
             return outcome
         except BaseException as exc:
             self._end(None, exc)
             raise
         finally:
-            await asyncio.to_thread(sandbox.close)
+            try:
+                if sandbox is not None:
+                    await loop.run_in_executor(worker, sandbox.close)
+            finally:
+                worker.shutdown(wait=False)
+                slot.release()
             if outcome is not None:
                 self._end(outcome, None)

@@ -114,5 +114,13 @@ def answer_now(max_steps: int, reason: str) -> str:
         "max_iterations": f"You have used all {max_steps} steps.",
         "repeated": "You keep running the same code.",
         "budget": "The budget of model calls is used up.",
+        "time": "The time for this task is used up.",
     }[reason]
     return f"{why} Reply now with FINAL(answer): your best answer from what you found. Write no code."
+
+
+# Why a child node ended without a last answer; its parent's code reads this in place of one.
+UNFINISHED = {
+    "budget": "the run's LM-call budget (max_llm_calls) ran out before this sub-task answered",
+    "time": "the calling step's time (max_step_seconds) ran out before this sub-task answered",
+}

@@ -1,7 +1,9 @@
 """The REPL functions whose work happens on the host: llm_query, recursive_llm and batched forms.
 
 The sandbox forwards each call here. Sub-calls use the recursive model; `recursive_llm` starts a
-child node one level deeper, or, at `max_depth`, a plain sub-LM call with the slice in its prompt.
+child node one level deeper, or, at `max_depth` or with no sandbox free, a plain sub-LM call with
+the slice in its prompt. Every call passes the tree's limits first (`limits.py`): a refused call
+raises into the model's code at once, without calling the LM.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rlm.engine.calls import aask_plain, ask_plain
-from rlm.errors import ContextError, RLMError
+from rlm.engine.limits import LimitError, LimitLog, deadline_passed
+from rlm.errors import BudgetExceededError, ContextError, RLMError
 from rlm.models.errors import FATAL_ERRORS
 from rlm.sandbox.base import clip_middle
 
 if TYPE_CHECKING:
     from rlm.engine.node import NodeRun
+    from rlm.engine.slots import Slot
 
 
 class HostFunctions:
@@ -28,6 +32,11 @@ class HostFunctions:
     def __init__(self, node: NodeRun) -> None:
         self.node = node
         self.fatal: BaseException | None = None
+        self.log = LimitLog(node.node_id, node.depth, node.tree.bus)
+        self.deadline: float | None = None  # the current step's: past it, sub-calls are refused
+
+    def begin_step(self, deadline: float) -> None:
+        self.deadline = deadline
 
     def raise_fatal(self) -> None:
         """Re-raise an error that must stop the run (bad key, unknown model) after the step ends."""
@@ -38,28 +47,36 @@ class HostFunctions:
     def call(self, fn: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> Any:
         try:
             if fn == "llm_query":
-                return self._llm_query(args[0])
+                return self._one(partial(self._llm_query, args[0]))
             if fn == "llm_query_batched":
-                return self._batch([partial(self._llm_query, p) for p in _prompts(args[0])])
+                return self._batch([partial(self._one, partial(self._llm_query, p)) for p in self._items(fn, args)])
             if fn == "recursive_llm":
-                return self._recursive(args[0], args[1])
+                return self._one(partial(self._recursive, args[0], args[1]))
             if fn == "recursive_llm_batched":
-                return self._batch([partial(self._recursive, q, c) for q, c in _pairs(args[0])])
+                pairs = _pairs(self._items(fn, args))
+                return self._batch([partial(self._one, partial(self._recursive, q, c)) for q, c in pairs])
         except BaseException as exc:
             self._note_fatal(exc)
             raise
         raise ValueError(f"unknown host function {fn!r}")
 
+    def _one(self, work: Callable[[], str]) -> str:
+        try:
+            self._admit()
+            return work()
+        except BudgetExceededError as exc:
+            self.log.hit("max_llm_calls", str(exc))
+            raise
+
     def _llm_query(self, prompt: Any) -> str:
-        return ask_plain(self.node.site, self.node.tree.sub_lm, _text(prompt), "llm_query")
+        return ask_plain(self.node.site, self.node.tree.sub_lm, self._prompt(prompt, "an llm_query"), "llm_query")
 
     def _recursive(self, query: Any, sub_context: Any) -> str:
-        child = self._child(query, sub_context)
-        if child is None:
-            return ask_plain(
-                self.node.site, self.node.tree.sub_lm, self._leaf_prompt(query, sub_context), "recursive_leaf"
-            )
-        return child.run().answer
+        if self._needs_node(query, sub_context):
+            slot = self.node.tree.slots.acquire(self._slot(), self.deadline, self._queued)
+            if slot is not None:
+                return self._child(query, sub_context, slot).run().answer
+        return ask_plain(self.node.site, self.node.tree.sub_lm, self._leaf_prompt(query, sub_context), "recursive_leaf")
 
     def _batch(self, jobs: list[Callable[[], str]]) -> list[str]:
         if not jobs:
@@ -79,35 +96,47 @@ class HostFunctions:
     async def acall(self, fn: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> Any:
         try:
             if fn == "llm_query":
-                return await self._allm_query(args[0])
+                return await self._aone(partial(self._allm_query, args[0]))
             if fn == "llm_query_batched":
-                return await self._abatch([self._allm_query(p) for p in _prompts(args[0])])
+                return await self._abatch(
+                    [partial(self._aone, partial(self._allm_query, p)) for p in self._items(fn, args)]
+                )
             if fn == "recursive_llm":
-                return await self._arecursive(args[0], args[1])
+                return await self._aone(partial(self._arecursive, args[0], args[1]))
             if fn == "recursive_llm_batched":
-                return await self._abatch([self._arecursive(q, c) for q, c in _pairs(args[0])])
+                pairs = _pairs(self._items(fn, args))
+                return await self._abatch([partial(self._aone, partial(self._arecursive, q, c)) for q, c in pairs])
         except BaseException as exc:
             self._note_fatal(exc)
             raise
         raise ValueError(f"unknown host function {fn!r}")
 
+    async def _aone(self, work: Callable[[], Awaitable[str]]) -> str:
+        try:
+            self._admit()
+            return await work()
+        except BudgetExceededError as exc:
+            self.log.hit("max_llm_calls", str(exc))
+            raise
+
     async def _allm_query(self, prompt: Any) -> str:
-        return await aask_plain(self.node.site, self.node.tree.sub_lm, _text(prompt), "llm_query")
+        prompt = self._prompt(prompt, "an llm_query")
+        return await aask_plain(self.node.site, self.node.tree.sub_lm, prompt, "llm_query")
 
     async def _arecursive(self, query: Any, sub_context: Any) -> str:
-        child = self._child(query, sub_context)
-        if child is None:
-            return await aask_plain(
-                self.node.site, self.node.tree.sub_lm, self._leaf_prompt(query, sub_context), "recursive_leaf"
-            )
-        return (await child.arun()).answer
+        if self._needs_node(query, sub_context):
+            slot = await self.node.tree.slots.aacquire(self._slot(), self.deadline, self._queued)
+            if slot is not None:
+                return (await self._child(query, sub_context, slot).arun()).answer
+        prompt = self._leaf_prompt(query, sub_context)
+        return await aask_plain(self.node.site, self.node.tree.sub_lm, prompt, "recursive_leaf")
 
-    async def _abatch(self, jobs: list[Awaitable[str]]) -> list[str]:
+    async def _abatch(self, jobs: list[Callable[[], Awaitable[str]]]) -> list[str]:
         limit = asyncio.Semaphore(self.node.tree.config.max_concurrency)
 
-        async def bounded(job: Awaitable[str]) -> str:
+        async def bounded(job: Callable[[], Awaitable[str]]) -> str:
             async with limit:
-                return await job
+                return await job()
 
         results = await asyncio.gather(*(bounded(j) for j in jobs), return_exceptions=True)
         out = []
@@ -119,41 +148,84 @@ class HostFunctions:
                 out.append(str(item))
         return out
 
-    # --- shared --------------------------------------------------------------------------------------
-    def _child(self, query: Any, sub_context: Any) -> NodeRun | None:
-        """The child node for recursive_llm, or None when max_depth makes it a plain call."""
-        from rlm.engine.node import NodeRun
+    # --- limits --------------------------------------------------------------------------------------
+    def _admit(self) -> None:
+        """Refuse a sub-call past the step's time or the tree's LM-call budget, before any work."""
+        if deadline_passed(self.deadline):
+            seconds = self.node.tree.config.max_step_seconds
+            message = (
+                f"this step's time is up (max_step_seconds={seconds:g}, sub-calls included; a child node "
+                "also ends with its parent's step): sub-calls are refused until the next step"
+            )
+            self.log.hit("max_step_seconds", message)
+            raise LimitError("max_step_seconds", message)
+        self.node.tree.budget.check()
 
+    def _items(self, fn: str, args: list[Any]) -> list[Any]:
+        items = args[0] if args else None
+        if not isinstance(items, (list, tuple)):
+            raise RLMError(f"{fn} takes a list, got {type(items).__name__}")
+        cap = self.node.tree.config.max_batch_items
+        if len(items) > cap:
+            message = f"{fn} takes at most {cap} items per call (max_batch_items), got {len(items)}: split the list"
+            self.log.hit("max_batch_items", message)
+            raise LimitError("max_batch_items", message)
+        return list(items)
+
+    def _prompt(self, prompt: Any, what: str) -> str:
+        if not isinstance(prompt, str):
+            raise RLMError(f"prompts must be text, got {type(prompt).__name__}")
+        cap = self.node.tree.config.sub_prompt_chars
+        if len(prompt) <= cap:
+            return prompt
+        self.log.hit(
+            "sub_prompt_chars", f"{what} prompt of {len(prompt)} characters was cut to {cap} (head and tail kept)"
+        )
+        return clip_middle(prompt, cap)
+
+    def _queued(self) -> None:
+        self.log.hit(
+            "max_live_sandboxes",
+            f"all {self.node.tree.config.max_live_sandboxes} sandboxes are in use: a recursive_llm call waits for one",
+        )
+
+    # --- children ------------------------------------------------------------------------------------
+    def _needs_node(self, query: Any, sub_context: Any) -> bool:
+        """Whether recursive_llm starts a child node; False when max_depth makes it a plain call."""
         if not isinstance(query, str) or not query.strip():
             raise ContextError("recursive_llm(query, sub_context) needs a non-empty query string")
         if sub_context is None or (isinstance(sub_context, (str, list, dict)) and not sub_context):
             raise ContextError("recursive_llm got an empty sub_context; pass the slice to work on")
+        return self.node.depth + 1 < self.node.tree.config.max_depth
+
+    def _slot(self) -> Slot:
+        slot = self.node.slot
+        if slot is None:
+            raise RLMError("a node made a sub-call before its sandbox started")
+        return slot
+
+    def _child(self, query: str, sub_context: Any, slot: Slot) -> NodeRun:
+        from rlm.engine.node import NodeRun  # node creates HostFunctions: import late
+
+        if deadline_passed(self.deadline):  # the slot came too late for this step
+            slot.release()
+            self._admit()
         tree = self.node.tree
-        if self.node.depth + 1 >= tree.config.max_depth:
-            return None
-        return NodeRun(tree, query, sub_context, self.node.depth + 1, self.node.node_id, tree.sub_lm)
+        query = self._prompt(query, "a recursive_llm query")
+        return NodeRun(
+            tree, query, sub_context, self.node.depth + 1, self.node.node_id, tree.sub_lm, slot, self.deadline
+        )
 
     def _leaf_prompt(self, query: str, sub_context: Any) -> str:
         text = sub_context if isinstance(sub_context, str) else json.dumps(sub_context, ensure_ascii=False)
-        text = clip_middle(text, self.node.tree.config.sub_prompt_chars)
-        return f"{query}\n\nContext:\n{text}"
+        return self._prompt(f"{query}\n\nContext:\n{text}", "a recursive_llm (answered as a plain call)")
 
     def _note_fatal(self, exc: BaseException) -> None:
         if self.fatal is None and (isinstance(exc, FATAL_ERRORS) or not isinstance(exc, Exception)):
             self.fatal = exc
 
 
-def _text(prompt: Any) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    raise RLMError(f"prompts must be text, got {type(prompt).__name__}")
-
-
-def _prompts(prompts: Any) -> list[Any]:
-    return list(prompts)
-
-
-def _pairs(pairs: Any) -> list[tuple[Any, Any]]:
+def _pairs(pairs: list[Any]) -> list[tuple[Any, Any]]:
     out = []
     for item in pairs:
         if not isinstance(item, (list, tuple)) or len(item) != 2:

@@ -1,0 +1,145 @@
+"""Limits over the whole tree of one run: the LM-call budget, step deadlines, sizes, and the log
+that turns each limit that trips into a `LimitReached` event and a line the model reads.
+
+The `Tree` holds the budget (and the sandbox slots, in `slots.py`); `HostFunctions` and `NodeRun`
+consult them at every sub-call, step and answer. Hostile model code must not get around them, so
+they are enforced here, on the host, whatever sandbox runs the code.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import replace
+
+from rlm.config import RLMConfig
+from rlm.errors import BudgetExceededError, RLMError
+from rlm.events import EventBus, LimitReached
+from rlm.sandbox.base import ExecutionResult, clip_middle
+
+# `clip_middle` adds a marker of under 64 characters: text a sandbox already cut to the limit
+# passes untouched instead of being cut (and reported) twice.
+CLIP_SLACK = 64
+
+
+class LimitError(RLMError):
+    """A sub-call refused by a tree-wide limit. It reaches the model's code as an error message."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class CallBudget:
+    """The tree's LM calls, a hard cap over every call; thread-safe.
+
+    One call is held back for the root's closing "answer now" step: a tree that spends its budget
+    still ends with an answer the model wrote, and the total never passes `limit`.
+    """
+
+    def __init__(self, limit: int, reserve: int = 1) -> None:
+        self.limit = limit
+        self.reserve = min(reserve, limit)
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, *, closing: bool = False) -> None:
+        """Count one call, or raise BudgetExceededError; `closing` may use the held-back call."""
+        with self._lock:
+            self._check(closing)
+            self.used += 1
+
+    def check(self) -> None:
+        """Raise BudgetExceededError if an ordinary call would not be allowed now."""
+        with self._lock:
+            self._check(False)
+
+    def _check(self, closing: bool) -> None:
+        if self.used >= (self.limit if closing else self.limit - self.reserve):
+            raise BudgetExceededError(
+                f"the LM-call budget of {self.limit} calls is used up ({self.used} made): no more "
+                "sub-calls in this run (raise max_llm_calls to allow more)"
+            )
+
+    @property
+    def exhausted(self) -> bool:
+        """True once only the held-back call for the root's last answer is left."""
+        with self._lock:
+            return self.used >= self.limit - self.reserve
+
+
+def deadline_passed(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def seconds_left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def clip(text: str, limit: int) -> tuple[str, bool]:
+    """`text` cut to `limit` (head and tail kept, a marker between), and whether it was cut."""
+    if len(text) <= limit + CLIP_SLACK:
+        return text, False
+    return clip_middle(text, limit), True
+
+
+class LimitLog:
+    """The limits one node ran into during its current step.
+
+    The first trip of each limit in a step is one `LimitReached` event; `drain()` gives the lines
+    the model reads after the step, so it learns of refusals even when its code swallowed them.
+    """
+
+    def __init__(self, node_id: str, depth: int, bus: EventBus) -> None:
+        self.node_id, self.depth, self.bus = node_id, depth, bus
+        self._details: dict[str, str] = {}  # limit -> what the first trip said
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def hit(self, limit: str, detail: str) -> None:
+        with self._lock:
+            self._details.setdefault(limit, detail)
+            self._counts[limit] += 1
+            first = self._counts[limit] == 1
+        if first:
+            self.bus.emit(LimitReached(self.node_id, self.depth, limit, detail, time.time()))
+
+    def drain(self) -> list[str]:
+        with self._lock:
+            details, counts = self._details, self._counts
+            self._details, self._counts = {}, Counter()
+        return [
+            f"[limit {limit}] {detail}" + (f" ({counts[limit]} times)" if counts[limit] > 1 else "")
+            for limit, detail in details.items()
+        ]
+
+
+def clip_execution(result: ExecutionResult, config: RLMConfig, log: LimitLog) -> ExecutionResult:
+    """Cut what a step produced to the configured sizes, whatever sandbox produced it, and append
+    the step's limit lines to its output."""
+    output, cut_output = clip(result.output or "", config.max_output_chars)
+    if cut_output:
+        log.hit("max_output_chars", f"the step's output was cut to {config.max_output_chars} characters")
+    error = result.error
+    if error is not None:
+        error, cut_error = clip(error, config.max_output_chars)
+        if cut_error:
+            log.hit("max_output_chars", f"the step's error text was cut to {config.max_output_chars} characters")
+    final = result.final_answer
+    if final is not None:
+        final = clip_answer(final, config, log)
+    lines = log.drain()
+    if lines:
+        output = "\n".join([output.rstrip(), *lines]) if output.strip() else "\n".join(lines)
+    return replace(result, output=output, error=error, final_answer=final)
+
+
+def clip_answer(answer: str, config: RLMConfig, log: LimitLog) -> str:
+    clipped, cut = clip(answer, config.max_answer_chars)
+    if cut:
+        log.hit(
+            "max_answer_chars",
+            f"the answer of {len(answer)} characters was cut to {config.max_answer_chars} (head and tail kept)",
+        )
+    return clipped
