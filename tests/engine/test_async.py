@@ -9,8 +9,9 @@ from rlm import RLM
 
 
 async def test_two_acompletions_in_one_loop_overlap(make_lm):
-    script = ["```python\nx = len(context)\n```", "FINAL(done)"]
-    lm, _ = make_lm(script * 2, delay_s=0.3)
+    # Each run gets its own two replies (code, then FINAL once an output came back): a shared list
+    # of replies would hand them out in whatever order the runs ask.
+    lm, _ = make_lm(lambda m: "FINAL(done)" if len(m) > 2 else "```python\nx = len(context)\n```", delay_s=0.3)
     rlm = RLM(model=lm)
     started = time.perf_counter()
     answers = await asyncio.gather(rlm.acompletion("q1", "context one"), rlm.acompletion("q2", "context two"))

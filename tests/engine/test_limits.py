@@ -250,3 +250,9 @@ def test_a_batched_call_with_too_many_items_is_refused_without_calls(make_lm):
     assert sub_engine.calls == []
     assert "at most 256 items" in last_user_message(root_engine.calls[1])
     assert "max_batch_items" in limits_hit(events)
+
+
+def test_verbose_progress_shows_each_limit_that_trips(make_lm, capsys):
+    root, _ = make_lm([code("r = llm_query_batched(['x'] * 3)"), "FINAL(ok)"])
+    RLM(model=root, max_batch_items=2, verbose=True).run("q", "ctx")
+    assert "! max_batch_items: llm_query_batched takes at most 2 items" in capsys.readouterr().err

@@ -67,6 +67,9 @@ class HostFunctions:
         except BudgetExceededError as exc:
             self.log.hit("max_llm_calls", str(exc))
             raise
+        except LimitError as exc:
+            self.log.hit(exc.limit, str(exc))
+            raise
 
     def _llm_query(self, prompt: Any) -> str:
         return ask_plain(self.node.site, self.node.tree.sub_lm, self._prompt(prompt, "an llm_query"), "llm_query")
@@ -118,6 +121,9 @@ class HostFunctions:
         except BudgetExceededError as exc:
             self.log.hit("max_llm_calls", str(exc))
             raise
+        except LimitError as exc:
+            self.log.hit(exc.limit, str(exc))
+            raise
 
     async def _allm_query(self, prompt: Any) -> str:
         prompt = self._prompt(prompt, "an llm_query")
@@ -157,7 +163,6 @@ class HostFunctions:
                 f"this step's time is up (max_step_seconds={seconds:g}, sub-calls included; a child node "
                 "also ends with its parent's step): sub-calls are refused until the next step"
             )
-            self.log.hit("max_step_seconds", message)
             raise LimitError("max_step_seconds", message)
         self.node.tree.budget.check()
 

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from rlm.events import Event, LMCalled, NodeFinished, NodeStarted, StepExecuted
+from rlm.events import Event, LimitReached, LMCalled, NodeFinished, NodeStarted, StepExecuted
 
 
 def _first_line(text: str | None, size: int = 70) -> str:
@@ -49,6 +49,8 @@ class ProgressPrinter:
             indent = "  " * (event.depth + 1)
             status = f"error: {_first_line(event.error)}" if event.error else f"{event.latency_s:.1f}s"
             return f"{indent}↳ {event.purpose} ({event.model}) {status}"
+        if isinstance(event, LimitReached):
+            return f"{'  ' * (event.depth + 1)}! {event.limit}: {_first_line(event.detail, 90)}"
         if isinstance(event, NodeFinished):
             indent = "  " * event.depth
             outcome = f"error: {_first_line(event.error)}" if event.error else _first_line(event.answer, 60)
