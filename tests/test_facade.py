@@ -10,6 +10,7 @@ import pytest
 from rlm import (
     RLM,
     APIKeyNotFoundError,
+    ConfigurationError,
     ContextError,
     ModelNotFoundError,
     ProviderError,
@@ -26,6 +27,30 @@ def test_constructor_keeps_the_documented_parameter_order():
         "history_output_path",
     ]  # fmt: skip
     assert list(inspect.signature(RLM.completion).parameters) == ["self", "query", "context"]
+
+
+def test_tree_wide_limits_are_keyword_only_settings_with_documented_defaults(make_lm):
+    lm, _ = make_lm([])
+    defaults = {
+        "max_step_seconds": 300.0,
+        "max_live_sandboxes": 16,
+        "max_answer_chars": 100_000,
+        "max_batch_items": 256,
+    }
+    parameters = inspect.signature(RLM).parameters
+    assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in defaults)
+    config = RLM(model=lm).config
+    assert {name: getattr(config, name) for name in defaults} == defaults
+    chosen = {"max_step_seconds": 5.0, "max_live_sandboxes": 2, "max_answer_chars": 10, "max_batch_items": 3}
+    config = RLM(model=lm, **chosen).config
+    assert {name: getattr(config, name) for name in chosen} == chosen
+
+
+@pytest.mark.parametrize("setting", [{"max_step_seconds": 0}, {"max_live_sandboxes": 0}, {"max_batch_items": -1}])
+def test_limits_that_allow_nothing_are_refused(make_lm, setting):
+    lm, _ = make_lm([])
+    with pytest.raises(ConfigurationError, match=next(iter(setting))):
+        RLM(model=lm, **setting)
 
 
 @pytest.mark.parametrize(
