@@ -370,3 +370,72 @@ def test_policy_only_is_an_explicit_choice_that_still_runs():
 def test_a_worker_that_cannot_enter_the_jail_is_refused_with_the_cause():
     error = jail_refused("landlock_restrict_self failed: [Errno 1] Operation not permitted")
     assert "Operation not permitted" in str(error) and "sandbox='e2b'" in str(error)
+
+
+# --- holes found by our own attack round, closed at their cause ----------------------------------
+def test_system_v_shared_memory_of_the_host_is_unreachable(unrestricted):
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    key = 0x524C4D00 + os.getpid() % 0xFF
+    segment = libc.shmget(key, 4096, 0o1600)  # IPC_CREAT | 0600
+    assert segment >= 0
+    try:
+        ctypes.memmove(libc.shmat(segment, None, 0), b"HOST-SECRET", 11)
+        code = f"""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        found = libc.shmget({key}, 0, 0)
+        if found < 0:
+            raise OSError(ctypes.get_errno(), 'shmget refused')
+        result = found
+        """
+        assert attempt(unrestricted, code).startswith("DENIED")
+    finally:
+        libc.shmctl(segment, 0, None)  # IPC_RMID
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "libc.shmget(0, 1 << 20, 0o1600)",  # a new segment that would outlive the worker
+        "libc.msgget(0, 0o1600)",
+        "libc.semget(0, 1, 0o1600)",
+        "libc.mq_open(b'/rlm-probe', 0o100 | 2, 0o600, None)",
+        "libc.pipe((ctypes.c_int * 2)())",  # pipes hold kernel memory outside the memory cap
+        "libc.inotify_init()",  # watching the host's files change
+        f"libc.setpriority(0, {os.getpid()}, 19)",  # the host's scheduling
+        f"libc.sched_setaffinity({os.getpid()}, 8, ctypes.byref(ctypes.c_ulong(1)))",
+        # prctl(PR_SET_PDEATHSIG, 0) with high bits set in the option, which the kernel ignores
+        "libc.syscall(ctypes.c_long(157), ctypes.c_long((1 << 32) | 1), ctypes.c_long(0), 0, 0, 0)",
+    ],
+    ids=["shm", "msg", "sem", "mqueue", "pipe", "inotify", "setpriority", "affinity", "pdeathsig-high-bits"],
+)
+def test_ipc_scheduling_and_death_signal_calls_are_refused(unrestricted, call):
+    code = f"""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = {call}
+    if result < 0:
+        raise OSError(ctypes.get_errno(), 'refused')
+    """
+    assert attempt(unrestricted, code).startswith("DENIED")
+
+
+@pytest.mark.parametrize("command", [8, 10, 15], ids=["F_SETOWN", "F_SETSIG", "F_SETOWN_EX"])
+def test_descriptors_cannot_be_pointed_at_another_process_for_signals(unrestricted, command):
+    # Landlock scopes signals only from ABI 6; the filter refuses these fcntl commands on any kernel.
+    argument = {8: str(os.getpid()), 10: "9", 15: f"struct.pack('ii', 1, {os.getpid()})"}[command]
+    code = f"""
+    import errno, fcntl, struct
+    refusals = set()
+    for fd in range(12):
+        try:
+            fcntl.fcntl(fd, {command}, {argument})
+            refusals.add('ACCEPTED')
+        except OSError as exc:
+            refusals.add(errno.errorcode[exc.errno])
+    result = sorted(refusals)
+    """
+    assert attempt(unrestricted, code).strip() in ("OK: ['EBADF', 'EPERM']", "OK: ['EPERM']")

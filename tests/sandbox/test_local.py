@@ -146,3 +146,13 @@ def test_non_ascii_context_survives_the_transfer():
     with LocalSandbox() as box:
         box.load(text)
         assert box.execute("len(context), context[:5]", no_calls).output == f"({len(text)}, 'héllo')\n"
+
+
+def test_a_missing_attribute_is_pythons_attribute_error_not_none(sandbox):
+    result = sandbox.execute("[1].nosuch", no_calls)
+    assert result.error is not None and result.error.startswith("AttributeError") and "nosuch" in result.error
+    result = sandbox.execute("{'a': 'b'}.splitlines()", no_calls)
+    assert result.error is not None and "AttributeError" in result.error and "splitlines" in result.error
+    result = sandbox.execute("print(getattr([], 'nope', 5), hasattr([], 'nope'), hasattr([], 'append'))", no_calls)
+    assert result.output == "5 False True\n"
+    assert "AttributeError" in (sandbox.execute("getattr([], 'nope')", no_calls).error or "")

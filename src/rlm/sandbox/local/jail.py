@@ -53,14 +53,23 @@ MIN_LANDLOCK_ABI = 1
 # Syscalls the worker never needs and hostile code would want. Names unknown on an architecture
 # (e.g. `fork` on arm64, which only has clone) are skipped by libseccomp's resolver.
 DENIED_SYSCALLS = (
-    # network and IPC endpoints (the worker talks to the host over inherited pipes only)
-    "socket", "socketpair",
+    # network and IPC endpoints (the worker talks to the host over inherited pipes only); SysV and
+    # POSIX IPC reach other processes' shared memory and leave objects behind; pipes enlarged with
+    # F_SETPIPE_SZ hold kernel memory outside the address-space cap
+    "socket", "socketpair", "pipe", "pipe2",
+    "shmget", "shmat", "shmdt", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl", "semget",
+    "semop", "semtimedop", "semctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive",
+    "mq_notify", "mq_getsetattr",
     # new processes and programs
     "fork", "vfork", "clone", "clone3", "execve", "execveat",
     # reaching other processes
     "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open",
     "pidfd_send_signal", "pidfd_getfd", "ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
-    "setsid", "setpgid",
+    "setsid", "setpgid", "get_robust_list", "process_madvise", "process_mrelease",
+    "migrate_pages", "move_pages",
+    # other processes' scheduling, and watching the host's files change
+    "setpriority", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr",
+    "ioprio_set", "inotify_init", "inotify_init1", "inotify_add_watch", "fanotify_mark",
     # namespaces, mounts, root changes
     "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig",
     "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr",
@@ -84,7 +93,12 @@ DENIED_SYSCALLS = (
 
 _SCMP_ACT_ALLOW = 0x7FFF0000
 _SCMP_CMP_NE = 1
-_SCMP_CMP_EQ = 4
+_SCMP_CMP_MASKED_EQ = 7
+_INT_MASK = 0xFFFFFFFF  # the kernel reads `int` arguments from the low 32 bits only
+
+# fcntl commands that make the kernel signal another process (F_SETOWN, F_SETSIG, F_SETOWN_EX):
+# Landlock scopes signals only from ABI 6 on.
+_F_SIGNAL_COMMANDS = (8, 10, 15)
 
 
 class _ArgCompare(ctypes.Structure):
@@ -242,9 +256,16 @@ def enter(readable: list[str], listable: Sequence[str] = ()) -> JailSupport:
     if abi < MIN_LANDLOCK_ABI:
         raise JailError("the kernel has no usable Landlock")
     _restrict_files_and_net(libc, abi, readable, listable)
-    # prctl stays usable (the C runtime uses it), but the death signal cannot be unset.
-    _load_seccomp(DENIED_SYSCALLS, conditional=[("prctl", _ArgCompare(0, _SCMP_CMP_EQ, _PR_SET_PDEATHSIG, 0))])
+    # prctl and fcntl stay usable, but not to unset the death signal or to point a descriptor's
+    # signals at another process. Masked compares: a value with high bits set must not slip by.
+    conditional = [("prctl", _int_equals(0, _PR_SET_PDEATHSIG))]
+    conditional += [(name, _int_equals(1, command)) for name in ("fcntl", "fcntl64") for command in _F_SIGNAL_COMMANDS]
+    _load_seccomp(DENIED_SYSCALLS, conditional=conditional)
     return JailSupport(abi, True)
+
+
+def _int_equals(argument: int, value: int) -> _ArgCompare:
+    return _ArgCompare(argument, _SCMP_CMP_MASKED_EQ, _INT_MASK, value)
 
 
 def seal_limits() -> None:

@@ -27,6 +27,7 @@ from RestrictedPython import RestrictingNodeTransformer, compile_restricted_eval
 from RestrictedPython.Guards import (
     guarded_iter_unpack_sequence,
     guarded_unpack_sequence,
+    raise_,
     safer_getattr,
 )
 
@@ -171,7 +172,9 @@ def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist:
     return _FACADES[name]
 
 
-def guarded_getattr(obj: Any, name: str, default: Any = None, getattr: Any = getattr) -> Any:
+def guarded_getattr(obj: Any, name: str, default: Any = raise_, getattr: Any = getattr) -> Any:
+    """`obj.name` for the code: a missing attribute raises AttributeError, as in Python (read as
+    None, it sent models chasing the wrong error)."""
     if type(name) is not str:  # a str subclass could lie in `startswith` or `__eq__`
         raise TypeError("attribute names must be plain str in the sandbox")
     if name in BLOCKED_ATTRIBUTES:
@@ -187,7 +190,7 @@ _MISSING = object()
 
 def _getattr_builtin(obj: Any, name: str, default: Any = _MISSING) -> Any:
     try:
-        return guarded_getattr(obj, name, None, getattr)
+        return guarded_getattr(obj, name, raise_, getattr)
     except AttributeError:
         if default is _MISSING:
             raise
@@ -196,7 +199,7 @@ def _getattr_builtin(obj: Any, name: str, default: Any = _MISSING) -> Any:
 
 def _hasattr_builtin(obj: Any, name: str) -> bool:
     try:
-        guarded_getattr(obj, name, None, getattr)
+        guarded_getattr(obj, name, raise_, getattr)
     except (AttributeError, NotImplementedError):
         return False
     return True

@@ -41,7 +41,7 @@ _isolation_checked: bool | None = None
 
 
 def network_isolation_available() -> bool:
-    """Whether `unshare -n -r` can give the worker an empty network namespace here (checked once).
+    """Whether `unshare -n -i -r` can give the worker empty network and IPC namespaces (checked once).
 
     An extra layer: the jail's seccomp filter already refuses every socket.
     """
@@ -52,12 +52,15 @@ def network_isolation_available() -> bool:
             ok = False
             if unshare and sys.platform.startswith("linux"):
                 try:
-                    ok = subprocess.run([unshare, "-n", "-r", "true"], capture_output=True, timeout=5).returncode == 0
+                    ok = (
+                        subprocess.run([unshare, "-n", "-i", "-r", "true"], capture_output=True, timeout=5).returncode
+                        == 0
+                    )
                 except (OSError, subprocess.SubprocessError):
                     ok = False
             if not ok:
                 logger.info(
-                    "recursive-llm: no network namespace (unshare -n -r failed); "
+                    "recursive-llm: no network namespace (unshare -n -i -r failed); "
                     "the jail's filter alone keeps sockets closed"
                 )
             _isolation_checked = ok
@@ -155,7 +158,7 @@ class LocalSandbox:
         bootstrap = f"import sys; sys.path.insert(0, {str(_WORKER_DIR)!r}); import worker; worker.main({options!r})"
         command = [sys.executable, "-I", "-c", bootstrap]
         if self.isolate_network and network_isolation_available():
-            command = ["unshare", "-n", "-r", *command]
+            command = ["unshare", "-n", "-i", "-r", *command]
         try:
             process = _spawner.popen(
                 command,

@@ -1,8 +1,10 @@
 """The sandbox worker: a separate process that holds `context` and runs the model's code.
 
 Started by `LocalSandbox` as `python -I -c ...` with an empty environment; it imports only the
-standard library, RestrictedPython and its two sibling modules, never the `rlm` package (fast
-start, and no API keys or host objects within reach). It speaks `protocol` frames on fds 0/1.
+standard library, RestrictedPython and its sibling modules (`protocol`, `jail`, `policy`,
+`safe_values`, `output`), never the `rlm` package (fast start, and no API keys or host objects
+within reach). It enters the OS jail (`jail`) before anything else arrives, then speaks `protocol`
+frames on private copies of fds 0/1.
 """
 
 from __future__ import annotations
@@ -134,11 +136,17 @@ class Session:
         if remaining <= 0:  # no step is running, or its time ran out on the way here
             signal.setitimer(signal.ITIMER_PROF, _AFTER_TIMEOUT_S, _AFTER_TIMEOUT_S)
             raise TimeoutError("the step used up its time limit and was stopped")
+        # No collection while the timer is off: a finalizer of the model's garbage (a generator's
+        # `finally`) would run untimed.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             protocol.send(self.channel_out, {"type": "call", "fn": name, "args": args, "kwargs": kwargs})
             reply = protocol.receive(self.channel_in)
         finally:
             signal.setitimer(signal.ITIMER_PROF, remaining, interval)
+            if collecting:
+                gc.enable()
         if "error" in reply:
             raise SubcallError(reply["error"])
         return reply["value"]
@@ -429,25 +437,30 @@ def main(options: dict[str, Any] | None = None) -> None:
         "define": session.define,
         "set": session.set_variables,
     }
-    sealed = False
-    while True:
-        try:
-            request = protocol.receive(channel_in)
-        except protocol.ProtocolError:
-            return  # the host closed the channel
-        op = request.get("op")
-        if op == "close":
-            return
-        if op == "load" and sealed:
-            reply: dict[str, Any] = {"type": "error", "error": "a worker loads one context; start a new one"}
-        else:
-            if op == "exec" and not sealed:
-                sealed = _seal_limits(options)
-            handler = handlers.get(op)
-            reply = handler(request) if handler else {"type": "error", "error": f"unknown op {op!r}"}
-            if op == "load" and not sealed:
-                sealed = _seal_limits(options)
-        protocol.send(channel_out, reply)
+    try:
+        sealed = False
+        while True:
+            try:
+                request = protocol.receive(channel_in)
+            except protocol.ProtocolError:
+                break  # the host closed the channel
+            op = request.get("op")
+            if op == "close":
+                break
+            if op == "load" and sealed:
+                reply: dict[str, Any] = {"type": "error", "error": "a worker loads one context; start a new one"}
+            else:
+                if op == "exec" and not sealed:
+                    sealed = _seal_limits(options)
+                handler = handlers.get(op)
+                reply = handler(request) if handler else {"type": "error", "error": f"unknown op {op!r}"}
+                if op == "load" and not sealed:
+                    sealed = _seal_limits(options)
+            protocol.send(channel_out, reply)
+    finally:
+        # Leave without the interpreter's shutdown, also when the host is gone: tearing down the
+        # namespace would run finalizers of the model's objects (a generator's `finally`) untimed.
+        os._exit(0)
 
 
 def _seal_limits(options: dict[str, Any]) -> bool:
