@@ -58,7 +58,7 @@ def test_model_local_uses_the_local_server_with_small_model_settings(monkeypatch
     monkeypatch.setenv("RLM_LOCAL_API_BASE", "http://127.0.0.1:9999/v1")
     rlm = RLM(model="local")
     assert rlm.lm.model == "openai/local"
-    assert rlm.lm.kwargs["api_base"] == "http://127.0.0.1:9999/v1"
+    assert rlm.lm.engine.dump_state()["api_base"] == "http://127.0.0.1:9999/v1"  # served natively
     assert rlm.lm.kwargs["temperature"] == 0.0 and rlm.lm.kwargs["max_tokens"] == 768
     assert rlm.config.max_output_chars == 2000 and rlm.config.sub_prompt_chars == 12_000
 

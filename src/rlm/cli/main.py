@@ -25,7 +25,8 @@ def default_model() -> str:
     return "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
+    """The `rlm` parser; `bench`'s own options are added only when `command` is bench (they load DSPy)."""
     parser = argparse.ArgumentParser(
         prog="rlm",
         description="Recursive Language Models: ask questions of contexts far larger than a model's window.",
@@ -70,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(the whole context in one prompt, cut to --window) and dspy.RLM; print accuracy, LM calls, "
         "tokens, cost and time per method.",
     )
-    from rlm.benchmarks.harness import add_arguments
+    if command == "bench":
+        from rlm.benchmarks.harness import add_arguments
 
-    add_arguments(bench)
+        add_arguments(bench)
 
     view = commands.add_parser(
         "view",
@@ -207,7 +209,8 @@ def serve_local(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     handlers = {"ask": ask, "bench": bench, "view": view, "serve-local": serve_local}
     return handlers[args.command](args)
 

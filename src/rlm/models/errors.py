@@ -12,12 +12,15 @@ def translate_lm_error(exc: BaseException, model: str) -> RLMError:
     names = {cls.__name__ for cls in type(exc).__mro__}
     text = str(exc)
     lowered = text.lower()
-    if "LMNotConfiguredError" in names or "AuthenticationError" in names or "no api key" in lowered:
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+    auth = {"LMNotConfiguredError", "LMAuthError", "AuthenticationError"}
+    if names & auth or status == 401 or "no api key" in lowered:
         return APIKeyNotFoundError(
             f"API key not found or rejected for model '{model}': pass api_key=... or set the provider's "
             f"key variable ({text.splitlines()[0] if text else type(exc).__name__})"
         )
-    if "LMUnsupportedModelError" in names or "NotFoundError" in names or "model_not_found" in lowered:
+    # DSPy's native engine reports a 404 as an invalid request; LiteLLM as NotFoundError.
+    if {"LMUnsupportedModelError", "NotFoundError"} & names or status == 404 or "model_not_found" in lowered:
         return ModelNotFoundError(
             f"Model not found: '{model}'. The provider answered: {text.splitlines()[0] if text else exc!r}. "
             "Check the model name (LiteLLM form, e.g. 'openai/gpt-4o-mini') and, for local servers, api_base."

@@ -7,11 +7,14 @@ are mapped to their full LiteLLM form. Which variables a provider needs comes fr
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dspy
+from dspy.clients.lm import _is_openai_reasoning_model  # DSPy's rule for max_completion_tokens
 
 from rlm.errors import APIKeyNotFoundError, ConfigurationError, ModelNotFoundError
+from rlm.models.server_engine import NO_KEY, AsyncServerEngine, ServerEngine
 
 # Short names people type that providers do not accept verbatim.
 ALIASES = {
@@ -22,8 +25,6 @@ ALIASES = {
 # some (llama.cpp's Python server) ignore `max_completion_tokens` and would write until the
 # window is full.
 DEFAULT_LOCAL_MAX_TOKENS = 2048
-# Placeholder for OpenAI-compatible servers that need no key; the OpenAI client insists on one.
-NO_KEY = "sk-no-key-required"
 # `RLM(model="local")`: the bundled small model behind llama.cpp's server (extra `[local]`).
 LOCAL_MODEL = "local"
 # A 1.5B model writes ~24 tokens/s here: a shorter reply limit keeps a rambling step under 30 s.
@@ -69,13 +70,13 @@ def qualified_name(model: str, api_base: str | None = None) -> str:
     for prefix, provider in _BARE_NAME_PROVIDERS:
         if name.startswith(prefix):
             return f"{provider}/{name}"
+    if api_base:  # a bare name served by the OpenAI-compatible endpoint the caller named
+        return f"openai/{name}"
     import litellm
 
     try:
         _, provider, _, _ = litellm.get_llm_provider(name)
     except Exception:
-        if api_base:  # a bare name served by an OpenAI-compatible endpoint
-            return f"openai/{name}"
         raise ModelNotFoundError(
             f"Model not found: '{model}' is not a model name LiteLLM knows. Use 'provider/model' "
             "(e.g. 'openai/gpt-4o-mini', 'anthropic/claude-sonnet-4-20250514', 'ollama/llama3.2'), "
@@ -86,8 +87,6 @@ def qualified_name(model: str, api_base: str | None = None) -> str:
 
 def missing_key_variables(model: str) -> list[str]:
     """The key variables this model needs and the environment lacks (LiteLLM's view for the rest)."""
-    import os
-
     provider = model.split("/", 1)[0]
     if provider in _KEY_VARIABLES:
         wanted = _KEY_VARIABLES[provider]
@@ -111,7 +110,12 @@ def build_lm(
     max_tokens: int | None = None,
     **lm_kwargs: Any,
 ) -> dspy.BaseLM:
-    """A ready `dspy.LM` for `model`; an LM object passes through untouched."""
+    """A ready `dspy.LM` for `model`; an LM object passes through untouched.
+
+    Every setting is one DSPy's native engine carries (api_key, api_base, timeout, generation
+    options), so the providers lm15 knows (OpenAI, Anthropic, Gemini, OpenRouter, Groq, DeepSeek,
+    Ollama, vLLM) never load LiteLLM; `openai/...` behind `api_base` goes through `ServerEngine`.
+    """
     if isinstance(model, dspy.BaseLM):
         return model
     if not isinstance(model, str):
@@ -121,17 +125,10 @@ def build_lm(
     name = qualified_name(model, api_base)
     kwargs: dict[str, Any] = {"cache": False, "num_retries": 3, **lm_kwargs}
     if api_base:
-        kwargs["api_base"] = api_base
-        limit = max_tokens or DEFAULT_LOCAL_MAX_TOKENS
-        extra_body = dict(kwargs.pop("extra_body", None) or {})
-        extra_body.setdefault("max_tokens", limit)
-        kwargs["extra_body"] = extra_body
-        max_tokens = limit
+        max_tokens = max_tokens or DEFAULT_LOCAL_MAX_TOKENS
     if api_key:
         kwargs["api_key"] = api_key
     elif api_base and name.startswith("openai/"):
-        import os
-
         kwargs["api_key"] = os.environ.get("OPENAI_API_KEY") or NO_KEY
     else:
         missing = missing_key_variables(name)
@@ -142,6 +139,18 @@ def build_lm(
             )
     if timeout is not None:
         kwargs["timeout"] = timeout
+    engine = kwargs.get("engine", "auto")
+    if api_base and name.startswith("openai/") and engine in ("auto", "lm15"):
+        field = "max_completion_tokens" if _is_openai_reasoning_model(name) else "max_tokens"
+        server = {"api_base": api_base, "api_key": kwargs.pop("api_key"), "timeout": kwargs.pop("timeout", None)}
+        kwargs["engine"] = ServerEngine(**server, max_tokens_field=field)
+        kwargs["async_engine"] = AsyncServerEngine(**server, max_tokens_field=field)
+    elif api_base:
+        kwargs["api_base"] = api_base
+        if engine == "litellm":  # LiteLLM's openai/ route writes max_completion_tokens
+            extra_body = dict(kwargs.pop("extra_body", None) or {})
+            extra_body.setdefault("max_tokens", max_tokens)
+            kwargs["extra_body"] = extra_body
     try:
         return dspy.LM(name, temperature=temperature, max_tokens=max_tokens, **kwargs)
     except Exception as exc:  # dspy refuses some settings (e.g. temperature for reasoning models)
@@ -151,12 +160,8 @@ def build_lm(
 def _local_lm(
     api_base: str | None, temperature: float | None, timeout: float | None, max_tokens: int | None, **lm_kwargs: Any
 ) -> dspy.BaseLM:
-    import os
-
     from rlm.models.local import MODEL_ALIAS, ensure_local_server
 
-    # Prices are irrelevant for a local model; never wait on a price-table download.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     return build_lm(
         f"openai/{MODEL_ALIAS}",
         api_base=api_base or ensure_local_server(),
