@@ -31,8 +31,9 @@ class RLMConfig:
     max_output_chars: int = 4000
     # A FINAL answer longer than this keeps its head and tail, with a marker saying what was cut.
     max_answer_chars: int = 100_000
-    # Concurrency of llm_query_batched / recursive_llm_batched.
-    max_concurrency: int = 8
+    # LM requests in flight across the whole tree (root and children's steps, sub-calls, batched
+    # items at any depth). 16, like the paper authors' `rlms`: hosted providers take it easily.
+    max_concurrency: int = 16
     # Items one batched call may hold; a longer list is refused (the model splits it).
     max_batch_items: int = 256
     # Characters a sub-model prompt may hold: told to the model, and the cut for every sub-call

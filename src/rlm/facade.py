@@ -63,7 +63,7 @@ class RLM:
         memory_limit_mb: int = 1024,
         max_output_chars: int | None = None,
         max_answer_chars: int = 100_000,
-        max_concurrency: int = 8,
+        max_concurrency: int = 16,
         max_batch_items: int = 256,
         max_live_sandboxes: int = 16,
         sub_prompt_chars: int | None = None,

@@ -13,6 +13,7 @@ from typing import Any
 
 import dspy
 
+from rlm.engine.concurrency import RequestSlots
 from rlm.engine.limits import CallBudget
 from rlm.engine.step import ReplAdapter, render_messages
 from rlm.events import EventBus, LMCalled
@@ -21,12 +22,13 @@ from rlm.models.errors import translate_lm_error
 
 @dataclass(frozen=True)
 class CallSite:
-    """Who is calling: the node, its depth, and the tree's bus and budget."""
+    """Who is calling: the node, its depth, and the tree's bus, budget and request slots."""
 
     node_id: str
     depth: int
     bus: EventBus
     budget: CallBudget
+    requests: RequestSlots
 
 
 def model_name(lm: dspy.BaseLM) -> str:
@@ -122,7 +124,8 @@ def ask_step(
     call = _Call(site, lm, purpose, _step_messages(predictor, inputs))
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
-            reply = predictor(**inputs, **_stop_config(stop)).reply
+            with site.requests.hold():
+                reply = predictor(**inputs, **_stop_config(stop)).reply
         except Exception as exc:
             call.report(tracker, None, exc)
             raise translate_lm_error(exc, call.model) from exc
@@ -141,7 +144,8 @@ async def aask_step(
     call = _Call(site, lm, purpose, _step_messages(predictor, inputs))
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
-            reply = (await predictor.acall(**inputs, **_stop_config(stop))).reply
+            async with site.requests.ahold():
+                reply = (await predictor.acall(**inputs, **_stop_config(stop))).reply
         except Exception as exc:
             call.report(tracker, None, exc)
             raise translate_lm_error(exc, call.model) from exc
@@ -153,7 +157,8 @@ def ask_plain(site: CallSite, lm: dspy.BaseLM, prompt: str, purpose: str) -> str
     call = _Call(site, lm, purpose, [{"role": "user", "content": prompt}])
     with dspy.track_usage() as tracker:
         try:
-            outputs = lm(prompt)
+            with site.requests.hold():
+                outputs = lm(prompt)
         except Exception as exc:
             call.report(tracker, None, exc)
             raise translate_lm_error(exc, call.model) from exc
@@ -166,7 +171,8 @@ async def aask_plain(site: CallSite, lm: dspy.BaseLM, prompt: str, purpose: str)
     call = _Call(site, lm, purpose, [{"role": "user", "content": prompt}])
     with dspy.track_usage() as tracker:
         try:
-            outputs = await lm.acall(prompt)
+            async with site.requests.ahold():
+                outputs = await lm.acall(prompt)
         except Exception as exc:
             call.report(tracker, None, exc)
             raise translate_lm_error(exc, call.model) from exc

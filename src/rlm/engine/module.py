@@ -13,6 +13,7 @@ from typing import Any
 import dspy
 
 from rlm.config import RLMConfig
+from rlm.engine.concurrency import RequestSlots
 from rlm.engine.limits import CallBudget
 from rlm.engine.node import NodeOutcome, NodeRun
 from rlm.engine.result import RLMResult
@@ -78,6 +79,7 @@ class RLMModule(dspy.Module):
             budget=CallBudget(config.max_llm_calls),
             make_sandbox=(lambda: factory(limits)) if factory else (lambda: create_sandbox(config.sandbox, limits)),
             slots=SandboxSlots(config.max_live_sandboxes),
+            requests=RequestSlots(config.max_concurrency),
         )
         return totals, NodeRun(tree, query, context, 0, None, root_lm)
 

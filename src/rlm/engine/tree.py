@@ -1,7 +1,7 @@
 """`Tree`: what every node of one run shares, built by `RLMModule` and handed to the root `NodeRun`.
 
-The model, predictor and event bus, and the tree-wide limits: the LM-call budget and the slots of
-live sandboxes.
+The model, predictor and event bus, and the tree-wide limits: the LM-call budget, the slots of
+live sandboxes, and the slots of LM requests in flight.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import dspy
 
 from rlm.config import RLMConfig
+from rlm.engine.concurrency import RequestSlots
 from rlm.engine.limits import CallBudget
 from rlm.engine.slots import SandboxSlots
 from rlm.events import EventBus
@@ -33,6 +34,7 @@ class Tree:
     budget: CallBudget
     make_sandbox: Callable[[], Sandbox]
     slots: SandboxSlots
+    requests: RequestSlots
     _ids: Any = field(default_factory=itertools.count)
     _id_lock: threading.Lock = field(default_factory=threading.Lock)
 
