@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 
 import pytest
 
@@ -82,6 +83,36 @@ def test_unknown_sandbox_lists_the_choices(make_lm):
     lm, _ = make_lm([])
     with pytest.raises(SandboxError, match=r"Unknown sandbox 'docker': choose one of 'auto', 'e2b', 'restricted'"):
         RLM(model=lm, sandbox="docker")
+
+
+def test_rlm_sandbox_sets_the_default_and_an_explicit_name_wins(make_lm, monkeypatch):
+    """The signature keeps sandbox="auto"; "auto" defers to RLM_SANDBOX, a named sandbox wins over it."""
+    lm, _ = make_lm([])
+    monkeypatch.setenv("RLM_SANDBOX", "nonsense")
+    RLM(model=lm, sandbox="restricted-policy-only")  # explicit: the variable is not consulted
+    monkeypatch.setenv("RLM_SANDBOX", "restricted-policy-only")
+    lm, _ = make_lm(["```python\nFINAL(str(len(context)))\n```"])
+    assert RLM(model=lm).completion("How long?", "abc") == "3"
+
+
+def test_an_unknown_rlm_sandbox_is_refused_at_construction(make_lm, monkeypatch):
+    lm, _ = make_lm([])
+    monkeypatch.setenv("RLM_SANDBOX", "nonsense")
+    with pytest.raises(SandboxError, match=r"Unknown sandbox 'nonsense' in RLM_SANDBOX: choose one of 'auto'"):
+        RLM(model=lm)
+
+
+def test_rlm_sandbox_e2b_without_its_sdk_is_refused_at_construction(make_lm, monkeypatch):
+    lm, _ = make_lm([])
+    monkeypatch.setenv("RLM_SANDBOX", "e2b")
+    monkeypatch.setenv("E2B_API_KEY", "k")
+    monkeypatch.setitem(sys.modules, "e2b_code_interpreter", None)  # import fails as if absent
+    with pytest.raises(SandboxError, match=r"needs the E2B SDK: pip install"):
+        RLM(model=lm)
+    monkeypatch.delenv("E2B_API_KEY")
+    monkeypatch.delitem(sys.modules, "e2b_code_interpreter")
+    with pytest.raises(SandboxError, match=r"needs an E2B API key"):
+        RLM(model=lm)
 
 
 def test_missing_key_is_reported_before_any_request(monkeypatch, tmp_path):

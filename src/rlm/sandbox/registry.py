@@ -1,6 +1,7 @@
 """Sandbox selection by name: the built-in ones, any registered by users, and "auto".
 
-`RLM(sandbox=...)` wins; otherwise the `RLM_SANDBOX` environment variable; otherwise "auto", which
+A named `RLM(sandbox=...)` wins; "auto" (the default) and None defer to the `RLM_SANDBOX` environment
+variable when it is set, so the variable sets the default for the Python API and the CLI alike. "auto" itself
 picks E2B when `E2B_API_KEY` is set and the E2B SDK is installed, else the local jailed sandbox
 ("restricted"), else -- with a warning that says so -- the policy-only one. Isolation is never
 weakened silently: "restricted" refuses to start where its OS jail cannot be built.
@@ -40,13 +41,17 @@ def available_sandboxes() -> list[str]:
 
 def resolve_sandbox_name(requested: str | None) -> str:
     """The concrete sandbox name for a request; SandboxError if it is unknown or unusable."""
-    name = (requested or os.environ.get("RLM_SANDBOX") or "auto").strip().lower()
+    name = (requested or "auto").strip().lower()
+    source = f"Unknown sandbox {requested!r}"
+    from_env = os.environ.get("RLM_SANDBOX", "").strip()
+    if name == "auto" and from_env:  # the default defers to the variable; an explicit name wins over it
+        name, source = from_env.lower(), f"Unknown sandbox {from_env!r} in RLM_SANDBOX"
     name = _ALIASES.get(name, name)
     if name == "auto":
         return _auto()
     if name not in _FACTORIES:
         choices = ", ".join(repr(n) for n in available_sandboxes())
-        raise SandboxError(f"Unknown sandbox {requested or name!r}: choose one of {choices}")
+        raise SandboxError(f"{source}: choose one of {choices}")
     if name in _CHECKS:
         _CHECKS[name]()
     return name
