@@ -256,3 +256,20 @@ def test_verbose_progress_shows_each_limit_that_trips(make_lm, capsys):
     root, _ = make_lm([code("r = llm_query_batched(['x'] * 3)"), "FINAL(ok)"])
     RLM(model=root, max_batch_items=2, verbose=True).run("q", "ctx")
     assert "! max_batch_items: llm_query_batched takes at most 2 items" in capsys.readouterr().err
+
+
+# --- limits the sandbox enforces are events too --------------------------------------------------------
+def test_a_step_stopped_by_exec_timeout_or_the_memory_cap_is_an_event(make_lm):
+    root, _ = make_lm(
+        [
+            code("while True:\n    pass"),
+            code("hog = [0] * (10 ** 9)"),
+            code("FINAL('done')"),
+        ]
+    )
+    events: list[object] = []
+    result = RLM(model=root, exec_timeout=1.0, memory_limit_mb=256, on_event=events.append).run("q", "abc")
+    assert result.answer == "done"
+    hits = [e for e in events if isinstance(e, LimitReached)]
+    assert {e.limit for e in hits} == {"exec_timeout", "memory_limit_mb"}
+    assert all(e.node_id == hits[0].node_id for e in hits)

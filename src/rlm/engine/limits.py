@@ -97,11 +97,13 @@ class LimitLog:
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def hit(self, limit: str, detail: str) -> None:
+    def hit(self, limit: str, detail: str, *, told: bool = False) -> None:
+        """Record a trip; `told` when the step's own error already says it to the model."""
         with self._lock:
-            self._details.setdefault(limit, detail)
+            first = self._counts[limit] == 0
             self._counts[limit] += 1
-            first = self._counts[limit] == 1
+            if not told:
+                self._details.setdefault(limit, detail)
         if first:
             self.bus.emit(LimitReached(self.node_id, self.depth, limit, detail, time.time()))
 
@@ -118,6 +120,7 @@ class LimitLog:
 def clip_execution(result: ExecutionResult, config: RLMConfig, log: LimitLog) -> ExecutionResult:
     """Cut what a step produced to the configured sizes, whatever sandbox produced it, and append
     the step's limit lines to its output."""
+    _note_sandbox_limits(result, log)
     output, cut_output = clip(result.output or "", config.max_output_chars)
     if cut_output:
         log.hit("max_output_chars", f"the step's output was cut to {config.max_output_chars} characters")
@@ -133,6 +136,19 @@ def clip_execution(result: ExecutionResult, config: RLMConfig, log: LimitLog) ->
     if lines:
         output = "\n".join([output.rstrip(), *lines]) if output.strip() else "\n".join(lines)
     return replace(result, output=output, error=error, final_answer=final)
+
+
+def _note_sandbox_limits(result: ExecutionResult, log: LimitLog) -> None:
+    """Limits the sandbox enforced inside the step become events too (the error told the model)."""
+    error = result.error or ""
+    first_line = error.split("\n", 1)[0][:300]
+    timed_out = error.startswith("TimeoutError") and "was stopped" in first_line
+    if timed_out:
+        log.hit("exec_timeout", first_line, told=True)
+    elif result.restarted:
+        log.hit("worker_restart", first_line, told=True)
+    elif error.startswith("MemoryError"):
+        log.hit("memory_limit_mb", first_line, told=True)
 
 
 def clip_answer(answer: str, config: RLMConfig, log: LimitLog) -> str:
