@@ -1,6 +1,6 @@
 """Plain data and text out of objects the model's code made, for the worker's trusted code.
 
-The worker (`worker.Session`) calls these wherever it takes something from the model's code: host
+The worker's REPL (`repl.Session`) calls these wherever it takes something from the model's code: host
 call arguments, FINAL / SUBMIT values, the trailing expression, the step's error. Loaded inside the
 worker as a top-level module, like `policy`.
 
