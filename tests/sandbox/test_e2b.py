@@ -1,27 +1,31 @@
-"""The E2B adapter, against a faithful fake of the SDK (the E2B service is unreachable here)."""
+"""The E2B adapter, against a faithful fake of the SDK and service (E2B is unreachable here)."""
 
 from __future__ import annotations
 
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rlm import RLM, SandboxError
 from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
-from rlm.sandbox.e2b_sandbox import E2BSandbox
+from rlm.sandbox.e2b import E2BSandbox
+from rlm.sandbox.e2b.bridge import CALL_MARK, FINAL_MARK, OutputReader
 from tests.conftest import last_user_message
-from tests.sandbox.fake_e2b import FakeSandbox
+from tests.sandbox.fake_e2b import FakeSandbox, fresh_service
 
 
 @pytest.fixture
-def make_box(tmp_path):
-    FakeSandbox.created.clear()
+def make_box(tmp_path, monkeypatch):
+    fresh_service(monkeypatch)
 
-    def make(limits: SandboxLimits | None = None) -> E2BSandbox:
-        return E2BSandbox(limits, api_key="e2b-test", workdir=str(tmp_path / "rlm"), sdk=FakeSandbox)
+    def make(limits: SandboxLimits | None = None, **options) -> E2BSandbox:
+        return E2BSandbox(limits, api_key="e2b-test", workdir=str(tmp_path / "rlm"), sdk=FakeSandbox, **options)
 
-    return make
+    yield make
+    FakeSandbox.shutdown()
 
 
 def echo(fn, args, kwargs):
@@ -34,8 +38,8 @@ def test_context_is_uploaded_once_as_a_file_and_state_persists(make_box):
     box.load("alpha beta gamma")
     assert box.execute("words = context.split()", echo).error is None
     assert box.execute("len(words)", echo).output == "3\n"
-    fake = FakeSandbox.created[0]
-    assert [p.rsplit("/", 1)[-1] for p in fake.writes] == ["context.txt"]
+    fake = FakeSandbox.service.created[0]
+    assert [write.path.rsplit("/", 1)[-1] for write in fake.writes] == ["context.txt"]
     assert fake.api_key == "e2b-test"
     box.close()
     assert fake.killed
@@ -84,18 +88,19 @@ def test_errors_are_reported_as_text(make_box):
     box.close()
 
 
-def test_timeout_restarts_the_sandbox_with_the_context(make_box, monkeypatch):
-    monkeypatch.setattr("rlm.sandbox.e2b_sandbox.SUBCALL_ALLOWANCE_S", 0.0)
+def test_timeout_restarts_the_sandbox_with_the_context(make_box):
     box = make_box(SandboxLimits(exec_timeout=0.3))
     box.load("still here")
     result = box.execute("import time\ntime.sleep(3)", echo)
     assert result.restarted and "TimeoutError" in result.error
-    assert len(FakeSandbox.created) == 2 and FakeSandbox.created[0].killed
+    created = FakeSandbox.service.created
+    assert len(created) == 2 and created[0].killed
+    assert [write.path.rsplit("/", 1)[-1] for write in created[1].writes] == ["context.txt"]
     assert box.execute("context", echo).output == "'still here'\n"
     box.close()
 
 
-def test_a_full_run_uses_one_e2b_sandbox_per_node_and_closes_them(make_lm, make_box, monkeypatch):
+def test_a_full_run_uses_one_e2b_sandbox_per_node_and_closes_them(make_lm, make_box):
     from rlm import RLMConfig, RLMModule
 
     root, root_engine = make_lm(["```python\nprint(recursive_llm('inner', context[:3]))\n```", "FINAL(done)"])
@@ -103,9 +108,114 @@ def test_a_full_run_uses_one_e2b_sandbox_per_node_and_closes_them(make_lm, make_
     module = RLMModule(RLMConfig(max_depth=2), root, sub, sandbox_factory=lambda limits: make_box(limits))
     assert module(query="q", context="abcdef").answer == "done"
     assert "ABC" in last_user_message(root_engine.calls[1])
-    assert len(FakeSandbox.created) == 2 and all(box.killed for box in FakeSandbox.created)
+    created = FakeSandbox.service.created
+    assert len(created) == 2 and all(box.killed for box in created)
 
 
+# --- 1. output arrives in kernel flushes, not lines -------------------------------------------------
+@pytest.mark.parametrize("seed", range(4))
+def test_a_call_after_text_printed_without_a_newline_is_answered(tmp_path, monkeypatch, seed):
+    fresh_service(monkeypatch, seed=seed)
+    box = E2BSandbox(api_key="k", workdir=str(tmp_path), sdk=FakeSandbox)
+    box.load("ctx")
+    result = box.execute("print('partial', end='')\nanswer = llm_query('q')\nprint(' end')\nprint(answer)", echo)
+    assert result.error is None
+    assert result.output == "partial\n end\nllm_query:['q']\n"
+    assert box.execute("print('a', end='')\nFINAL('done')", echo).final_answer == "done"
+    box.close()
+    FakeSandbox.shutdown()
+
+
+def test_a_final_after_a_slow_partial_line_is_seen(make_box):
+    box = make_box()
+    box.load("ctx")
+    # The kernel flushes 'half' on its own timer before FINAL's marker arrives in a later message.
+    result = box.execute("import time\nprint('half', end='')\ntime.sleep(0.3)\nFINAL('ok')", echo)
+    assert result.final_answer == "ok" and result.output == "half\n"
+    box.close()
+
+
+_LINES = st.lists(
+    st.one_of(
+        st.text(alphabet=st.characters(blacklist_characters="\n\x1e"), max_size=12),
+        st.just(CALL_MARK + '{"id": "' + "a" * 32 + '", "fn": "llm_query", "args": ["x"]}'),
+        st.just(FINAL_MARK + '"done"'),
+        st.just(CALL_MARK + "{broken"),
+    ),
+    max_size=8,
+)
+
+
+@given(lines=_LINES, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6))
+def test_output_read_in_any_pieces_gives_the_same_lines_and_calls(lines, cuts):
+    stream = "".join(f"{line}\n" for line in lines)
+    whole_calls: list = []
+    whole = OutputReader(whole_calls.append)
+    whole.on_stdout(stream)
+    whole.finish()
+    piece_calls: list = []
+    pieces = OutputReader(piece_calls.append)
+    bounds = sorted({min(cut, len(stream)) for cut in cuts})
+    for start, end in zip([0, *bounds], [*bounds, len(stream)], strict=True):
+        pieces.on_stdout(stream[start:end])
+    pieces.finish()
+    assert (pieces.text(), piece_calls, pieces.final) == (whole.text(), whole_calls, whole.final)
+    assert whole.text().count("\n") == sum(1 for line in lines if not line.startswith(('\x1eRLM_CALL {"', FINAL_MARK)))
+
+
+def test_malformed_markers_are_plain_output(make_box):
+    calls = []
+
+    def recording(fn, args, kwargs):
+        calls.append(fn)
+        return "x"
+
+    box = make_box()
+    box.load("ctx")
+    code = (
+        "print('\\x1eRLM_CALL {not json')\n"
+        'print(\'\\x1eRLM_CALL \' + \'{"id": "../../etc/x", "fn": "llm_query", "args": []}\')\n'
+        "print('\\x1eRLM_FINAL 42')\n"
+        "print('still running')"
+    )
+    result = box.execute(code, recording)
+    assert result.error is None and result.final_answer is None and calls == []
+    assert result.output.split("\n") == [
+        "\x1eRLM_CALL {not json",
+        '\x1eRLM_CALL {"id": "../../etc/x", "fn": "llm_query", "args": []}',
+        "\x1eRLM_FINAL 42",
+        "still running",
+        "",
+    ]
+    box.close()
+
+
+def test_stderr_is_part_of_the_output(make_box):
+    box = make_box()
+    box.load("ctx")
+    result = box.execute("import sys\nprint('to stderr', file=sys.stderr)", echo)
+    assert result.output == "to stderr\n"
+    box.close()
+
+
+# --- 5. details ----------------------------------------------------------------------------------------
+def test_non_ascii_replies_arrive_intact_whatever_the_sandbox_locale(make_box):
+    box = make_box()
+    box.load("ctx")
+    result = box.execute("FINAL(llm_query('q'))", lambda fn, args, kwargs: "héllo ✓ 日本")
+    assert result.final_answer == "héllo ✓ 日本"
+    box.close()
+
+
+def test_code_that_reassigns_stdout_keeps_the_bridge(make_box):
+    box = make_box()
+    box.load("ctx")
+    code = "import io, sys\nsys.stdout = io.StringIO()\nprint('hidden')\nFINAL(llm_query('q'))"
+    assert box.execute(code, echo).final_answer == "llm_query:['q']"
+    box.close()
+
+
+# --- selection -------------------------------------------------------------------------------------------
 def test_explicit_e2b_without_key_is_a_clear_error(monkeypatch, make_lm):
     monkeypatch.delenv("E2B_API_KEY", raising=False)
     lm, _ = make_lm([])

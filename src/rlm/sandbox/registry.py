@@ -122,13 +122,13 @@ _jail_problem: object = _UNKNOWN
 
 
 def _e2b(limits: SandboxLimits) -> Sandbox:
-    from rlm.sandbox.e2b_sandbox import E2BSandbox
+    from rlm.sandbox.e2b import E2BSandbox
 
     return E2BSandbox(limits)
 
 
 def _e2b_check() -> None:
-    from rlm.sandbox.e2b_sandbox import check_available
+    from rlm.sandbox.e2b import check_available
 
     check_available()
 
