@@ -232,14 +232,35 @@ def test_a_huge_exception_message_does_not_reach_later_prompts(make_lm):
     assert len(last_user_message(engine.calls[1])) < 5000
 
 
-def test_llm_query_prompts_are_cut_to_sub_prompt_chars(make_lm):
+def test_a_sub_prompt_over_sub_prompt_chars_is_refused_before_sending(make_lm):
     root, root_engine = make_lm([code("print(llm_query('p' * 50_000))"), "FINAL(ok)"])
     sub, sub_engine = make_lm(lambda m: "short", model="scripted/sub")
     events: list[object] = []
     RLM(model=root, recursive_model=sub, sub_prompt_chars=1000, on_event=events.append).run("q", "ctx")
-    assert len(sub_engine.calls[0][-1]["content"]) < 1100
+    assert sub_engine.calls == []
     assert "sub_prompt_chars" in limits_hit(events)
-    assert "[limit sub_prompt_chars]" in last_user_message(root_engine.calls[1])
+    told = last_user_message(root_engine.calls[1])
+    assert "50000 characters is over sub_prompt_chars (1000 characters)" in told and "split the slice" in told
+
+
+def test_oversized_items_of_a_batch_are_refused_one_by_one(make_lm):
+    root, root_engine = make_lm([code("print(llm_query_batched(['short', 'p' * 5000]))"), "FINAL(ok)"])
+    sub, sub_engine = make_lm(lambda m: "fine", model="scripted/sub")
+    RLM(model=root, recursive_model=sub, sub_prompt_chars=1000).run("q", "ctx")
+    assert len(sub_engine.calls) == 1
+    told = last_user_message(root_engine.calls[1])
+    assert "'fine', 'Error: LimitError:" in told and "split the slice" in told
+
+
+def test_a_sub_prompt_past_the_sub_models_known_window_is_refused(make_lm):
+    from rlm.engine.limits import CHARS_PER_TOKEN, prompt_cap
+
+    class Small:
+        model = "openai/gpt-4o-mini"  # DSPy's bundled metadata: a 128,000-token window
+
+    cap, why = prompt_cap(10_000_000, Small())
+    assert cap == 128_000 * CHARS_PER_TOKEN and "window of 128000 tokens" in why
+    assert prompt_cap(1000, Small()) == (1000, "sub_prompt_chars")
 
 
 def test_a_batched_call_with_too_many_items_is_refused_without_calls(make_lm):

@@ -8,6 +8,7 @@ they are enforced here, on the host, whatever sandbox runs the code.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
@@ -159,3 +160,32 @@ def clip_answer(answer: str, config: RLMConfig, log: LimitLog) -> str:
             f"the answer of {len(answer)} characters was cut to {config.max_answer_chars} (head and tail kept)",
         )
     return clipped
+
+
+# Characters per token assumed when a window given in tokens is turned into characters: low, so a
+# prompt that passes is very likely to fit (English prose runs at about 4, code and digits lower).
+CHARS_PER_TOKEN = 3
+
+
+def prompt_cap(sub_prompt_chars: int, lm: object) -> tuple[int, str]:
+    """The most characters one sub-call prompt may hold, and what sets it: `sub_prompt_chars`, or
+    the sub-model's input window where DSPy's bundled model metadata knows it and it is smaller."""
+    window = _window_tokens(str(getattr(lm, "model", "")))
+    if window is not None and window * CHARS_PER_TOKEN < sub_prompt_chars:
+        return window * CHARS_PER_TOKEN, f"the sub-model's window of {window} tokens"
+    return sub_prompt_chars, "sub_prompt_chars"
+
+
+@functools.lru_cache(maxsize=64)
+def _window_tokens(model: str) -> int | None:
+    provider, _, name = model.partition("/")
+    if not name:
+        provider, name = "openai", model
+    try:
+        from dspy.clients.model_metadata import model_info
+
+        info = model_info(provider, name)
+    except Exception:  # metadata is advisory: an unknown model has no known window
+        return None
+    tokens = getattr(info, "max_input_tokens", None) if not isinstance(info, dict) else info.get("max_input_tokens")
+    return int(tokens) if isinstance(tokens, int) and tokens > 0 else None

@@ -56,7 +56,7 @@ FINAL("88172")
 
 
 def sub_model_line(prompt_chars: int, note: str = "") -> str:
-    line = f"Each llm_query prompt may hold up to about {prompt_chars:,} characters."
+    line = f"Each sub-call prompt may hold up to {prompt_chars:,} characters; a longer one is refused, so split it."
     return f"{line} {note}" if note else line
 
 

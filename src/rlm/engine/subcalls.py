@@ -16,10 +16,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rlm.engine.calls import aask_plain, ask_plain
-from rlm.engine.limits import LimitError, LimitLog, deadline_passed
+from rlm.engine.limits import LimitError, LimitLog, deadline_passed, prompt_cap
 from rlm.errors import BudgetExceededError, ContextError, RLMError
 from rlm.models.errors import FATAL_ERRORS
-from rlm.sandbox.base import clip_middle
 
 if TYPE_CHECKING:
     from rlm.engine.node import NodeRun
@@ -178,15 +177,21 @@ class HostFunctions:
         return list(items)
 
     def _prompt(self, prompt: Any, what: str) -> str:
+        """The prompt as sent, or a refusal before sending when it cannot fit.
+
+        Refused, not cut: a prompt cut in the middle loses what the model meant to ask about without
+        anyone knowing, and one past the sub-model's window fails at the provider anyway.
+        """
         if not isinstance(prompt, str):
             raise RLMError(f"prompts must be text, got {type(prompt).__name__}")
-        cap = self.node.tree.config.sub_prompt_chars
+        cap, why = prompt_cap(self.node.tree.config.sub_prompt_chars, self.node.tree.sub_lm)
         if len(prompt) <= cap:
             return prompt
-        self.log.hit(
-            "sub_prompt_chars", f"{what} prompt of {len(prompt)} characters was cut to {cap} (head and tail kept)"
+        message = (
+            f"{what} prompt of {len(prompt)} characters is over {why} ({cap} characters) and was not sent: "
+            "split the slice into smaller pieces (e.g. llm_query_batched over chunks) and combine the answers"
         )
-        return clip_middle(prompt, cap)
+        raise LimitError("sub_prompt_chars", message)
 
     def _queued(self) -> None:
         self.log.hit(
