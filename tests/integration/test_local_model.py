@@ -30,7 +30,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def local_server():
-    from rlm.models.local import LocalServer
+    from rlm.models.local_server import LocalServer
 
     server = LocalServer(port=free_port(), context_tokens=8192)
     server.start()

@@ -90,9 +90,16 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve-local",
         help="run the bundled local model's server until Ctrl-C",
-        description="Serve the bundled local model (OpenAI-compatible) on 127.0.0.1.",
+        description="Serve the bundled local model (OpenAI-compatible) on 127.0.0.1, shared with `rlm ask` and "
+        "RLM(model='local') in other processes; it stops when the last process using it ends.",
     )
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: RLM_LOCAL_PORT or 8080)")
+    serve.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the model (default: RLM_LOCAL_THREADS, else half the cores, at most 8)",
+    )
     serve.add_argument("--context-tokens", type=int, default=16384, help="the server's window (default 16384)")
     return parser
 
@@ -181,30 +188,38 @@ def view(args: argparse.Namespace) -> int:
 
 def serve_local(args: argparse.Namespace) -> int:
     from rlm.errors import RLMError
-    from rlm.models.local import LocalServer
+    from rlm.models.local_server import DEFAULT_PORT, LocalServer
 
-    server = LocalServer(port=args.port, context_tokens=args.context_tokens)
-    if server.is_up():
-        print(f"rlm: a server already answers on {server.base_url}", file=sys.stderr)
-        return EXIT_USAGE
     try:
+        port = args.port or int(os.environ.get("RLM_LOCAL_PORT") or DEFAULT_PORT)
+        if args.threads is not None and args.threads < 1:
+            raise RLMError(f"--threads must be at least 1, got {args.threads}")
+        server = LocalServer(port=port, context_tokens=args.context_tokens, threads=args.threads)
+        already = server.record() is not None
         server.start()
-    except RLMError as exc:
+    except (RLMError, ValueError) as exc:
         print(f"rlm: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"local model served at {server.base_url} (model name 'local'); Ctrl-C stops it", flush=True)
+    if already or server.process is None:
+        print(f"rlm: the local model's server already runs on {server.base_url}; kept up until Ctrl-C", flush=True)
+    else:
+        print(
+            f"local model served at {server.base_url} (model name 'local', {server.threads} threads); "
+            f"log {server.log_path}; Ctrl-C stops it",
+            flush=True,
+        )
 
     def stop(*_: Any) -> None:
-        server.stop()
         raise SystemExit(EXIT_OK)
 
-    signal.signal(signal.SIGTERM, stop)
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, stop)
     try:
         signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
-        server.stop()
+        server.stop()  # the server ends once no other process uses it
     return EXIT_OK
 
 

