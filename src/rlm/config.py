@@ -15,6 +15,12 @@ class RLMConfig:
     # Total LM calls allowed for the whole tree, a hard cap: root steps, sub-calls, batched items,
     # children's steps and every "answer now" step. One call is held back for the root's last answer.
     max_llm_calls: int = 200
+    # Budgets over the whole tree, off when None: prompt + completion tokens, USD (from the price
+    # table; calls of unpriced models count 0) and wall-clock seconds from the run's start. When one
+    # is spent the root gets one last "answer now" step and `finish_reason` says which budget.
+    max_tokens_total: int | None = None
+    max_cost_usd: float | None = None
+    max_time_s: float | None = None
     # Raise MaxIterationsError instead of asking for a last answer when iterations run out.
     strict: bool = False
     sandbox: str = "auto"
@@ -64,6 +70,10 @@ class RLMConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("max_tokens_total", "max_cost_usd", "max_time_s"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise ConfigurationError(f"{name} must be a positive number (or None for no budget), got {value!r}")
         if self.exec_timeout <= 0:
             raise ConfigurationError(f"exec_timeout must be positive seconds, got {self.exec_timeout!r}")
         if self.max_step_seconds <= 0:

@@ -40,4 +40,13 @@ class MaxIterationsError(RLMError):
 
 
 class BudgetExceededError(RLMError):
-    """The tree used up its LM-call budget and the caller asked for strict behaviour."""
+    """A budget of the run (LM calls, tokens, USD or time) is used up.
+
+    `limit` names the setting; with `strict=True` the run raises it with `partial_answer`, the
+    answer the model gave in its last step (or None).
+    """
+
+    def __init__(self, message: str, *, limit: str = "max_llm_calls", partial_answer: str | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.partial_answer = partial_answer

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from rlm.config import RLMConfig
 from rlm.errors import BudgetExceededError, RLMError
-from rlm.events import EventBus, LimitReached
+from rlm.events import EventBus, LimitReached, LMCalled
 from rlm.sandbox.base import ExecutionResult, clip_middle
 
 # `clip_middle` adds a marker of under 64 characters: text a sandbox already cut to the limit
@@ -32,17 +32,43 @@ class LimitError(RLMError):
         self.limit = limit
 
 
-class CallBudget:
-    """The tree's LM calls, a hard cap over every call; thread-safe.
+# Why a run ended, for each budget: `finish_reason` and the `prompts` tables use these.
+BUDGET_REASONS = {
+    "max_llm_calls": "budget",
+    "max_tokens_total": "budget_tokens",
+    "max_cost_usd": "budget_cost",
+    "max_time_s": "budget_time",
+}
 
-    One call is held back for the root's closing "answer now" step: a tree that spends its budget
-    still ends with an answer the model wrote, and the total never passes `limit`.
+
+class CallBudget:
+    """The tree's budgets, shared by every node (so each child gets what is left); thread-safe.
+
+    LM calls are a hard cap, counted before each call. Tokens and USD are known only after a call,
+    so the call that crosses them finishes and the next is refused; wall time from the run's start
+    is checked before each call. One call is held back for the root's closing "answer now" step: a
+    run that spends any budget still ends with an answer the model wrote, and the calls never pass
+    `limit`.
     """
 
-    def __init__(self, limit: int, reserve: int = 1) -> None:
+    def __init__(
+        self,
+        limit: int,
+        reserve: int = 1,
+        *,
+        max_tokens_total: int | None = None,
+        max_cost_usd: float | None = None,
+        max_time_s: float | None = None,
+    ) -> None:
         self.limit = limit
         self.reserve = min(reserve, limit)
         self.used = 0
+        self.max_tokens_total = max_tokens_total
+        self.max_cost_usd = max_cost_usd
+        self.tokens = 0
+        self.cost = 0.0
+        self.deadline = None if max_time_s is None else time.monotonic() + max_time_s
+        self.max_time_s = max_time_s
         self._lock = threading.Lock()
 
     def take(self, *, closing: bool = False) -> None:
@@ -56,18 +82,59 @@ class CallBudget:
         with self._lock:
             self._check(False)
 
+    def record(self, event: object) -> None:
+        """Subscriber to the tree's events: add each finished call's tokens and cost."""
+        if isinstance(event, LMCalled):
+            with self._lock:
+                self.tokens += event.prompt_tokens + event.completion_tokens
+                self.cost += event.cost or 0.0
+
     def _check(self, closing: bool) -> None:
         if self.used >= (self.limit if closing else self.limit - self.reserve):
             raise BudgetExceededError(
                 f"the LM-call budget of {self.limit} calls is used up ({self.used} made): no more "
-                "sub-calls in this run (raise max_llm_calls to allow more)"
+                "sub-calls in this run (raise max_llm_calls to allow more)",
+                limit="max_llm_calls",
             )
+        spent = None if closing else self._spent()
+        if spent is not None:
+            raise BudgetExceededError(f"{self._describe(spent)}: no more sub-calls in this run", limit=spent)
+
+    def _spent(self) -> str | None:
+        """The first budget other than calls that is used up, by its setting's name."""
+        if self.max_tokens_total is not None and self.tokens >= self.max_tokens_total:
+            return "max_tokens_total"
+        if self.max_cost_usd is not None and self.cost >= self.max_cost_usd:
+            return "max_cost_usd"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "max_time_s"
+        return None
+
+    def _describe(self, limit: str) -> str:
+        if limit == "max_tokens_total":
+            return f"the token budget of {self.max_tokens_total} is used up ({self.tokens} tokens)"
+        if limit == "max_cost_usd":
+            return f"the cost budget of ${self.max_cost_usd:g} is used up (${self.cost:.4f})"
+        return f"the time budget of {self.max_time_s:g} s is used up"
 
     @property
     def exhausted(self) -> bool:
-        """True once only the held-back call for the root's last answer is left."""
+        """True once only the held-back call for the root's last answer is left, or another
+        budget is spent."""
+        return self.spent_limit is not None
+
+    @property
+    def spent_limit(self) -> str | None:
+        """The setting whose budget is spent (`max_llm_calls` first), or None."""
         with self._lock:
-            return self.used >= self.limit - self.reserve
+            if self.used >= self.limit - self.reserve:
+                return "max_llm_calls"
+            return self._spent()
+
+    @property
+    def reason(self) -> str:
+        """The finish reason for the spent budget ("budget" for LM calls)."""
+        return BUDGET_REASONS[self.spent_limit or "max_llm_calls"]
 
 
 def deadline_passed(deadline: float | None) -> bool:

@@ -66,8 +66,14 @@ class RLMModule(dspy.Module):
             raise ConfigurationError("RLMModule has no LM: pass lm=... or call dspy.configure(lm=...)")
         sub_lm = self.sub_lm or root_lm
         totals = UsageTotals()
-        bus = EventBus([totals, *self.subscribers])
         config = self.config
+        budget = CallBudget(
+            config.max_llm_calls,
+            max_tokens_total=config.max_tokens_total,
+            max_cost_usd=config.max_cost_usd,
+            max_time_s=config.max_time_s,
+        )
+        bus = EventBus([totals, budget.record, *self.subscribers])
         limits = SandboxLimits(config.exec_timeout, config.memory_limit_mb, config.max_output_chars)
         factory = self.sandbox_factory
         tree = Tree(
@@ -76,7 +82,7 @@ class RLMModule(dspy.Module):
             root_lm=root_lm,
             sub_lm=sub_lm,
             bus=bus,
-            budget=CallBudget(config.max_llm_calls),
+            budget=budget,
             make_sandbox=(lambda: factory(limits)) if factory else (lambda: create_sandbox(config.sandbox, limits)),
             slots=SandboxSlots(config.max_live_sandboxes),
             requests=RequestSlots(config.max_concurrency),

@@ -114,6 +114,9 @@ def answer_now(max_steps: int, reason: str) -> str:
         "max_iterations": f"You have used all {max_steps} steps.",
         "repeated": "You keep running the same code.",
         "budget": "The budget of model calls is used up.",
+        "budget_tokens": "The run's token budget is used up.",
+        "budget_cost": "The run's cost budget is used up.",
+        "budget_time": "The run's time budget is used up.",
         "time": "The time for this task is used up.",
     }[reason]
     return f"{why} Reply now with FINAL(answer): your best answer from what you found. Write no code."
@@ -122,5 +125,8 @@ def answer_now(max_steps: int, reason: str) -> str:
 # Why a child node ended without a last answer; its parent's code reads this in place of one.
 UNFINISHED = {
     "budget": "the run's LM-call budget (max_llm_calls) ran out before this sub-task answered",
+    "budget_tokens": "the run's token budget (max_tokens_total) ran out before this sub-task answered",
+    "budget_cost": "the run's cost budget (max_cost_usd) ran out before this sub-task answered",
+    "budget_time": "the run's time budget (max_time_s) ran out before this sub-task answered",
     "time": "the calling step's time (max_step_seconds) ran out before this sub-task answered",
 }
