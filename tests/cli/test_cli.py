@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +199,60 @@ def test_bench_direct_baseline_cuts_its_text_until_the_server_accepts_it(openai_
     assert outcome["note"].startswith("truncated to ") and "error" not in outcome["note"]
     assert int(outcome["note"].split()[2].replace(",", "")) <= 20_000
     assert len(server.requests) > 1  # the first, longer prompt was refused
+
+
+def test_ctrl_c_during_ask_exits_130_with_one_line_and_the_finished_steps(openai_server, tmp_path):
+    def responder(body):
+        if not any(m["role"] == "assistant" for m in body["messages"]):
+            return "```python\nx = 1\n```"  # step 1 finishes at once
+        time.sleep(30)  # step 2's call is still waiting when Ctrl-C comes
+        return "FINAL(x)"
+
+    server = openai_server(responder)
+    (tmp_path / "doc.txt").write_text("text")
+    history = tmp_path / "h.json"
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    asking = subprocess.Popen(
+        [str(RLM_SCRIPT), "ask", "q", "-c", str(tmp_path / "doc.txt"), *model_args(server), "--history", str(history)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while len(server.requests) < 2:
+        assert time.monotonic() < deadline and asking.poll() is None
+        time.sleep(0.05)
+    asking.send_signal(signal.SIGINT)
+    _, err = asking.communicate(timeout=30)
+    assert asking.returncode == 130
+    assert err.strip() == f"rlm: interrupted after 1 finished steps; wrote {history}", err
+    assert len(json.loads(history.read_text())) >= 1
+
+
+def test_view_into_a_closed_pipe_ends_quietly(server, tmp_path):
+    (tmp_path / "doc.txt").write_text("text")
+    history = tmp_path / "h.json"
+    assert (
+        run_cli("ask", "q", "-c", str(tmp_path / "doc.txt"), "--history", str(history), *model_args(server)).returncode
+        == 0
+    )
+    history.write_text(json.dumps(json.loads(history.read_text()) * 3000))  # far more than a pipe's buffer
+    shell = subprocess.run(f"'{RLM_SCRIPT}' view '{history}' | head -n 1", shell=True, capture_output=True, text=True)
+    assert len(shell.stdout.splitlines()) == 1
+    assert "Traceback" not in shell.stderr and "BrokenPipe" not in shell.stderr, shell.stderr
+
+
+def test_missing_key_message_names_the_command_lines_way_not_api_key(tmp_path):
+    (tmp_path / "doc.txt").write_text("text")
+    result = run_cli("ask", "q", "--context", str(tmp_path / "doc.txt"), "--model", "gpt-4o-mini")
+    assert "api_key=" not in result.stderr
+    assert "reads keys from the environment and from a .env file" in result.stderr
+
+
+def test_a_connection_failure_names_the_address_it_tried(tmp_path):
+    (tmp_path / "doc.txt").write_text("text")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, never listening: connections are refused
+        result = run_cli("ask", "q", "-c", str(tmp_path / "doc.txt"), "-m", "openai/m",
+                         "--api-base", f"http://127.0.0.1:{port}/v1")  # fmt: skip
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port}" in result.stderr

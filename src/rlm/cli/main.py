@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 128 + signal.SIGINT, 128 + signal.SIGPIPE  # as the shell reports them
 
 
 def default_model() -> str:
@@ -107,6 +108,13 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
 def ask(args: argparse.Namespace) -> int:
     from rlm import RLM, RLMError
     from rlm.cli.context_files import read_context
+    from rlm.events import StepExecuted
+
+    finished_steps: list[StepExecuted] = []
+
+    def count_steps(event: object) -> None:
+        if isinstance(event, StepExecuted):
+            finished_steps.append(event)
 
     try:
         context = read_context(args.context)
@@ -120,15 +128,21 @@ def ask(args: argparse.Namespace) -> int:
             graph_output_path=args.graph,
             history_output_path=args.history,
             verbose=args.verbose,
+            on_event=count_steps,
         )
     except RLMError as exc:
-        print(f"rlm: {exc}", file=sys.stderr)
+        print(f"rlm: {_for_the_cli(exc)}", file=sys.stderr)
         return EXIT_USAGE
     try:
         result = rlm.run(args.question, context)
     except RLMError as exc:
-        print(f"rlm: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"rlm: {type(exc).__name__}: {_for_the_cli(exc)}", file=sys.stderr)
         return EXIT_USAGE if _is_user_fixable(exc) else EXIT_FAILED
+    except KeyboardInterrupt:
+        written = [name for name in (args.history, args.graph) if name]
+        saved = f"; wrote {' and '.join(written)}" if written else ""
+        print(f"rlm: interrupted after {len(finished_steps)} finished steps{saved}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -141,6 +155,17 @@ def ask(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return EXIT_OK
+
+
+def _for_the_cli(exc: Exception) -> str:
+    """The library's message, with the Python-only fix `api_key=...` replaced by the command line's way."""
+    from rlm.errors import APIKeyNotFoundError
+
+    text = str(exc)
+    if isinstance(exc, APIKeyNotFoundError):
+        text = text.replace(" or pass api_key=...", "").replace("pass api_key=... or ", "")
+        text += "; `rlm ask` reads keys from the environment and from a .env file in the current folder"
+    return text
 
 
 def _is_user_fixable(exc: Exception) -> bool:
@@ -227,7 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     handlers = {"ask": ask, "bench": bench, "view": view, "serve-local": serve_local}
-    return handlers[args.command](args)
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:  # Ctrl-C before or after the run itself: no traceback for it
+        print("rlm: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader stopped reading (`rlm view run.json | head`): it has what it wanted. Point stdout
+        # at /dev/null so that the interpreter's last flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":
