@@ -8,10 +8,11 @@ to the tree's bus; the loop has no special cases for graph, history or progress.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
-from collections.abc import Generator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,7 +21,7 @@ import dspy
 from rlm.engine import prompts
 from rlm.engine.calls import CallSite, aask_step, ask_step, model_name
 from rlm.engine.describe import context_length, describe_context, shows_whole
-from rlm.engine.limits import clip_answer, clip_execution, deadline_passed
+from rlm.engine.limits import BUDGET_REASONS, clip_answer, clip_execution, deadline_passed, prompt_cap
 from rlm.engine.parsing import TextFinal, count_code_blocks, cut_after_code, extract_code, find_text_final
 from rlm.engine.result import StepRecord
 from rlm.engine.slots import Slot
@@ -32,6 +33,10 @@ from rlm.sandbox.base import ExecutionResult, Sandbox
 # Answers up to this size on one line are values (a number, an id, a name): the kind small models
 # invent. Longer answers are prose written from what the model read.
 SHORT_ANSWER_CHARS = 100
+
+
+# The setting behind each budget's finish reason.
+_LIMIT_OF_REASON = {reason: limit for limit, reason in BUDGET_REASONS.items()}
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ class NodeRun:
         self.slot = slot
         self.ceiling = ceiling
         self.node_id = tree.new_node_id()
-        self.site = CallSite(self.node_id, depth, tree.bus, tree.budget, tree.requests)
+        self.site = CallSite(self.node_id, depth, tree.bus, tree.budget, tree.requests, tree.run_key)
         self.host = HostFunctions(self)
         self.started = 0.0
 
@@ -90,9 +95,10 @@ class NodeRun:
     def plan(self) -> Plan:
         config = self.tree.config
         limit = config.max_iterations
+        prompt_chars, _ = prompt_cap(config.sub_prompt_chars, self.tree.sub_lm)
         context_info = (
             f"{describe_context(self.context)}\n"
-            f"{prompts.sub_model_line(config.sub_prompt_chars, config.sub_model_note)}\n\n"
+            f"{prompts.sub_model_line(prompt_chars, config.sub_model_note)}\n\n"
             f"{prompts.step_line(1, limit)}"
         )
         history: list[dict[str, str]] = []
@@ -127,8 +133,8 @@ class NodeRun:
                 break
             try:
                 reply = yield ask()
-            except BudgetExceededError:  # a sibling spent the last call since the check above
-                reason = "budget"
+            except BudgetExceededError as exc:  # a sibling spent the budget since the check above
+                reason = BUDGET_REASONS[exc.limit]
                 break
             code = extract_code(reply)
             text_final = find_text_final(reply)
@@ -190,15 +196,25 @@ class NodeRun:
             return self._unfinished("time", trajectory)
         try:
             reply = yield ask("answer_now")
-        except BudgetExceededError:
-            return self._unfinished("budget", trajectory)
+        except BudgetExceededError as exc:
+            return self._unfinished(BUDGET_REASONS[exc.limit], trajectory)
         answer = yield from self._last_answer(reply)
+        if config.strict and self.depth == 0 and reason in _LIMIT_OF_REASON:
+            raise BudgetExceededError(
+                f"Budget exceeded: {_LIMIT_OF_REASON[reason]} ran out; the answer of the last step is attached as "
+                ".partial_answer. Raise the budget, or drop strict=True to get it as the result.",
+                limit=_LIMIT_OF_REASON[reason],
+                partial_answer=answer,
+            )
         return NodeOutcome(answer, reason, len(trajectory), tuple(trajectory))
 
     def _out_of(self) -> str | None:
         """Why the node must stop now: the tree's LM calls or its parent step's time are spent."""
         if self.tree.budget.exhausted:
-            return "budget"
+            reason = self.tree.budget.reason
+            limit = _LIMIT_OF_REASON[reason]
+            self.host.log.hit(limit, f"{limit} is used up: the node stops", told=True)
+            return reason
         if deadline_passed(self.ceiling):
             return "time"
         return None
@@ -206,7 +222,7 @@ class NodeRun:
     def _unfinished(self, reason: str, trajectory: list[StepRecord]) -> NodeOutcome:
         """A child that may not ask for a last answer ends with what it has: its last output."""
         why = prompts.UNFINISHED[reason]
-        self.host.log.hit("max_llm_calls" if reason == "budget" else "max_step_seconds", f"node ended: {why}")
+        self.host.log.hit(_LIMIT_OF_REASON.get(reason, "max_step_seconds"), f"node ended: {why}")
         last = next((step.output for step in reversed(trajectory) if step.output.strip()), "")
         answer = f"[no answer: {why}; its last output follows]\n{last}" if last else f"[no answer: {why}]"
         return NodeOutcome(answer, reason, len(trajectory), tuple(trajectory))
@@ -290,8 +306,9 @@ class NodeRun:
         )
 
     def _step_deadline(self) -> float:
-        deadline = time.monotonic() + self.tree.config.max_step_seconds
-        return deadline if self.ceiling is None else min(deadline, self.ceiling)
+        """Now + max_step_seconds, but never past the parent step's end or the run's time budget."""
+        ends = [time.monotonic() + self.tree.config.max_step_seconds, self.ceiling, self.tree.budget.deadline]
+        return min(end for end in ends if end is not None)
 
     def _checked(self, result: ExecutionResult) -> ExecutionResult:
         self.host.raise_fatal()
@@ -306,10 +323,10 @@ class NodeRun:
         stop = self.tree.config.step_stop
         outcome = None
         sandbox: Sandbox | None = None
+        opening: Future[None] | None = None
         try:
             sandbox = self.tree.make_sandbox()
-            sandbox.start()
-            sandbox.load(self.context)
+            opening = _in_background(_opener(sandbox, self.context))
             plan = self.plan()
             value: Any = None
             throw = False
@@ -322,9 +339,12 @@ class NodeRun:
                     except BudgetExceededError as exc:  # the plan ends the node with what it has
                         value, throw = exc, True
                 else:
+                    opening.result()  # a sandbox that failed to start fails the node here
                     self.host.begin_step(self._step_deadline())
                     value = self._checked(sandbox.execute(effect.code, self.host.call))
         except StopIteration as done:
+            assert opening is not None
+            opening.result()  # answered without running code: a broken sandbox still fails the node
             outcome = self._finished(done.value)
             return outcome
         except BaseException as exc:
@@ -332,6 +352,8 @@ class NodeRun:
             raise
         finally:
             try:
+                if opening is not None:
+                    opening.exception()  # wait: close must not race a start still under way
                 if sandbox is not None:
                     sandbox.close()
             finally:
@@ -354,10 +376,11 @@ class NodeRun:
 
         outcome = None
         sandbox: Sandbox | None = None
+        opening: asyncio.Future[None] | None = None
         try:
             sandbox = self.tree.make_sandbox()
-            await loop.run_in_executor(worker, sandbox.start)
-            await loop.run_in_executor(worker, sandbox.load, self.context)
+            # The node's worker runs in order: steps queue behind the start, close comes last.
+            opening = loop.run_in_executor(worker, _opener(sandbox, self.context))
             plan = self.plan()
             value: Any = None
             throw = False
@@ -372,10 +395,13 @@ class NodeRun:
                     except BudgetExceededError as exc:  # the plan ends the node with what it has
                         value, throw = exc, True
                 else:
+                    await opening  # a sandbox that failed to start fails the node here
                     self.host.begin_step(self._step_deadline())
                     result = await loop.run_in_executor(worker, sandbox.execute, effect.code, bridge)
                     value = self._checked(result)
         except StopIteration as done:
+            assert opening is not None
+            await opening  # answered without running code: a broken sandbox still fails the node
             outcome = self._finished(done.value)
             return outcome
         except BaseException as exc:
@@ -383,6 +409,10 @@ class NodeRun:
             raise
         finally:
             try:
+                if opening is not None:
+                    await asyncio.wait({opening})  # close must not race a start still under way
+                    if not opening.cancelled():
+                        opening.exception()  # raised above if it mattered; another error is on its way
                 if sandbox is not None:
                     await loop.run_in_executor(worker, sandbox.close)
             finally:
@@ -390,3 +420,32 @@ class NodeRun:
                 slot.release()
             if outcome is not None:
                 self._end(outcome, None)
+
+
+def _opener(sandbox: Sandbox, context: Any) -> Callable[[], None]:
+    """Start the sandbox and load the context: run while the node's first request is out.
+
+    A worker process takes ~60 ms to start here (a remote sandbox, seconds), and the first step
+    needs only the model; so both wait on each other only when the first reply comes sooner.
+    """
+
+    def open_sandbox() -> None:
+        sandbox.start()
+        sandbox.load(context)
+
+    return open_sandbox
+
+
+def _in_background(work: Callable[[], None]) -> Future[None]:
+    future: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the node, raised where it needs the sandbox
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+    threading.Thread(target=run, name="rlm-sandbox-start", daemon=True).start()
+    return future
