@@ -38,6 +38,9 @@ class LMCalled:
     latency_s: float
     error: str | None = None
     timestamp: float = 0.0
+    # Of `prompt_tokens`, how many the provider read from its prompt cache (its own usage field:
+    # OpenAI's `prompt_tokens_details.cached_tokens`, Anthropic's `cache_read_input_tokens`).
+    cached_prompt_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -256,3 +256,39 @@ def test_a_connection_failure_names_the_address_it_tried(tmp_path):
                          "--api-base", f"http://127.0.0.1:{port}/v1")  # fmt: skip
     assert result.returncode == 1
     assert f"127.0.0.1:{port}" in result.stderr
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A folder like a checkout: hidden and ignored paths beside the files a question is about."""
+    root = tmp_path / "proj"
+    for name, text in {
+        ".git/config": "[core]", ".env": "SECRET=1", ".gitignore": "build/\n*.log\n!keep.log\n",
+        "src/app.py": "print('app')", "src/docs/guide.md": "# guide", "src/docs/.gitignore": "draft.md\n",
+        "src/docs/draft.md": "draft", "build/out.py": "x", "run.log": "log", "keep.log": "kept",
+        "node_modules/dep.js": "js",
+    }.items():  # fmt: skip
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_a_folder_leaves_out_hidden_and_ignored_paths_and_says_what_it_loaded(server, project):
+    result = run_cli("ask", "Which files?", "--context", str(project), *model_args(server))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['proj/keep.log', 'proj/src/app.py', 'proj/src/docs/guide.md']"
+    assert "rlm: loaded 3 files, 23 bytes (left out: 4 hidden, 4 ignored)" in result.stderr
+
+
+def test_include_and_exclude_globs_narrow_a_folder(server, project):
+    only_python = run_cli("ask", "Which files?", "-c", str(project), "--include", "*.py", *model_args(server))
+    assert only_python.stdout.strip() == "['proj/src/app.py']", only_python.stderr
+    no_docs = run_cli("ask", "Which files?", "-c", str(project), "--exclude", "src/docs/", "--exclude", "*.log",
+                      *model_args(server))  # fmt: skip
+    assert no_docs.stdout.strip() == "['proj/src/app.py']", no_docs.stderr
+
+
+def test_a_folder_past_the_size_cap_is_refused_with_what_to_do(server, project):
+    result = run_cli("ask", "q", "-c", str(project), "--max-bytes", "10", *model_args(server))
+    assert result.returncode == 2
+    assert "passes the 10-byte cap" in result.stderr and "--include/--exclude" in result.stderr

@@ -18,6 +18,7 @@ from rlm.engine.limits import CallBudget
 from rlm.engine.step import ReplAdapter, render_messages
 from rlm.events import EventBus, LMCalled
 from rlm.models.errors import translate_lm_error
+from rlm.models.prompt_cache import step_cache
 
 
 @dataclass(frozen=True)
@@ -29,29 +30,59 @@ class CallSite:
     bus: EventBus
     budget: CallBudget
     requests: RequestSlots
+    run_key: str = ""  # the tree's name for providers' prompt caches
 
 
 def model_name(lm: dspy.BaseLM) -> str:
     return str(getattr(lm, "model", type(lm).__name__))
 
 
-def _usage_and_cost(tracker: Any, model: str) -> tuple[int, int, float | None]:
-    totals = tracker.get_total_tokens()
-    prompt = sum(int(u.get("prompt_tokens") or 0) for u in totals.values())
-    completion = sum(int(u.get("completion_tokens") or 0) for u in totals.values())
-    return prompt, completion, estimate_cost(model, prompt, completion)
+@dataclass(frozen=True)
+class Tokens:
+    """One call's usage as the provider reported it; `cached` and `cache_written` are part of `prompt`."""
+
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+    cache_written: int = 0
 
 
-def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """USD from LiteLLM's price table (the copy DSPy bundles), or None when the model has no price."""
+def _tokens(tracker: Any) -> Tokens:
+    # DSPy's usage dicts: lm15's provider-verbatim counters in OpenAI's shape, Anthropic's cache
+    # reads and writes folded into prompt_tokens and listed in prompt_tokens_details.
+    prompt = completion = cached = written = 0
+    for usage in tracker.get_total_tokens().values():
+        prompt += int(usage.get("prompt_tokens") or 0)
+        completion += int(usage.get("completion_tokens") or 0)
+        details = usage.get("prompt_tokens_details") or {}
+        cached += int(details.get("cached_tokens") or 0)
+        written += int(details.get("cache_creation_tokens") or 0)
+    return Tokens(prompt, completion, cached, written)
+
+
+def estimate_cost(
+    model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, cache_written_tokens: int = 0
+) -> float | None:
+    """USD from LiteLLM's price table (the copy DSPy bundles), or None when the model has no price.
+
+    Cached prompt tokens are priced at the table's cache-read rate and cache writes at its
+    cache-write rate where it lists them (both are part of `prompt_tokens`).
+    """
     rates = _token_rates(model)
     if rates is None:
         return None
-    return prompt_tokens * rates[0] + completion_tokens * rates[1]
+    prompt_rate, completion_rate, read_rate, write_rate = rates
+    fresh = max(prompt_tokens - cached_tokens - cache_written_tokens, 0)
+    return (
+        fresh * prompt_rate
+        + cached_tokens * (prompt_rate if read_rate is None else read_rate)
+        + cache_written_tokens * (prompt_rate if write_rate is None else write_rate)
+        + completion_tokens * completion_rate
+    )
 
 
 @functools.lru_cache(maxsize=256)
-def _token_rates(model: str) -> tuple[float, float] | None:
+def _token_rates(model: str) -> tuple[float, float, float | None, float | None] | None:
     # Cached: a lookup of an unlisted model scans the whole table, and sub-calls come in bursts.
     from dspy.clients.model_metadata import model_info, rate
 
@@ -65,7 +96,8 @@ def _token_rates(model: str) -> tuple[float, float] | None:
     prompt_rate, completion_rate = rate(info, "input_cost_per_token"), rate(info, "output_cost_per_token")
     if prompt_rate is None or completion_rate is None:
         return None
-    return prompt_rate, completion_rate
+    read_rate, write_rate = rate(info, "cache_read_input_token_cost"), rate(info, "cache_creation_input_token_cost")
+    return prompt_rate, completion_rate, read_rate, write_rate
 
 
 class _Call:
@@ -85,7 +117,8 @@ class _Call:
         self.started = time.perf_counter()
 
     def report(self, tracker: Any, output: str | None, error: BaseException | None) -> None:
-        prompt, completion, cost = _usage_and_cost(tracker, self.model)
+        tokens = _tokens(tracker)
+        cost = estimate_cost(self.model, tokens.prompt, tokens.completion, tokens.cached, tokens.cache_written)
         self.site.bus.emit(
             LMCalled(
                 node_id=self.site.node_id,
@@ -94,12 +127,13 @@ class _Call:
                 purpose=self.purpose,
                 messages=tuple(self.messages),
                 output=output,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
+                prompt_tokens=tokens.prompt,
+                completion_tokens=tokens.completion,
                 cost=cost,
                 latency_s=time.perf_counter() - self.started,
                 error=None if error is None else f"{type(error).__name__}: {error}",
                 timestamp=time.time(),
+                cached_prompt_tokens=tokens.cached,
             )
         )
 
@@ -109,8 +143,13 @@ def _step_messages(predictor: dspy.Predict, inputs: dict[str, Any]) -> list[dict
     return render_messages(predictor.signature.instructions, demos, inputs)
 
 
-def _stop_config(stop: tuple[str, ...]) -> dict[str, Any]:
-    return {"config": {"stop": list(stop)}} if stop else {}
+def _step_config(site: CallSite, lm: dspy.BaseLM, stop: tuple[str, ...]) -> dict[str, Any]:
+    """Per-call LM settings of a step: stop sequences, and the provider's prompt cache for the conversation."""
+    config: dict[str, Any] = {"stop": list(stop)} if stop else {}
+    cache = step_cache(lm, site.run_key)
+    if cache is not None:
+        config["prompt_cache"] = cache
+    return {"config": config} if config else {}
 
 
 def ask_step(
@@ -125,7 +164,7 @@ def ask_step(
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
             with site.requests.hold():
-                reply = predictor(**inputs, **_stop_config(stop)).reply
+                reply = predictor(**inputs, **_step_config(site, lm, stop)).reply
         except Exception as exc:
             call.report(tracker, None, exc)
             raise translate_lm_error(exc, call.model) from exc
@@ -145,7 +184,7 @@ async def aask_step(
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
             async with site.requests.ahold():
-                reply = (await predictor.acall(**inputs, **_stop_config(stop))).reply
+                reply = (await predictor.acall(**inputs, **_step_config(site, lm, stop))).reply
         except Exception as exc:
             call.report(tracker, None, exc)
             raise translate_lm_error(exc, call.model) from exc

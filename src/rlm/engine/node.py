@@ -87,7 +87,7 @@ class NodeRun:
         self.slot = slot
         self.ceiling = ceiling
         self.node_id = tree.new_node_id()
-        self.site = CallSite(self.node_id, depth, tree.bus, tree.budget, tree.requests)
+        self.site = CallSite(self.node_id, depth, tree.bus, tree.budget, tree.requests, tree.run_key)
         self.host = HostFunctions(self)
         self.started = 0.0
 

@@ -37,6 +37,11 @@ class RLMResult:
         return sum(u.prompt_tokens for u in self.usage.values())
 
     @property
+    def cached_prompt_tokens(self) -> int:
+        """Of `prompt_tokens`, how many the providers served from their prompt caches."""
+        return sum(u.cached_prompt_tokens for u in self.usage.values())
+
+    @property
     def completion_tokens(self) -> int:
         return sum(u.completion_tokens for u in self.usage.values())
 
@@ -55,6 +60,7 @@ class RLMResult:
             "llm_calls": self.llm_calls,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
             "cost": self.cost,
             "wall_time_s": round(self.wall_time_s, 3),
             "usage": {m: vars(u) for m, u in self.usage.items()},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ class Tree:
     make_sandbox: Callable[[], Sandbox]
     slots: SandboxSlots
     requests: RequestSlots
+    # Names this run to providers' prompt caches (OpenAI's prompt_cache_key): its requests share prefixes.
+    run_key: str = field(default_factory=lambda: f"rlm-{uuid.uuid4().hex[:16]}")
     _ids: Any = field(default_factory=itertools.count)
     _id_lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -39,6 +39,7 @@ class CallGraph:
                     llm_calls=0,
                     prompt_tokens=0,
                     completion_tokens=0,
+                    cached_prompt_tokens=0,
                     tokens=0,
                     cost=0.0,
                     answer=None,
@@ -87,6 +88,7 @@ class CallGraph:
                 llm_calls=1,
                 prompt_tokens=event.prompt_tokens,
                 completion_tokens=event.completion_tokens,
+                cached_prompt_tokens=event.cached_prompt_tokens,
                 tokens=event.prompt_tokens + event.completion_tokens,
                 cost=event.cost,
                 answer=event.output,
@@ -103,6 +105,7 @@ class CallGraph:
             attrs["llm_calls"] += 1
             attrs["prompt_tokens"] += event.prompt_tokens
             attrs["completion_tokens"] += event.completion_tokens
+            attrs["cached_prompt_tokens"] += event.cached_prompt_tokens
             attrs["tokens"] = attrs["prompt_tokens"] + attrs["completion_tokens"]
             attrs["cost"] = None if attrs["cost"] is None or event.cost is None else attrs["cost"] + event.cost
 

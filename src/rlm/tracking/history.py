@@ -32,6 +32,7 @@ class CallHistory:
                 "output": event.output,
                 "prompt_tokens": event.prompt_tokens,
                 "completion_tokens": event.completion_tokens,
+                "cached_prompt_tokens": event.cached_prompt_tokens,
                 "cost": event.cost,
                 "latency_s": round(event.latency_s, 4),
                 "error": event.error,

@@ -1,4 +1,4 @@
-"""Usage totals of one run, built from engine events: calls, tokens and cost per model, depth."""
+"""Usage totals of one run, built from engine events: calls, tokens (cached ones too) and cost per model, depth."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ class ModelUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float | None = 0.0  # None once any call had no known price
+    cached_prompt_tokens: int = 0  # of prompt_tokens, read from the provider's prompt cache
 
     def add(self, event: LMCalled) -> ModelUsage:
         cost = None if self.cost is None or event.cost is None else self.cost + event.cost
@@ -22,6 +23,7 @@ class ModelUsage:
             prompt_tokens=self.prompt_tokens + event.prompt_tokens,
             completion_tokens=self.completion_tokens + event.completion_tokens,
             cost=cost,
+            cached_prompt_tokens=self.cached_prompt_tokens + event.cached_prompt_tokens,
         )
 
 
