@@ -41,12 +41,15 @@ _EXPORTS = {
     "SandboxError": "rlm.errors",
     "StepExecuted": "rlm.events",
     "StepRecord": "rlm.engine",
+    "BatchResult": "rlm.batch",
+    "batch": "rlm.batch",
     "register_sandbox": "rlm.sandbox",
 }
 
 __all__ = [
     "RLM",
     "APIKeyNotFoundError",
+    "BatchResult",
     "BudgetExceededError",
     "ConfigurationError",
     "ContextError",
@@ -66,6 +69,7 @@ __all__ = [
     "SandboxError",
     "StepExecuted",
     "StepRecord",
+    "batch",
     "register_sandbox",
 ]
 
@@ -84,6 +88,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from rlm.batch import BatchResult, batch
     from rlm.config import RLMConfig
     from rlm.engine import RLMModule, RLMResult, StepRecord
     from rlm.errors import (

@@ -1,4 +1,4 @@
-"""`rlm view FILE`: read a saved history or call graph in the terminal, or turn a graph into its HTML page."""
+"""`rlm view FILE`: read a saved history, call graph or batch results in the terminal, or turn a graph into HTML."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ def load_saved(path: str) -> tuple[str, Any]:
         raise ConfigurationError(f"{path} is already a view: open it in a browser.")
     if suffix in (".graphml", ".xml"):
         return "graph", load_graph(source)
+    if suffix == ".jsonl":  # results of `rlm batch`: its summary table again
+        from rlm.batch.progress import summary_table
+        from rlm.batch.store import load_results
+
+        return "batch", summary_table(load_results(source).values(), [f"results in {path}"])
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

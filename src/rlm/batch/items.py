@@ -1,0 +1,180 @@
+"""Batch items: reading them (JSONL, Parquet, or Python dicts) and loading each item's context.
+
+Called by `rlm.batch` and `rlm batch`. Structural problems (bad JSON, a missing id or query, a
+duplicate id) stop the batch before anything runs; a problem of one item's context or settings is
+recorded on that item when it runs, so the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlm.errors import ConfigurationError, ContextError
+
+# The fields an item may have besides its RLM settings.
+ITEM_FIELDS = ("id", "query", "context", "context_path", "context_glob", "output", "meta")
+CONTEXT_FIELDS = ("context", "context_path", "context_glob")
+
+# RLM(...) arguments that belong to the whole batch, not to one item: models and keys are the
+# runner's (and keys must never travel inside items), output paths are chosen per item by the runner.
+BATCH_WIDE_SETTINGS = {
+    "model",
+    "recursive_model",
+    "api_key",
+    "api_base",
+    "sandbox",
+    "enable_graph_tracking",
+    "graph_output_path",
+    "enable_history",
+    "history_output_path",
+    "on_event",
+    "verbose",
+}
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """Where an item's context comes from: inline data, paths (files or folders), or a glob."""
+
+    kind: str  # "inline" | "paths" | "glob"
+    value: Any  # the inline context, a tuple of absolute paths, or an absolute glob pattern
+
+    @property
+    def key(self) -> str:
+        """Equal for items that share a context, so it is loaded (and sent to Ray) once."""
+        if self.kind == "inline":
+            text = self.value if isinstance(self.value, str) else json.dumps(self.value, sort_keys=True)
+            return "inline:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self.kind}:{json.dumps(self.value)}"
+
+    def load(self) -> Any:
+        """The context: inline data as given; one file as its text; folders or several files as a dict."""
+        from rlm.cli.context_files import read_context  # files, folders, binary-file checks: one reader
+
+        if self.kind == "inline":
+            return self.value
+        paths = list(self.value)
+        if self.kind == "glob":
+            paths = sorted(p for p in glob.glob(self.value, recursive=True) if os.path.isfile(p))
+            if not paths:
+                raise ContextError(f"context_glob {self.value!r} matches no files")
+            if len(paths) == 1:
+                return {os.path.basename(paths[0]): read_context(paths)}
+        documents = read_context(paths)
+        if isinstance(documents, dict):
+            # Names relative to the common folder read better to the model than absolute paths.
+            common = os.path.commonpath([str(Path(p).parent) for p in paths])
+            documents = {_relative(name, common): text for name, text in documents.items()}
+        return documents
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One question: `id`, `query`, its context, and optional `output` type, RLM settings and `meta`."""
+
+    id: str
+    query: str
+    context: ContextSpec
+    settings: Mapping[str, Any] = field(default_factory=dict)  # per-item RLM keyword settings
+    output: str | None = None
+    meta: Any = None  # copied to the item's result row untouched (e.g. the expected answer)
+
+
+def read_items(source: str | os.PathLike[str] | Iterable[Mapping[str, Any] | BatchItem]) -> list[BatchItem]:
+    """Items from a .jsonl / .parquet file, or from dicts / BatchItems; ids must be unique."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        rows = _read_rows(path)
+        base = path.resolve().parent  # paths inside an items file are relative to that file
+        items = [_item(row, base, f"{path}:{where}") for where, row in rows]
+    else:
+        base = Path.cwd()
+        items = [
+            row if isinstance(row, BatchItem) else _item(row, base, f"item {index + 1}")
+            for index, row in enumerate(source)
+        ]
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise ConfigurationError(f"duplicate item id {item.id!r}: ids must be unique (they key the results)")
+        seen.add(item.id)
+    return items
+
+
+def _read_rows(path: Path) -> list[tuple[str, Any]]:
+    if not path.is_file():
+        raise ConfigurationError(f"items file not found: {path}")
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"{path}: reading Parquet needs pyarrow: pip install 'recursive-llm[parquet]', or give JSONL"
+            ) from exc
+        return [(f"row {n + 1}", row) for n, row in enumerate(pq.read_table(path).to_pylist())]
+    rows = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((f"line {number}", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise ConfigurationError(
+                    f"{path}:line {number} is not JSON ({exc.msg}); one JSON object a line"
+                ) from exc
+    return rows
+
+
+def _item(row: Any, base: Path, where: str) -> BatchItem:
+    if not isinstance(row, Mapping):
+        raise ConfigurationError(f"{where}: an item is a JSON object with id, query and a context")
+    # Parquet gives every column to every row: an empty cell is an absent field.
+    row = {k: v for k, v in row.items() if v is not None}
+    if not isinstance(row.get("id"), (str, int)) or isinstance(row.get("id"), bool) or row.get("id") == "":
+        raise ConfigurationError(f"{where}: 'id' is missing (a string or an integer, unique in the batch)")
+    if not isinstance(row.get("query"), str) or not row["query"].strip():
+        raise ConfigurationError(f"{where}: 'query' is missing or empty")
+    given = [name for name in CONTEXT_FIELDS if name in row]
+    if len(given) != 1:
+        raise ConfigurationError(
+            f"{where}: give exactly one of context (inline text, list or dict), context_path (a file, a folder "
+            f"or a list of them) or context_glob; got {', '.join(given) or 'none'}"
+        )
+    if "output" in row and not isinstance(row["output"], str):
+        raise ConfigurationError(f'{where}: \'output\' is a type name such as "int" or "str"')
+    settings = {k: v for k, v in row.items() if k not in ITEM_FIELDS}
+    return BatchItem(
+        id=str(row["id"]),
+        query=row["query"],
+        context=_context_spec(given[0], row[given[0]], base, where),
+        settings=settings,
+        output=row.get("output"),
+        meta=row.get("meta"),
+    )
+
+
+def _context_spec(kind: str, value: Any, base: Path, where: str) -> ContextSpec:
+    if kind == "context":
+        if not isinstance(value, (str, list, dict)):
+            raise ConfigurationError(f"{where}: inline 'context' is text, a list or a dict of documents")
+        return ContextSpec("inline", value)
+    if kind == "context_glob":
+        if not isinstance(value, str):
+            raise ConfigurationError(f"{where}: 'context_glob' is one pattern such as \"logs/**/*.log\"")
+        return ContextSpec("glob", str(base / os.path.expanduser(value)))
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+        raise ConfigurationError(f"{where}: 'context_path' is a path or a list of paths")
+    return ContextSpec("paths", tuple(str(base / os.path.expanduser(p)) for p in paths))
+
+
+def _relative(name: str, common: str) -> str:
+    return os.path.relpath(name, common) if os.path.isabs(name) else name

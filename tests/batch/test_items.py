@@ -1,0 +1,99 @@
+"""Batch items: JSONL and Parquet, contexts inline / file / folder / glob, and the errors that stop a batch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlm.batch import read_items
+from rlm.errors import ConfigurationError, ContextError
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_jsonl_items_with_every_kind_of_context_resolve_paths_against_the_items_file(tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "a.txt").write_text("alpha")
+    (corpus / "sub" / "b.txt").write_text("beta")
+    (corpus / "c.log").write_text("gamma")
+    items_file = write_jsonl(tmp_path / "items.jsonl", [
+        {"id": 1, "query": "inline?", "context": "some text"},
+        {"id": "file", "query": "one file?", "context_path": "corpus/a.txt"},
+        {"id": "folder", "query": "a folder?", "context_path": "corpus"},
+        {"id": "glob", "query": "a glob?", "context_glob": "corpus/**/*.txt", "max_llm_calls": 5, "meta": {"x": 1}},
+        {"id": "docs", "query": "documents?", "context": {"one": "1", "two": "2"}},
+    ])  # fmt: skip
+    monkeypatch.chdir("/")  # relative paths belong to the items file, not to where the command runs
+    items = {item.id: item for item in read_items(items_file)}
+    assert items["1"].context.load() == "some text"
+    assert items["file"].context.load() == "alpha"
+    assert items["folder"].context.load() == {
+        "corpus/a.txt": "alpha",
+        "corpus/c.log": "gamma",
+        "corpus/sub/b.txt": "beta",
+    }
+    assert items["glob"].context.load() == {"a.txt": "alpha", "sub/b.txt": "beta"}
+    assert items["glob"].settings == {"max_llm_calls": 5} and items["glob"].meta == {"x": 1}
+    assert items["docs"].context.load() == {"one": "1", "two": "2"}
+
+
+def test_items_sharing_a_context_share_its_key(tmp_path):
+    items = read_items([
+        {"id": "a", "query": "q1", "context_path": str(tmp_path)},
+        {"id": "b", "query": "q2", "context_path": str(tmp_path)},
+        {"id": "c", "query": "q3", "context": "other"},
+    ])  # fmt: skip
+    assert items[0].context.key == items[1].context.key != items[2].context.key
+
+
+def test_parquet_items_read_like_jsonl(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pa.Table.from_pylist([
+        {"id": "p1", "query": "q?", "context": "text one", "context_path": None, "max_iterations": None},
+        {"id": "p2", "query": "q?", "context": None, "context_path": "doc.txt", "max_iterations": 3},
+    ])  # fmt: skip
+    pq.write_table(table, tmp_path / "items.parquet")
+    (tmp_path / "doc.txt").write_text("from a file")
+    items = read_items(tmp_path / "items.parquet")
+    assert [i.context.load() for i in items] == ["text one", "from a file"]
+    assert items[0].settings == {} and items[1].settings == {"max_iterations": 3}
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"query": "q", "context": "c"}, "'id' is missing"),
+        ({"id": "x", "context": "c"}, "'query' is missing"),
+        ({"id": "x", "query": "q"}, "exactly one of context"),
+        ({"id": "x", "query": "q", "context": "c", "context_path": "f"}, "got context, context_path"),
+        ({"id": "x", "query": "q", "context": 5}, "inline 'context'"),
+        ({"id": "x", "query": "q", "context": "c", "output": 3}, "type name"),
+    ],
+)
+def test_malformed_items_stop_the_batch_before_it_starts(row, message):
+    with pytest.raises(ConfigurationError, match=message):
+        read_items([row])
+
+
+def test_duplicate_ids_and_broken_json_lines_are_named(tmp_path):
+    with pytest.raises(ConfigurationError, match="duplicate item id '7'"):
+        read_items([{"id": 7, "query": "q", "context": "c"}, {"id": "7", "query": "q", "context": "c"}])
+    bad = tmp_path / "items.jsonl"
+    bad.write_text('{"id": 1, "query": "q", "context": "c"}\n\n{"id": 2, "query": \n')
+    with pytest.raises(ConfigurationError, match="line 3 is not JSON"):
+        read_items(bad)
+
+
+def test_a_missing_context_file_fails_when_that_item_loads_it(tmp_path):
+    [item] = read_items([{"id": "x", "query": "q", "context_path": str(tmp_path / "nope.txt")}])
+    with pytest.raises(ContextError, match="not found"):
+        item.context.load()
+    [empty] = read_items([{"id": "y", "query": "q", "context_glob": str(tmp_path / "*.none")}])
+    with pytest.raises(ContextError, match="matches no files"):
+        empty.context.load()
