@@ -128,19 +128,24 @@ class RLM:
     async def acompletion(self, query: str, context: Any) -> str:
         return (await self.arun(query, context)).answer
 
-    def run(self, query: str, context: Any) -> RLMResult:
-        """Like `completion`, with usage, cost, iterations, depth, finish reason and trajectory."""
+    def run(self, query: str, context: Any, output: Any = None) -> RLMResult:
+        """Like `completion`, with usage, cost, iterations, depth, finish reason and trajectory.
+
+        `output`: the type the answer must have (`int`, `list[str]`, a dataclass, a Pydantic model,
+        or a field list such as "count: int, names: list[str]"); a FINAL value that does not fit is
+        refused and the model told why; the validated value is `RLMResult.value`.
+        """
         self._new_run()
         try:
-            prediction = self.module(query=query, context=context)
+            prediction = self.module(query=query, context=context, output=output)
         finally:
             self._write_outputs()
         return prediction.result
 
-    async def arun(self, query: str, context: Any) -> RLMResult:
+    async def arun(self, query: str, context: Any, output: Any = None) -> RLMResult:
         self._new_run()
         try:
-            prediction = await self.module.acall(query=query, context=context)
+            prediction = await self.module.acall(query=query, context=context, output=output)
         finally:
             await asyncio.to_thread(self._write_outputs)
         return prediction.result

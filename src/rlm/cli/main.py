@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_MAX_BYTES = 50_000_000  # folders' cap (about 12M tokens); here so that --help stays light
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 128 + signal.SIGINT, 128 + signal.SIGPIPE  # as the shell reports them
 
 
@@ -50,6 +51,22 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
         metavar="PATH",
         help="files, folders (each file becomes a document), or - for stdin",
     )
+    ask.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="folders: read only files matching GLOB ('*.py', 'docs/**'); repeatable",
+    )
+    ask.add_argument(
+        "--exclude", action="append", metavar="GLOB", help="folders: leave out paths matching GLOB; repeatable"
+    )
+    ask.add_argument(
+        "--max-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        help=f"stop with an error past this much text (default {DEFAULT_MAX_BYTES:,}); folders skip hidden "
+        "paths and what .gitignore ignores",
+    )
     ask.add_argument("--model", "-m", default=None, help="LiteLLM model name, or 'local' (default: see below)")
     ask.add_argument("--recursive-model", default=None, help="model for sub-calls and child RLMs")
     ask.add_argument("--api-base", default=None, help="endpoint of an OpenAI-compatible server")
@@ -76,17 +93,6 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
         from rlm.benchmarks.harness import add_arguments
 
         add_arguments(bench)
-
-    from rlm.cli.batch import add_arguments as add_batch_arguments
-
-    add_batch_arguments(
-        commands.add_parser(
-            "batch",
-            help="many questions from a JSONL file, resumable, locally or on Ray",
-            description="Answer every item of ITEMS (JSONL or Parquet: id, query, context) and append one row per "
-            "item to --out as it finishes; re-running skips ids already there.",
-        )
-    )
 
     view = commands.add_parser(
         "view",
@@ -118,7 +124,7 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
 
 def ask(args: argparse.Namespace) -> int:
     from rlm import RLM, RLMError
-    from rlm.cli.context_files import read_context
+    from rlm.cli.context_files import load_context
     from rlm.events import StepExecuted
 
     finished_steps: list[StepExecuted] = []
@@ -128,7 +134,9 @@ def ask(args: argparse.Namespace) -> int:
             finished_steps.append(event)
 
     try:
-        context = read_context(args.context)
+        context, loaded = load_context(args.context, args.include, args.exclude, args.max_bytes)
+        if any(os.path.isdir(path) for path in args.context):  # a folder's reach is the surprise worth a line
+            print(f"rlm: {loaded.line()}", file=sys.stderr)
         rlm = RLM(
             model=args.model or default_model(),
             recursive_model=args.recursive_model,
@@ -196,12 +204,6 @@ def bench(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
-def batch(args: argparse.Namespace) -> int:
-    from rlm.cli.batch import run
-
-    return run(args)
-
-
 def view(args: argparse.Namespace) -> int:
     from rlm.cli.view import load_saved, print_history, print_tree
     from rlm.errors import RLMError
@@ -211,9 +213,6 @@ def view(args: argparse.Namespace) -> int:
     except RLMError as exc:
         print(f"rlm: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if kind == "batch":
-        print(data)
-        return EXIT_OK
     if kind == "history":
         if args.html:
             print("rlm: --html needs a saved graph; this file is a history", file=sys.stderr)
@@ -271,7 +270,7 @@ def serve_local(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv[0] if argv else None).parse_args(argv)
-    handlers = {"ask": ask, "bench": bench, "view": view, "serve-local": serve_local, "batch": batch}
+    handlers = {"ask": ask, "bench": bench, "view": view, "serve-local": serve_local}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:  # Ctrl-C before or after the run itself: no traceback for it

@@ -13,6 +13,7 @@ from typing import Any
 import dspy
 
 from rlm.config import RLMConfig
+from rlm.engine.answer_types import AnswerType
 from rlm.engine.concurrency import RequestSlots
 from rlm.engine.limits import CallBudget
 from rlm.engine.node import NodeOutcome, NodeRun
@@ -47,20 +48,22 @@ class RLMModule(dspy.Module):
         if sandbox_factory is None:
             resolve_sandbox_name(self.config.sandbox)  # an unknown name fails here, not mid-run
 
-    def forward(self, query: str, context: Any) -> dspy.Prediction:
-        totals, node = self._prepare(query, context)
+    def forward(self, query: str, context: Any, output: Any = None) -> dspy.Prediction:
+        """`output`: the type the answer must have (`RLMResult.value`); see `answer_types`."""
+        totals, node = self._prepare(query, context, output)
         started = time.perf_counter()
         outcome = node.run()
         return self._prediction(outcome, totals, time.perf_counter() - started)
 
-    async def aforward(self, query: str, context: Any) -> dspy.Prediction:
-        totals, node = self._prepare(query, context)
+    async def aforward(self, query: str, context: Any, output: Any = None) -> dspy.Prediction:
+        totals, node = self._prepare(query, context, output)
         started = time.perf_counter()
         outcome = await node.arun()
         return self._prediction(outcome, totals, time.perf_counter() - started)
 
-    def _prepare(self, query: str, context: Any) -> tuple[UsageTotals, NodeRun]:
+    def _prepare(self, query: str, context: Any, output: Any = None) -> tuple[UsageTotals, NodeRun]:
         validate_inputs(query, context)
+        answer_type = AnswerType(output) if output is not None else None
         root_lm = self.lm or dspy.settings.lm
         if root_lm is None:
             raise ConfigurationError("RLMModule has no LM: pass lm=... or call dspy.configure(lm=...)")
@@ -87,7 +90,9 @@ class RLMModule(dspy.Module):
             slots=SandboxSlots(config.max_live_sandboxes),
             requests=RequestSlots(config.max_concurrency),
         )
-        return totals, NodeRun(tree, query, context, 0, None, root_lm)
+        root = NodeRun(tree, query, context, 0, None, root_lm)
+        root.answer_type = answer_type
+        return totals, root
 
     @staticmethod
     def _prediction(outcome: NodeOutcome, totals: UsageTotals, wall_time: float) -> dspy.Prediction:
@@ -100,6 +105,7 @@ class RLMModule(dspy.Module):
             usage=dict(totals.by_model),
             wall_time_s=wall_time,
             trajectory=outcome.trajectory,
+            value=outcome.value,
         )
         return dspy.Prediction(answer=outcome.answer, result=result)
 

@@ -19,6 +19,7 @@ from typing import Any
 import dspy
 
 from rlm.engine import prompts
+from rlm.engine.answer_types import AnswerType
 from rlm.engine.calls import CallSite, aask_step, ask_step, model_name
 from rlm.engine.describe import context_length, describe_context, shows_whole
 from rlm.engine.limits import BUDGET_REASONS, clip_answer, clip_execution, deadline_passed, prompt_cap
@@ -56,6 +57,7 @@ class NodeOutcome:
     finish_reason: str
     iterations: int
     trajectory: tuple[StepRecord, ...]
+    value: Any = None  # the typed answer, when the run asked for one and the answer fits
 
 
 Plan = Generator[Ask | Run, Any, NodeOutcome]
@@ -86,6 +88,7 @@ class NodeRun:
         self.lm = lm
         self.slot = slot
         self.ceiling = ceiling
+        self.answer_type: AnswerType | None = None  # set on the root by `run(..., output=T)`
         self.node_id = tree.new_node_id()
         self.site = CallSite(self.node_id, depth, tree.bus, tree.budget, tree.requests, tree.run_key)
         self.host = HostFunctions(self)
@@ -96,9 +99,11 @@ class NodeRun:
         config = self.tree.config
         limit = config.max_iterations
         prompt_chars, _ = prompt_cap(config.sub_prompt_chars, self.tree.sub_lm)
+        shape = f"{self.answer_type.instructions()}\n" if self.answer_type else ""
         context_info = (
             f"{describe_context(self.context)}\n"
-            f"{prompts.sub_model_line(prompt_chars, config.sub_model_note)}\n\n"
+            f"{prompts.sub_model_line(prompt_chars, config.sub_model_note)}\n"
+            f"{shape}\n"
             f"{prompts.step_line(1, limit)}"
         )
         history: list[dict[str, str]] = []
@@ -151,21 +156,25 @@ class NodeRun:
                 if count_code_blocks(reply) > 1:
                     notes.append(prompts.EXTRA_BLOCKS_NOTE)
                 if result.final_answer is not None:
-                    if not unfounded(iteration, reply, result.final_answer):
+                    refused = prompts.GUESS_NOTE if unfounded(iteration, reply, result.final_answer) else None
+                    refused = refused or self._misfit(result.final_answer)
+                    if refused is None:
                         self._record(trajectory, iteration, reply, code, result.output, None)
-                        return NodeOutcome(result.final_answer, "final", iteration, tuple(trajectory))
-                    notes.append(prompts.GUESS_NOTE)
+                        return self._outcome(result.final_answer, "final", iteration, trajectory)
+                    notes.append(refused)
                     text_final = None
                 if repeats > 1:
                     notes.append(prompts.REPEATED_NOTE)
             if text_final is not None and error is None:
                 answer, final_error = yield from self._resolve_text_final(text_final)
-                if answer is not None and not unfounded(iteration, reply, answer):
-                    self._record(trajectory, iteration, reply, code or "", output, None)
-                    return NodeOutcome(answer, "final", iteration, tuple(trajectory))
-                error = final_error
+                refused = None
                 if answer is not None:
-                    notes.append(prompts.GUESS_NOTE)
+                    refused = prompts.GUESS_NOTE if unfounded(iteration, reply, answer) else self._misfit(answer)
+                    if refused is None:
+                        self._record(trajectory, iteration, reply, code or "", output, None)
+                        return self._outcome(answer, "final", iteration, trajectory)
+                    notes.append(refused)
+                error = final_error
             elif code is None and text_final is None:
                 notes.append(prompts.NO_CODE_NOTE)
             self._record(trajectory, iteration, reply, code or "", output, error)
@@ -206,7 +215,17 @@ class NodeRun:
                 limit=_LIMIT_OF_REASON[reason],
                 partial_answer=answer,
             )
-        return NodeOutcome(answer, reason, len(trajectory), tuple(trajectory))
+        return self._outcome(answer, reason, len(trajectory), trajectory)
+
+    def _misfit(self, answer: str) -> str | None:
+        """Why a FINAL answer does not fit the expected type (told to the model), or None."""
+        return None if self.answer_type is None else self.answer_type.refusal(answer)
+
+    def _outcome(self, answer: str, reason: str, iterations: int, trajectory: list[StepRecord]) -> NodeOutcome:
+        value = None
+        if self.answer_type is not None and self.answer_type.refusal(answer) is None:
+            value = self.answer_type.parse(answer)
+        return NodeOutcome(answer, reason, iterations, tuple(trajectory), value)
 
     def _out_of(self) -> str | None:
         """Why the node must stop now: the tree's LM calls or its parent step's time are spent."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from rlm.tracking.usage import ModelUsage
 
@@ -31,6 +32,8 @@ class RLMResult:
     usage: dict[str, ModelUsage] = field(default_factory=dict)
     wall_time_s: float = 0.0
     trajectory: tuple[StepRecord, ...] = ()
+    # With `run(..., output=T)`: the answer as a T (validated), or None if the last answer did not fit.
+    value: Any = None
 
     @property
     def prompt_tokens(self) -> int:

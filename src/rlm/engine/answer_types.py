@@ -1,0 +1,101 @@
+"""Typed answers: `RLM.run(query, context, output=T)`, the validator the root node consults at FINAL.
+
+`T` is a builtin or typing type (`int`, `list[str]`, `dict[str, int]`), a dataclass, a Pydantic
+model, or a DSPy-style field list (`"count: int, names: list[str]"`). Pydantic, which DSPy already
+depends on, does the validation; this module turns a FINAL value (which reaches the host as text)
+back into data, tells the model the expected shape, and words a refusal the model can act on.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
+
+from rlm.errors import ConfigurationError
+
+# How much of a JSON schema the model is shown; a huge model class is summarised by its name.
+MAX_SCHEMA_CHARS = 2000
+
+
+class AnswerType:
+    """The expected type of the root's answer, with its validator."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        target = _signature_model(spec) if isinstance(spec, str) else spec
+        try:
+            self.adapter: TypeAdapter[Any] = TypeAdapter(target)
+            self.schema = json.dumps(self.adapter.json_schema(), separators=(",", ":"))
+        except Exception as exc:  # pydantic's errors for types it cannot build a validator for
+            raise ConfigurationError(
+                f"output={spec!r} is not a type recursive-llm can validate: use a builtin type (int, "
+                "list[str], dict[str, int]), a dataclass, a Pydantic model, or a field list such as "
+                f"'count: int, names: list[str]' ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            ) from None
+        self.name = getattr(spec, "__name__", None) or str(spec)
+
+    def instructions(self) -> str:
+        """What the model is told about the answer's shape."""
+        schema = self.schema if len(self.schema) <= MAX_SCHEMA_CHARS else f"(the schema of {self.name})"
+        return (
+            f"The answer must be a value of type {self.name}, as JSON matching this schema: {schema}. "
+            "Build it in code and pass it to FINAL(value) (a dict, list, number, ... or its JSON text)."
+        )
+
+    def parse(self, answer: str) -> Any:
+        """The typed value of a FINAL answer, or the ValidationError of its most structured reading."""
+        first: ValidationError | None = None
+        for candidate in _candidates(answer):
+            try:
+                return self.adapter.validate_python(candidate)
+            except ValidationError as exc:
+                first = first or exc
+        assert first is not None
+        raise first
+
+    def refusal(self, answer: str) -> str | None:
+        """None if `answer` fits; else the line that tells the model why it was refused."""
+        try:
+            self.parse(answer)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            return (
+                f"Your FINAL value does not fit the expected type {self.name} ({problems}). "
+                "Fix the value and call FINAL again."
+            )
+        return None
+
+
+def _candidates(answer: str) -> list[Any]:
+    """What the text may stand for, most structured first: JSON, a Python literal (`str(True)`,
+    `str(['a'])`), then the text itself (which lax validation turns into numbers where it can)."""
+    found: list[Any] = []
+    text = answer.strip()
+    with contextlib.suppress(ValueError):
+        found.append(json.loads(text))
+    with contextlib.suppress(ValueError, SyntaxError, MemoryError, RecursionError):
+        found.append(ast.literal_eval(text))
+    found.append(answer)
+    return found
+
+
+def _signature_model(spec: str) -> type[BaseModel]:
+    """A Pydantic model from a DSPy-style field list, e.g. "count: int, names: list[str]" (the part
+    after "->" of a signature string is taken when there is one)."""
+    import dspy
+
+    outputs = spec.split("->", 1)[1] if "->" in spec else spec
+    try:
+        signature = dspy.Signature(f"query -> {outputs}")
+    except Exception as exc:
+        raise ConfigurationError(
+            f"output={spec!r} is not a field list DSPy can read, e.g. 'count: int, names: list[str]' ({exc})"
+        ) from None
+    fields = {name: (field.annotation, ...) for name, field in signature.output_fields.items()}
+    return create_model("Answer", **fields)  # type: ignore[call-overload]
