@@ -1,11 +1,10 @@
-"""Pull structured data out of messy text: the model writes the parser, you get JSON back.
+"""Pull structured data out of messy text: the model writes the parser, you get typed data back.
 
-python examples/data_extraction.py
+`output=list[int]` tells the model the shape; a FINAL value that does not fit is refused and the
+model told why; `result.value` is the validated list. python examples/data_extraction.py
 """
 
 from __future__ import annotations
-
-import json
 
 from common import exit_for_missing_key, model_settings
 
@@ -22,10 +21,8 @@ if __name__ == "__main__":
         rlm = RLM(**model_settings(), max_iterations=10)
     except APIKeyNotFoundError as exc:
         exit_for_missing_key(exc)
-    answer = rlm.completion(
-        "List the order numbers of customers whose parcel never arrived, as a JSON list of integers.", EMAILS
-    )
-    try:
-        print(json.loads(answer))
-    except json.JSONDecodeError:
-        print(answer)
+    result = rlm.run("List the order numbers of customers whose parcel never arrived.", EMAILS, output=list[int])
+    if result.value is not None:
+        print(f"{len(result.value)} orders: {result.value}")
+    else:  # the model never gave a list of integers within its steps
+        print(f"no typed answer ({result.finish_reason}); the last answer was: {result.answer}")
