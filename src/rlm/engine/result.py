@@ -23,8 +23,9 @@ class StepRecord:
 class RLMResult:
     answer: str
     # "final" (FINAL / FINAL_VAR), "max_iterations", "repeated" (same code run again and again),
-    # or "budget" (LM-call budget used up); the last three come from a last "answer now" step.
-    # Child nodes (in NodeFinished events) may also end "budget" or "time" without one.
+    # "budget" (LM calls used up), "budget_tokens", "budget_cost" or "budget_time"; all but "final"
+    # come from a last "answer now" step. Child nodes (in NodeFinished events) may also end with a
+    # budget reason or "time" without one.
     finish_reason: str
     iterations: int  # root steps taken
     depth: int  # deepest node reached (root = 0)
