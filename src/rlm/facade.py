@@ -8,7 +8,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import dspy
 import networkx as nx
@@ -22,6 +22,10 @@ from rlm.models.resolve import LOCAL_MODEL, build_lm
 from rlm.tracking.graph import CallGraph
 from rlm.tracking.history import CallHistory
 from rlm.tracking.progress import ProgressPrinter
+
+if TYPE_CHECKING:
+    from rlm.sandbox.base import Sandbox
+    from rlm.session import Session
 
 
 def load_dotenv_file() -> None:
@@ -146,6 +150,32 @@ class RLM:
         self._new_run()
         try:
             prediction = await self.module.acall(query=query, context=context, output=output)
+        finally:
+            await asyncio.to_thread(self._write_outputs)
+        return prediction.result
+
+    # --- sessions ------------------------------------------------------------------------------------
+    def session(self, context: Any) -> Session:
+        """Load `context` once and ask it many questions: `with rlm.session(ctx) as s: s.completion(q)`.
+
+        The REPL's variables persist between questions and the model is told what it made before.
+        """
+        from rlm.session import Session
+
+        return Session(self, context)
+
+    def _run_in_session(self, query: str, context: Any, output: Any, sandbox: Sandbox, note: str) -> RLMResult:
+        self._new_run()
+        try:
+            prediction = self.module(query=query, context=context, output=output, session=(sandbox, note))
+        finally:
+            self._write_outputs()
+        return prediction.result
+
+    async def _arun_in_session(self, query: str, context: Any, output: Any, sandbox: Sandbox, note: str) -> RLMResult:
+        self._new_run()
+        try:
+            prediction = await self.module.acall(query=query, context=context, output=output, session=(sandbox, note))
         finally:
             await asyncio.to_thread(self._write_outputs)
         return prediction.result

@@ -48,20 +48,27 @@ class RLMModule(dspy.Module):
         if sandbox_factory is None:
             resolve_sandbox_name(self.config.sandbox)  # an unknown name fails here, not mid-run
 
-    def forward(self, query: str, context: Any, output: Any = None) -> dspy.Prediction:
-        """`output`: the type the answer must have (`RLMResult.value`); see `answer_types`."""
-        totals, node = self._prepare(query, context, output)
+    def forward(
+        self, query: str, context: Any, output: Any = None, session: tuple[Sandbox, str] | None = None
+    ) -> dspy.Prediction:
+        """`output`: the type the answer must have (`RLMResult.value`); see `answer_types`.
+        `session`: a session's sandbox and its note for the model (`rlm.session`)."""
+        totals, node = self._prepare(query, context, output, session)
         started = time.perf_counter()
         outcome = node.run()
         return self._prediction(outcome, totals, time.perf_counter() - started)
 
-    async def aforward(self, query: str, context: Any, output: Any = None) -> dspy.Prediction:
-        totals, node = self._prepare(query, context, output)
+    async def aforward(
+        self, query: str, context: Any, output: Any = None, session: tuple[Sandbox, str] | None = None
+    ) -> dspy.Prediction:
+        totals, node = self._prepare(query, context, output, session)
         started = time.perf_counter()
         outcome = await node.arun()
         return self._prediction(outcome, totals, time.perf_counter() - started)
 
-    def _prepare(self, query: str, context: Any, output: Any = None) -> tuple[UsageTotals, NodeRun]:
+    def _prepare(
+        self, query: str, context: Any, output: Any = None, session: tuple[Sandbox, str] | None = None
+    ) -> tuple[UsageTotals, NodeRun]:
         validate_inputs(query, context)
         answer_type = AnswerType(output) if output is not None else None
         root_lm = self.lm or dspy.settings.lm
@@ -92,6 +99,8 @@ class RLMModule(dspy.Module):
         )
         root = NodeRun(tree, query, context, 0, None, root_lm)
         root.answer_type = answer_type
+        if session is not None:
+            root.session_sandbox, root.session_note = session
         return totals, root
 
     @staticmethod

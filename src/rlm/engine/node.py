@@ -89,6 +89,10 @@ class NodeRun:
         self.slot = slot
         self.ceiling = ceiling
         self.answer_type: AnswerType | None = None  # set on the root by `run(..., output=T)`
+        # Set on a session's root (`rlm.session`): its long-lived sandbox, and what the model is
+        # told about the session's earlier questions and the variables it made.
+        self.session_sandbox: Sandbox | None = None
+        self.session_note = ""
         self.node_id = tree.new_node_id()
         self.site = CallSite(self.node_id, depth, tree.bus, tree.budget, tree.requests, tree.run_key)
         self.host = HostFunctions(self)
@@ -100,10 +104,11 @@ class NodeRun:
         limit = config.max_iterations
         prompt_chars, _ = prompt_cap(config.sub_prompt_chars, self.tree.sub_lm)
         shape = f"{self.answer_type.instructions()}\n" if self.answer_type else ""
+        memory = f"{self.session_note}\n" if self.session_note else ""
         context_info = (
             f"{describe_context(self.context)}\n"
             f"{prompts.sub_model_line(prompt_chars, config.sub_model_note)}\n"
-            f"{shape}\n"
+            f"{shape}{memory}\n"
             f"{prompts.step_line(1, limit)}"
         )
         history: list[dict[str, str]] = []
@@ -344,7 +349,7 @@ class NodeRun:
         sandbox: Sandbox | None = None
         opening: Future[None] | None = None
         try:
-            sandbox = self.tree.make_sandbox()
+            sandbox = self.session_sandbox or self.tree.make_sandbox()
             opening = _in_background(_opener(sandbox, self.context))
             plan = self.plan()
             value: Any = None
@@ -397,7 +402,7 @@ class NodeRun:
         sandbox: Sandbox | None = None
         opening: asyncio.Future[None] | None = None
         try:
-            sandbox = self.tree.make_sandbox()
+            sandbox = self.session_sandbox or self.tree.make_sandbox()
             # The node's worker runs in order: steps queue behind the start, close comes last.
             opening = loop.run_in_executor(worker, _opener(sandbox, self.context))
             plan = self.plan()

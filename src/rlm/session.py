@@ -1,0 +1,220 @@
+"""`rlm.session(context)`: load a context once, ask it many questions; the REPL's variables persist.
+
+Each question is a run of its own (events, graph, history, budgets, `RLMResult`), rooted in the
+session's one sandbox, so `context` crosses into the sandbox once and what the model's code made
+for one question is there for the next. The model is told, briefly, the session's earlier
+questions and answers and the variables its code made (names, types, sizes). Closing the session
+closes its sandbox. Built by `RLM.session`; runs through the same `RLMModule` and node loop.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import threading
+from typing import TYPE_CHECKING, Any
+
+from rlm.engine.module import validate_inputs
+from rlm.engine.result import RLMResult, StepRecord
+from rlm.sandbox.base import ExecutionResult, Sandbox, SandboxLimits, SubcallHandler
+from rlm.sandbox.registry import create_sandbox
+
+if TYPE_CHECKING:
+    from rlm.facade import RLM
+
+# What the model is told about earlier questions: the latest few, answers cut to this size.
+MAX_TURNS_SHOWN = 5
+MAX_ANSWER_SHOWN = 300
+MAX_NAMES_SHOWN = 30
+
+
+class _KeptSandbox:
+    """The session's sandbox as a question's root node sees it: started and loaded already, and
+    the node's `close` at the end of a question is not the end of the sandbox."""
+
+    def __init__(self, inner: Sandbox) -> None:
+        self.inner = inner
+
+    def start(self) -> None:
+        pass
+
+    def load(self, context: Any) -> None:
+        pass
+
+    def execute(self, code: str, handler: SubcallHandler) -> ExecutionResult:
+        return self.inner.execute(code, handler)
+
+    def close(self) -> None:
+        pass
+
+
+def _no_calls(fn: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    raise RuntimeError("the session's variable listing makes no sub-calls")
+
+
+class Session:
+    """Many questions over one loaded context; use as `with rlm.session(ctx) as s:` (or `async with`)."""
+
+    def __init__(self, rlm: RLM, context: Any) -> None:
+        validate_inputs("session", context)
+        self._rlm = rlm
+        self.context = context
+        self.turns: list[tuple[str, str]] = []  # (question, answer) of the questions asked so far
+        self.names: list[str] = []  # top-level names the model's code assigned, first seen first
+        self._lock = threading.Lock()  # one question at a time: they share one REPL
+        self._sandbox: Sandbox | None = None
+        self._open()
+
+    # --- questions -----------------------------------------------------------------------------------
+    def completion(self, query: str) -> str:
+        return self.run(query).answer
+
+    async def acompletion(self, query: str) -> str:
+        return (await self.arun(query)).answer
+
+    def run(self, query: str, output: Any = None) -> RLMResult:
+        """Answer `query` about the session's context; like `RLM.run`, REPL state kept."""
+        with self._lock:
+            kept, note = self._prepare()
+            result = self._rlm._run_in_session(query, self.context, output, kept, note)
+            self._remember(query, result)
+            return result
+
+    async def arun(self, query: str, output: Any = None) -> RLMResult:
+        await asyncio.to_thread(self._lock.acquire)
+        try:
+            kept, note = self._prepare()
+            result = await self._rlm._arun_in_session(query, self.context, output, kept, note)
+            self._remember(query, result)
+            return result
+        finally:
+            self._lock.release()
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the earlier questions and start a fresh REPL holding only `context`."""
+        with self._lock:
+            self._close_sandbox()
+            self.turns.clear()
+            self.names.clear()
+            self._open()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_sandbox()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)
+
+    # --- internals -----------------------------------------------------------------------------------
+    def _open(self) -> None:
+        config = self._rlm.config
+        limits = SandboxLimits(config.exec_timeout, config.memory_limit_mb, config.max_output_chars)
+        sandbox = create_sandbox(config.sandbox, limits)
+        try:
+            sandbox.start()
+            sandbox.load(self.context)
+        except BaseException:
+            sandbox.close()
+            raise
+        self._sandbox = sandbox
+
+    def _close_sandbox(self) -> None:
+        sandbox, self._sandbox = self._sandbox, None
+        if sandbox is not None:
+            sandbox.close()
+
+    def _prepare(self) -> tuple[_KeptSandbox, str]:
+        if self._sandbox is None:
+            raise RuntimeError("this session is closed: open a new one with rlm.session(context)")
+        return _KeptSandbox(self._sandbox), self._note(self._sandbox)
+
+    def _remember(self, query: str, result: RLMResult) -> None:
+        self.turns.append((query, result.answer))
+        for name in assigned_names(result.trajectory):
+            if name not in self.names:
+                self.names.append(name)
+
+    def _note(self, sandbox: Sandbox) -> str:
+        """What the model is told about the session so far (empty for its first question)."""
+        if not self.turns:
+            return ""
+        lines = ["This is a session: the REPL still holds what your code made for earlier questions."]
+        for question, answer in self.turns[-MAX_TURNS_SHOWN:]:
+            shown = answer if len(answer) <= MAX_ANSWER_SHOWN else f"{answer[:MAX_ANSWER_SHOWN]}..."
+            lines.append(f"Earlier question: {question}\nIts answer: {shown}")
+        variables = describe_variables(sandbox, self.names[-MAX_NAMES_SHOWN:])
+        if variables:
+            lines.append("Your variables: " + "; ".join(variables))
+        return "\n".join(lines)
+
+
+def assigned_names(trajectory: tuple[StepRecord, ...]) -> list[str]:
+    """Top-level names the steps' code bound (assignments, loops, defs, imports), in order."""
+    names: list[str] = []
+    for step in trajectory:
+        try:
+            tree = ast.parse(step.code)
+        except SyntaxError:
+            continue
+        for statement in tree.body:
+            for node in _binding_targets(statement):
+                if isinstance(node, ast.Name) and not node.id.startswith("_") and node.id not in names:
+                    names.append(node.id)
+    return names
+
+
+def _binding_targets(statement: ast.stmt) -> list[ast.AST]:
+    if isinstance(statement, ast.Assign):
+        return [n for target in statement.targets for n in ast.walk(target)]
+    if isinstance(statement, (ast.AugAssign, ast.AnnAssign, ast.For)):
+        return list(ast.walk(statement.target))
+    if isinstance(statement, (ast.FunctionDef, ast.ClassDef)):
+        return [ast.Name(id=statement.name)]
+    if isinstance(statement, (ast.Import, ast.ImportFrom)):
+        return [ast.Name(id=(alias.asname or alias.name).split(".")[0]) for alias in statement.names]
+    return []
+
+
+def describe_variables(sandbox: Sandbox, names: list[str]) -> list[str]:
+    """`name: list of 3 items`-style lines, asked of the REPL itself (under its policy and limits)."""
+    if not names:
+        return []
+    probes = []
+    for name in names:
+        # Small values are shown; a large one only by its type and size.
+        probes.append(
+            f"try:\n"
+            f"    print({name!r} + '|' + repr(type({name})) + '|' + str(len({name})) + '|' + "
+            f"(repr({name})[:60] if len({name}) <= 5 else ''))\n"
+            f"except NameError:\n"
+            f"    print({name!r} + '|gone||')\n"
+            f"except Exception:\n"
+            f"    print({name!r} + '|' + repr(type({name})) + '||' + repr({name})[:60])\n"
+        )
+    result = sandbox.execute("".join(probes), _no_calls)
+    described = []
+    for line in result.output.splitlines():
+        parts = line.split("|", 3)
+        if len(parts) != 4 or parts[0] not in names:
+            continue
+        name, kind, size, shown = parts
+        kind = kind.removeprefix("<class '").removesuffix("'>")
+        if kind == "gone":
+            described.append(f"{name} (lost: the REPL was restarted)")
+        elif kind in ("function", "type"):
+            described.append(f"{name} ({'a function' if kind == 'function' else 'a class'})")
+        elif size:
+            described.append(f"{name} ({kind} of {size}{': ' + shown if shown else ''})")
+        else:
+            described.append(f"{name} ({kind}: {shown})")
+    return described
