@@ -191,3 +191,31 @@ def test_a_rejected_key_on_the_native_path_is_reported_as_a_key_problem(status_s
     with pytest.raises(APIKeyNotFoundError, match=r"^API key not found or rejected for model 'openai/m'"):
         rlm.completion("q", "ctx")
     assert server.count == 1  # never retried
+
+
+@pytest.fixture
+def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_a_server_behind_api_base_is_reached_through_the_proxy_the_environment_names(openai_server, no_proxy_variables):
+    from rlm.models.resolve import build_lm
+
+    proxy = openai_server(lambda body: "through the proxy")
+    no_proxy_variables.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server.server_port}")  # type: ignore[union-attr]
+    lm = build_lm("openai/served", api_base="http://models.invalid/v1")
+    no_proxy_variables.delenv("HTTP_PROXY")  # read when the LM was built, as httpx clients read it
+    assert lm("hi") == ["through the proxy"]
+    assert len(proxy.requests) == 1
+
+
+def test_no_proxy_exempts_a_server_behind_api_base(openai_server, no_proxy_variables):
+    from rlm.models.resolve import build_lm
+
+    server = openai_server(lambda body: "direct")
+    no_proxy_variables.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    no_proxy_variables.setenv("NO_PROXY", "127.0.0.1")
+    assert build_lm("openai/served", api_base=server.base_url)("hi") == ["direct"]
