@@ -94,6 +94,17 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
 
         add_arguments(bench)
 
+    from rlm.cli.batch import add_arguments as add_batch_arguments
+
+    add_batch_arguments(
+        commands.add_parser(
+            "batch",
+            help="many questions from a JSONL file, resumable, locally or on Ray",
+            description="Answer every item of ITEMS (JSONL or Parquet: id, query, context) and append one row per "
+            "item to --out as it finishes; re-running skips ids already there.",
+        )
+    )
+
     view = commands.add_parser(
         "view",
         help="show a saved history or call graph",
@@ -204,6 +215,12 @@ def bench(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
+def batch(args: argparse.Namespace) -> int:
+    from rlm.cli.batch import run
+
+    return run(args)
+
+
 def view(args: argparse.Namespace) -> int:
     from rlm.cli.view import load_saved, print_history, print_tree
     from rlm.errors import RLMError
@@ -213,6 +230,9 @@ def view(args: argparse.Namespace) -> int:
     except RLMError as exc:
         print(f"rlm: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if kind == "batch":
+        print(data)
+        return EXIT_OK
     if kind == "history":
         if args.html:
             print("rlm: --html needs a saved graph; this file is a history", file=sys.stderr)
@@ -270,7 +290,7 @@ def serve_local(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv[0] if argv else None).parse_args(argv)
-    handlers = {"ask": ask, "bench": bench, "view": view, "serve-local": serve_local}
+    handlers = {"ask": ask, "bench": bench, "view": view, "serve-local": serve_local, "batch": batch}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:  # Ctrl-C before or after the run itself: no traceback for it
