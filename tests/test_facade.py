@@ -63,7 +63,7 @@ def test_limits_that_allow_nothing_are_refused(make_lm, setting):
         (b"bytes", "decode bytes"),
         (None, "must be a str"),
         ({1: "x"}, "string keys"),
-        ([object()], "Documents must be text"),
+        ([object()], "documents must be text"),
     ],
 )
 def test_bad_context_is_refused_with_a_clear_message(make_lm, context, message):

@@ -17,6 +17,7 @@ from rlm.config import RLMConfig
 from rlm.engine.module import RLMModule
 from rlm.engine.prompts import CODE_BLOCK_END, SLOW_SUB_MODEL_NOTE
 from rlm.engine.result import RLMResult
+from rlm.errors import ConfigurationError
 from rlm.events import Event
 from rlm.models.resolve import LOCAL_MODEL, build_lm
 from rlm.tracking.graph import CallGraph
@@ -79,6 +80,8 @@ class RLM:
         verbose: bool = False,
         **lm_kwargs: Any,
     ) -> None:
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ConfigurationError(f"timeout must be positive seconds per LM request (or None), got {timeout!r}")
         load_dotenv_file()
         # The bundled local model reads ~100 tokens/s: smaller outputs and sub-prompts keep steps short.
         small = isinstance(model, str) and model.strip() == LOCAL_MODEL

@@ -132,12 +132,29 @@ def validate_inputs(query: Any, context: Any) -> None:
         documents = context.values() if isinstance(context, dict) else context
         if isinstance(context, dict) and not all(isinstance(k, str) for k in context):
             raise ContextError("Multi-document contexts need string keys (document names)")
-        for document in documents:
-            if not isinstance(document, (str, int, float, bool, list, dict)) and document is not None:
-                raise ContextError(
-                    f"Documents must be text (or JSON-like data), got {type(document).__name__}; "
-                    "convert them to str first"
-                )
+        for key, document in context.items() if isinstance(context, dict) else enumerate(documents):
+            _check_json_like(document, f"context[{key!r}]")
         return
     hint = " (decode bytes with .decode('utf-8'))" if isinstance(context, (bytes, bytearray)) else ""
     raise ContextError(f"The context must be a str, or a list/dict of documents, got {type(context).__name__}{hint}")
+
+
+def _check_json_like(value: Any, path: str) -> None:
+    """ContextError naming the first value, at any depth, that is not text or JSON-like data."""
+    pending = [(value, path)]
+    while pending:
+        item, where = pending.pop()
+        if item is None or isinstance(item, (str, int, float, bool)):
+            continue
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise ContextError(f"{where} has a key {key!r} that is not a string: JSON-like data needs str keys")
+                pending.append((child, f"{where}[{key!r}]"))
+        elif isinstance(item, (list, tuple)):
+            pending.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+        else:
+            raise ContextError(
+                f"{where} is a {type(item).__name__}: documents must be text or JSON-like data (str, numbers, "
+                "lists, dicts); convert it to str first"
+            )

@@ -93,6 +93,7 @@ class NodeRun:
         # told about the session's earlier questions and the variables it made.
         self.session_sandbox: Sandbox | None = None
         self.session_note = ""
+        self.steps_done = 0  # steps recorded so far: a node that fails still reports them
         self.node_id = tree.new_node_id()
         self.site = CallSite(self.node_id, depth, tree.bus, tree.budget, tree.requests, tree.run_key)
         self.host = HostFunctions(self)
@@ -286,6 +287,7 @@ class NodeRun:
         output: str,
         error: str | None,
     ) -> None:
+        self.steps_done += 1
         trajectory.append(StepRecord(iteration, reply, code, output, error))
         self.tree.bus.emit(
             StepExecuted(
@@ -323,7 +325,7 @@ class NodeRun:
                 depth=self.depth,
                 answer=outcome.answer if outcome else None,
                 finish_reason=outcome.finish_reason if outcome else "error",
-                iterations=outcome.iterations if outcome else 0,
+                iterations=outcome.iterations if outcome else self.steps_done,
                 duration_s=time.perf_counter() - self.started,
                 error=None if error is None else f"{type(error).__name__}: {error}",
             )
