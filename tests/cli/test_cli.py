@@ -292,3 +292,27 @@ def test_a_folder_past_the_size_cap_is_refused_with_what_to_do(server, project):
     result = run_cli("ask", "q", "-c", str(project), "--max-bytes", "10", *model_args(server))
     assert result.returncode == 2
     assert "passes the 10-byte cap" in result.stderr and "--include/--exclude" in result.stderr
+
+
+def test_chat_answers_line_by_line_with_commands_and_one_load(server, tmp_path):
+    document = tmp_path / "notes.txt"
+    document.write_text("x" * 42)
+    saved = tmp_path / "chat.json"
+    lines = f"How long?\n/history\n/save {saved}\n/nonsense\n/reset\nAnd now?\n/quit\nnever asked\n"
+    result = run_cli("chat", "--context", str(document), *model_args(server), stdin=lines)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out[0] == "42" and out[1] == "1. How long?" and out[2] == "   -> 42" and out[3] == "42"
+    assert "unknown command /nonsense" in result.stderr and "[final; 1 steps;" in result.stderr
+    assert [entry["question"] for entry in json.loads(saved.read_text())] == ["How long?"]
+    assert "never asked" not in str(server.requests)
+
+
+def test_ask_with_a_typed_output_prints_the_validated_value(server, tmp_path):
+    document = tmp_path / "notes.txt"
+    document.write_text("x" * 7)
+    result = run_cli("ask", "How long?", "--context", str(document), "--output", "int", *model_args(server))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "7"
+    refused = run_cli("ask", "q", "--context", str(document), "--output", "__import__('os')", *model_args(server))
+    assert refused.returncode == 2 and "--output" in refused.stderr

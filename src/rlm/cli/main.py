@@ -27,6 +27,44 @@ def default_model() -> str:
     return "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
 
 
+def add_context_and_model_options(parser: argparse.ArgumentParser) -> None:
+    """What `ask` and `chat` share: where the context comes from, and which models run."""
+    parser.add_argument(
+        "--context",
+        "-c",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="files, folders (each file becomes a document), or - for stdin",
+    )
+    parser.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="folders: read only files matching GLOB ('*.py', 'docs/**'); repeatable",
+    )
+    parser.add_argument(
+        "--exclude", action="append", metavar="GLOB", help="folders: leave out paths matching GLOB; repeatable"
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        help=f"stop with an error past this much text (default {DEFAULT_MAX_BYTES:,}); folders skip hidden "
+        "paths and what .gitignore ignores",
+    )
+    parser.add_argument("--model", "-m", default=None, help="LiteLLM model name, or 'local' (default: see below)")
+    parser.add_argument("--recursive-model", default=None, help="model for sub-calls and child RLMs")
+    parser.add_argument("--api-base", default=None, help="endpoint of an OpenAI-compatible server")
+    parser.add_argument(
+        "--sandbox",
+        default=None,
+        help="auto | restricted | restricted-policy-only | e2b (default: RLM_SANDBOX or auto)",
+    )
+    parser.add_argument("--max-depth", type=int, default=5, help="depth of the RLM tree (default 5)")
+    parser.add_argument("--max-iterations", type=int, default=20, help="steps per node (default 20)")
+
+
 def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
     """The `rlm` parser; `bench`'s own options are added only when `command` is bench (they load DSPy)."""
     parser = argparse.ArgumentParser(
@@ -43,44 +81,26 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
         description="Answer QUESTION about the given context with an RLM.",
     )
     ask.add_argument("question", help="the question to answer")
-    ask.add_argument(
-        "--context",
-        "-c",
-        nargs="+",
-        required=True,
-        metavar="PATH",
-        help="files, folders (each file becomes a document), or - for stdin",
-    )
-    ask.add_argument(
-        "--include",
-        action="append",
-        metavar="GLOB",
-        help="folders: read only files matching GLOB ('*.py', 'docs/**'); repeatable",
-    )
-    ask.add_argument(
-        "--exclude", action="append", metavar="GLOB", help="folders: leave out paths matching GLOB; repeatable"
-    )
-    ask.add_argument(
-        "--max-bytes",
-        type=int,
-        default=DEFAULT_MAX_BYTES,
-        help=f"stop with an error past this much text (default {DEFAULT_MAX_BYTES:,}); folders skip hidden "
-        "paths and what .gitignore ignores",
-    )
-    ask.add_argument("--model", "-m", default=None, help="LiteLLM model name, or 'local' (default: see below)")
-    ask.add_argument("--recursive-model", default=None, help="model for sub-calls and child RLMs")
-    ask.add_argument("--api-base", default=None, help="endpoint of an OpenAI-compatible server")
-    ask.add_argument(
-        "--sandbox",
-        default=None,
-        help="auto | restricted | restricted-policy-only | e2b (default: RLM_SANDBOX or auto)",
-    )
-    ask.add_argument("--max-depth", type=int, default=5, help="depth of the RLM tree (default 5)")
-    ask.add_argument("--max-iterations", type=int, default=20, help="steps per node (default 20)")
+    add_context_and_model_options(ask)
     ask.add_argument("--graph", metavar="FILE", help="write the call graph (.html, .json or GraphML)")
     ask.add_argument("--history", metavar="FILE", help="write every LM call as JSON")
+    ask.add_argument(
+        "--output",
+        metavar="TYPE",
+        help="the type the answer must have: 'int', 'list[str]', 'dict[str, int]', or fields such as "
+        "'count: int, names: list[str]'; the validated value is printed as JSON",
+    )
     ask.add_argument("--json", action="store_true", help="print the answer with usage as JSON")
     ask.add_argument("--verbose", "-v", action="store_true", help="show the live call tree on stderr")
+
+    chat = commands.add_parser(
+        "chat",
+        help="load a context once and ask it many questions",
+        description="Load the context once, then answer one question per line; the REPL keeps what the model's "
+        "code made. Commands: /reset (forget questions and variables), /history, /save FILE, /quit.",
+    )
+    add_context_and_model_options(chat)
+    chat.add_argument("--verbose", "-v", action="store_true", help="show the live call tree on stderr")
 
     bench = commands.add_parser(
         "bench",
@@ -164,7 +184,8 @@ def ask(args: argparse.Namespace) -> int:
         print(f"rlm: {_for_the_cli(exc)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = rlm.run(args.question, context)
+        output = parse_output_type(args.output) if args.output else None
+        result = rlm.run(args.question, context, output=output)
     except RLMError as exc:
         print(f"rlm: {type(exc).__name__}: {_for_the_cli(exc)}", file=sys.stderr)
         return EXIT_USAGE if _is_user_fixable(exc) else EXIT_FAILED
@@ -174,7 +195,12 @@ def ask(args: argparse.Namespace) -> int:
         print(f"rlm: interrupted after {len(finished_steps)} finished steps{saved}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        data = result.to_dict()
+        if output is not None:
+            data["value"] = _jsonable(result.value)
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif output is not None and result.value is not None:
+        print(json.dumps(_jsonable(result.value), ensure_ascii=False))
     else:
         print(result.answer)
         if args.verbose:
@@ -185,6 +211,37 @@ def ask(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return EXIT_OK
+
+
+# The names a --output type expression may use; anything else is refused before any evaluation.
+_OUTPUT_TYPE_NAMES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
+
+
+def parse_output_type(text: str) -> Any:
+    """`--output`: a type expression over builtins ('list[int]'), or a DSPy-style field list."""
+    import ast
+
+    from rlm.errors import ConfigurationError
+
+    if ":" in text:
+        return text  # a field list: answer_types reads it
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise ConfigurationError(f"--output {text!r} is not a type such as 'list[int]'") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id not in _OUTPUT_TYPE_NAMES:
+            raise ConfigurationError(f"--output may use {', '.join(_OUTPUT_TYPE_NAMES)}; got {node.id!r}")
+        if not isinstance(node, (ast.Expression, ast.Name, ast.Subscript, ast.Tuple, ast.Load)):
+            raise ConfigurationError(f"--output {text!r} is not a type such as 'list[int]' or 'dict[str, int]'")
+    return eval(compile(tree, "<--output>", "eval"), {"__builtins__": {}}, dict(_OUTPUT_TYPE_NAMES))
+
+
+def _jsonable(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump()
+    return value
 
 
 def _for_the_cli(exc: Exception) -> str:
@@ -213,6 +270,12 @@ def bench(args: argparse.Namespace) -> int:
     except RLMError as exc:
         print(f"rlm: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def chat(args: argparse.Namespace) -> int:
+    from rlm.cli.chat import run
+
+    return run(args)
 
 
 def batch(args: argparse.Namespace) -> int:
@@ -290,7 +353,7 @@ def serve_local(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv[0] if argv else None).parse_args(argv)
-    handlers = {"ask": ask, "bench": bench, "view": view, "serve-local": serve_local, "batch": batch}
+    handlers = {"ask": ask, "chat": chat, "bench": bench, "view": view, "serve-local": serve_local, "batch": batch}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:  # Ctrl-C before or after the run itself: no traceback for it

@@ -1,0 +1,102 @@
+"""`rlm chat`: load a context once, then answer one question per line over an `rlm.session`.
+
+Lines starting with "/" are commands: /reset, /history, /save FILE, /quit (end of input quits too).
+Answers go to stdout; the prompt, progress and the one-line summary of each answer go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from rlm.cli.main import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _for_the_cli, default_model
+
+COMMANDS = "/reset (forget questions and variables), /history, /save FILE, /quit"
+
+
+def run(args: argparse.Namespace) -> int:
+    from rlm import RLM, RLMError
+    from rlm.cli.context_files import load_context
+
+    try:
+        context, loaded = load_context(args.context, args.include, args.exclude, args.max_bytes)
+        rlm = RLM(
+            model=args.model or default_model(),
+            recursive_model=args.recursive_model,
+            api_base=args.api_base,
+            sandbox=args.sandbox,
+            max_depth=args.max_depth,
+            max_iterations=args.max_iterations,
+            verbose=args.verbose,
+        )
+        session = rlm.session(context)
+    except RLMError as exc:
+        print(f"rlm: {_for_the_cli(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    interactive = sys.stdin.isatty()
+    print(f"rlm: {loaded.line()}; ask a question per line, or {COMMANDS}", file=sys.stderr)
+    log: list[dict[str, Any]] = []
+    with session:
+        while True:
+            try:
+                line = input("rlm> " if interactive else "")
+            except EOFError:
+                return EXIT_OK
+            except KeyboardInterrupt:
+                print(file=sys.stderr)
+                return EXIT_INTERRUPTED
+            question = line.strip()
+            if not question:
+                continue
+            if question.startswith("/"):
+                if not _command(question, session, log):
+                    return EXIT_OK
+                continue
+            try:
+                result = session.run(question)
+            except KeyboardInterrupt:
+                # The sandbox may be mid-step: start the REPL afresh rather than talk to it mid-frame.
+                session.reset()
+                print("rlm: interrupted; the REPL was reset (earlier questions forgotten)", file=sys.stderr)
+                continue
+            except RLMError as exc:
+                print(f"rlm: {type(exc).__name__}: {_for_the_cli(exc)}", file=sys.stderr)
+                continue
+            print(result.answer, flush=True)
+            log.append({"question": question, **result.to_dict()})
+            cost = "unknown" if result.cost is None else f"${result.cost:.4f}"
+            print(
+                f"[{result.finish_reason}; {result.iterations} steps; {result.llm_calls} LM calls; cost {cost}; "
+                f"{result.wall_time_s:.1f} s]",
+                file=sys.stderr,
+            )
+
+
+def _command(line: str, session: Any, log: list[dict[str, Any]]) -> bool:
+    """Carry out a /command; False when the chat should end."""
+    name, _, argument = line.partition(" ")
+    if name in ("/quit", "/exit"):
+        return False
+    if name == "/reset":
+        session.reset()
+        log.clear()
+        print("rlm: the REPL holds only `context` again; earlier questions are forgotten", file=sys.stderr)
+    elif name == "/history":
+        if not log:
+            print("(no questions yet)")
+        for number, entry in enumerate(log, 1):
+            print(f"{number}. {entry['question']}\n   -> {entry['answer']}")
+    elif name == "/save":
+        path = argument.strip()
+        if not path:
+            print("rlm: /save needs a file name, e.g. /save chat.json", file=sys.stderr)
+            return True
+        with open(os.path.expanduser(path), "w", encoding="utf-8") as out:
+            json.dump(log, out, indent=2, ensure_ascii=False)
+        print(f"rlm: saved {len(log)} answers with their usage and steps to {path}", file=sys.stderr)
+    else:
+        print(f"rlm: unknown command {name}; the commands are {COMMANDS}", file=sys.stderr)
+    return True
