@@ -121,3 +121,14 @@ def test_the_llama_server_takes_the_cache_options():
     args = parser.parse_args(["--model", "m.gguf", *llama_server_cache_args(1 << 30)])
     model = cli.parse_model_from_args(settings.ModelSettings, args)
     assert (model.cache, model.cache_type, model.cache_size) == (True, "ram", 1 << 30)
+
+
+def test_a_step_dspy_cannot_send_natively_goes_without_the_cache_setting(caching_server):
+    # `foo_bar` has no field in lm15's request: DSPy sends such calls through LiteLLM, which has no
+    # prompt-cache bridge and would refuse the call if it carried a cache setting.
+    lm = dspy.LM("openai/gpt-4o-mini", api_key="sk-test", cache=False, num_retries=0, foo_bar=1)
+    lm = redirected(lm, caching_server.base_url)
+    assert RLM(model=lm).completion("q", CONTEXT) == "noted"
+    assert all(body.get("foo_bar") == 1 for body in caching_server.requests if is_root(body))
+    assert all("prompt_cache_key" not in body for body in caching_server.requests)
+    assert step_cache(lm, "next run") is None

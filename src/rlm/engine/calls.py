@@ -18,7 +18,7 @@ from rlm.engine.limits import CallBudget
 from rlm.engine.step import ReplAdapter, render_messages
 from rlm.events import EventBus, LMCalled
 from rlm.models.errors import translate_lm_error
-from rlm.models.prompt_cache import step_cache
+from rlm.models.prompt_cache import cache_refused, step_cache
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,18 @@ def _step_config(site: CallSite, lm: dspy.BaseLM, stop: tuple[str, ...]) -> dict
     return {"config": config} if config else {}
 
 
+def _without_cache(exc: Exception, lm: dspy.BaseLM, config: dict[str, Any]) -> bool:
+    """Whether DSPy refused the call for its prompt cache (before sending): then it goes again without.
+
+    DSPy serves a request lm15 cannot carry (an LM setting it has no field for) through LiteLLM,
+    which has no prompt-cache bridge, so with a cache setting it refuses instead of falling back.
+    """
+    if "prompt_cache" not in config.get("config", {}) or not isinstance(exc, dspy.LMUnsupportedFeatureError):
+        return False
+    cache_refused(lm)
+    return True
+
+
 def ask_step(
     site: CallSite,
     predictor: dspy.Predict,
@@ -164,7 +176,13 @@ def ask_step(
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
             with site.requests.hold():
-                reply = predictor(**inputs, **_step_config(site, lm, stop)).reply
+                config = _step_config(site, lm, stop)
+                try:
+                    reply = predictor(**inputs, **config).reply
+                except Exception as exc:
+                    if not _without_cache(exc, lm, config):
+                        raise
+                    reply = predictor(**inputs, **_step_config(site, lm, stop)).reply
         except Exception as exc:
             call.report(tracker, None, exc)
             raise translate_lm_error(exc, call.model) from exc
@@ -184,7 +202,13 @@ async def aask_step(
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
             async with site.requests.ahold():
-                reply = (await predictor.acall(**inputs, **_step_config(site, lm, stop))).reply
+                config = _step_config(site, lm, stop)
+                try:
+                    reply = (await predictor.acall(**inputs, **config)).reply
+                except Exception as exc:
+                    if not _without_cache(exc, lm, config):
+                        raise
+                    reply = (await predictor.acall(**inputs, **_step_config(site, lm, stop))).reply
         except Exception as exc:
             call.report(tracker, None, exc)
             raise translate_lm_error(exc, call.model) from exc

@@ -11,6 +11,7 @@ sub-calls and children interleave with it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,12 @@ def step_cache(lm: dspy.BaseLM, run_key: str) -> CacheConfig | None:
     if kind == "keyed":
         return CacheConfig(key=run_key)
     return None
+
+
+def cache_refused(lm: dspy.BaseLM) -> None:
+    """DSPy refused a call on `lm` for its cache setting: its calls go without one from now on."""
+    with _lock, contextlib.suppress(TypeError):  # an LM that cannot be weakly referenced is asked each time
+        _decided[lm] = None
 
 
 def _kind(lm: dspy.BaseLM) -> str | None:
