@@ -63,3 +63,20 @@ def test_the_server_honours_the_reply_limit(local_server):
         lm("Write a very long story about a lighthouse keeper.")
     (usage,) = tracker.usage_data["openai/local"]
     assert usage["completion_tokens"] <= 16
+
+
+def test_a_session_with_the_real_model_keeps_its_variables_for_the_next_question(local_server):
+    from rlm import RLM
+
+    lines = "\n".join(f"order {1000 + i}: status={'lost' if i % 7 == 3 else 'delivered'}" for i in range(200))
+    rlm = RLM(model="local", api_base=local_server.base_url, max_iterations=5)
+    with rlm.session(lines) as session:
+        first = session.run("Put the lines whose status is lost into a variable named lost, then answer how many.")
+        second = session.run("Using your variable lost from before, which order number comes first in it?")
+    # A 1.5B model does not always do what it is asked (docs/BENCHMARKS.md records what it did); this
+    # checks the session's mechanics with real model code: both questions ran in the one sandbox, the
+    # second was told about the earlier question and the variables, and neither run failed.
+    assert first.answer.strip() and second.answer.strip()
+    assert first.llm_calls >= 1 and second.llm_calls >= 1
+    assert session.turns[0][0].startswith("Put the lines")
+    assert any(step.code for step in first.trajectory), "the model wrote no code for the first question"
