@@ -68,10 +68,13 @@ class NodeFinished:
 
 @dataclass(frozen=True)
 class LimitReached:
-    """A tree-wide limit tripped: a sub-call refused, a size clipped, a child queued or cut short.
+    """A limit tripped: a sub-call refused, a size clipped, a child queued or cut short, a budget
+    spent, a step stopped by the sandbox.
 
-    `limit` names the setting: "max_llm_calls", "max_step_seconds", "max_live_sandboxes",
-    "max_output_chars", "max_answer_chars", "sub_prompt_chars" or "max_batch_items".
+    `limit` names the setting: "max_llm_calls", "max_tokens_total", "max_cost_usd", "max_time_s",
+    "max_step_seconds", "max_live_sandboxes", "max_output_chars", "max_answer_chars",
+    "sub_prompt_chars", "max_batch_items", "exec_timeout", "memory_limit_mb"; or "worker_restart"
+    when a crashed or misbehaving sandbox worker was replaced.
     """
 
     node_id: str

@@ -81,7 +81,9 @@ class Session:
             return result
 
     async def arun(self, query: str, output: Any = None) -> RLMResult:
-        await asyncio.to_thread(self._lock.acquire)
+        # Polled, not acquired on a thread: a cancelled wait must not leave the lock taken.
+        while not self._lock.acquire(blocking=False):
+            await asyncio.sleep(0.01)
         try:
             kept, note = self._prepare()
             result = await self._rlm._arun_in_session(query, self.context, output, kept, note)

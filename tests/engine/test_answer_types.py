@@ -85,3 +85,8 @@ def test_any_list_of_text_survives_the_round_trip_through_final_text(values):
     import json
 
     assert AnswerType(list[str]).parse(json.dumps(values)) == values
+
+
+@pytest.mark.parametrize("text", ["{[1]: 2}", "[" * 100_000, "{'a': set()}", "\x00"])
+def test_any_text_gives_a_refusal_never_an_exception(text):
+    assert AnswerType(int).refusal(text) is not None

@@ -85,3 +85,12 @@ def test_budgets_must_be_positive_numbers(make_lm, setting, value):
     lm, _ = make_lm(["FINAL(x)"])
     with pytest.raises(ConfigurationError, match=setting):
         RLM(model=lm, **{setting: value})
+
+
+def test_a_refused_sub_call_names_the_budget_that_refused_it(make_lm):
+    root, root_engine = make_lm([SPENDER, code("FINAL('partial')")])
+    sub, _ = make_lm(lambda m: "ok", model="scripted/sub")
+    events: list[object] = []
+    RLM(model=root, recursive_model=sub, max_tokens_total=400, on_event=events.append).run("q", "ctx")
+    assert {e.limit for e in events if isinstance(e, LimitReached)} == {"max_tokens_total"}
+    assert "[limit max_tokens_total]" in last_user_message(root_engine.calls[1])

@@ -294,3 +294,16 @@ def test_a_step_stopped_by_exec_timeout_or_the_memory_cap_is_an_event(make_lm):
     hits = [e for e in events if isinstance(e, LimitReached)]
     assert {e.limit for e in hits} == {"exec_timeout", "memory_limit_mb"}
     assert all(e.node_id == hits[0].node_id for e in hits)
+
+
+def test_a_child_refused_for_its_query_gives_its_sandbox_slot_back(make_lm):
+    refused = f"recursive_llm('{'q' * 2000}', context)"
+    tries = f"for i in range(5):\n    try:\n        {refused}\n    except Exception:\n        pass"
+    root, root_engine = make_lm([code(tries), code("print(recursive_llm('short', context))"), "FINAL(ok)"])
+    sub, _ = make_lm(lambda m: code("FINAL('child')") if m[0]["role"] == "system" else "plain", model="scripted/sub")
+    events: list[object] = []
+    config = dict(sub_prompt_chars=1000, max_live_sandboxes=2, on_event=events.append)
+    RLM(model=root, recursive_model=sub, **config).run("q", "ctx")
+    # Had the five refused queries kept their slots, the short one would have run as a plain call.
+    assert "child" in last_user_message(root_engine.calls[2])
+    assert [e.depth for e in events if isinstance(e, NodeStarted)] == [0, 1]

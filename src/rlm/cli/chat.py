@@ -94,8 +94,12 @@ def _command(line: str, session: Any, log: list[dict[str, Any]]) -> bool:
         if not path:
             print("rlm: /save needs a file name, e.g. /save chat.json", file=sys.stderr)
             return True
-        with open(os.path.expanduser(path), "w", encoding="utf-8") as out:
-            json.dump(log, out, indent=2, ensure_ascii=False)
+        try:
+            with open(os.path.expanduser(path), "w", encoding="utf-8") as out:
+                json.dump(log, out, indent=2, ensure_ascii=False)
+        except OSError as exc:
+            print(f"rlm: could not save to {path}: {exc.strerror or exc}", file=sys.stderr)
+            return True
         print(f"rlm: saved {len(log)} answers with their usage and steps to {path}", file=sys.stderr)
     else:
         print(f"rlm: unknown command {name}; the commands are {COMMANDS}", file=sys.stderr)

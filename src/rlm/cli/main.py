@@ -201,6 +201,10 @@ def ask(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     elif output is not None and result.value is not None:
         print(json.dumps(_jsonable(result.value), ensure_ascii=False))
+    elif output is not None:  # scripts expect the typed value: prose on stdout would mislead them
+        print(f"rlm: no answer fitted --output {args.output} ({result.finish_reason}); the last answer was: "
+              f"{result.answer}", file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
     else:
         print(result.answer)
         if args.verbose:

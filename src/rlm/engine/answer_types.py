@@ -77,9 +77,10 @@ def _candidates(answer: str) -> list[Any]:
     `str(['a'])`), then the text itself (which lax validation turns into numbers where it can)."""
     found: list[Any] = []
     text = answer.strip()
-    with contextlib.suppress(ValueError):
+    # Whatever the model wrote must give a refusal, never an exception out of the node.
+    with contextlib.suppress(ValueError, RecursionError, MemoryError):
         found.append(json.loads(text))
-    with contextlib.suppress(ValueError, SyntaxError, MemoryError, RecursionError):
+    with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         found.append(ast.literal_eval(text))
     found.append(answer)
     return found

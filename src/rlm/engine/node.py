@@ -370,7 +370,11 @@ class NodeRun:
                     value = self._checked(sandbox.execute(effect.code, self.host.call))
         except StopIteration as done:
             assert opening is not None
-            opening.result()  # answered without running code: a broken sandbox still fails the node
+            try:
+                opening.result()  # answered without running code: a broken sandbox still fails the node
+            except BaseException as exc:  # raised in this handler, the sibling below would not see it
+                self._end(None, exc)
+                raise
             outcome = self._finished(done.value)
             return outcome
         except BaseException as exc:
@@ -427,7 +431,11 @@ class NodeRun:
                     value = self._checked(result)
         except StopIteration as done:
             assert opening is not None
-            await opening  # answered without running code: a broken sandbox still fails the node
+            try:
+                await opening  # answered without running code: a broken sandbox still fails the node
+            except BaseException as exc:  # raised in this handler, the sibling below would not see it
+                self._end(None, exc)
+                raise
             outcome = self._finished(done.value)
             return outcome
         except BaseException as exc:

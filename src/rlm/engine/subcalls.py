@@ -64,7 +64,7 @@ class HostFunctions:
             self._admit()
             return work()
         except BudgetExceededError as exc:
-            self.log.hit("max_llm_calls", str(exc))
+            self.log.hit(exc.limit, str(exc))
             raise
         except LimitError as exc:
             self.log.hit(exc.limit, str(exc))
@@ -84,9 +84,16 @@ class HostFunctions:
         if not jobs:
             return []
         workers = min(self.node.tree.config.max_concurrency, len(jobs))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlm-subcall") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlm-subcall")
+        try:
             futures = [pool.submit(job) for job in jobs]
-            return [self._settle(f.exception(), f) for f in futures]
+            results = [self._settle(f.exception(), f) for f in futures]
+        except BaseException:
+            # Ctrl-C or a fatal error: the items not yet started must not all run first.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return results
 
     def _settle(self, error: BaseException | None, future: Any) -> str:
         if error is None:
@@ -118,7 +125,7 @@ class HostFunctions:
             self._admit()
             return await work()
         except BudgetExceededError as exc:
-            self.log.hit("max_llm_calls", str(exc))
+            self.log.hit(exc.limit, str(exc))
             raise
         except LimitError as exc:
             self.log.hit(exc.limit, str(exc))
@@ -217,14 +224,17 @@ class HostFunctions:
     def _child(self, query: str, sub_context: Any, slot: Slot) -> NodeRun:
         from rlm.engine.node import NodeRun  # node creates HostFunctions: import late
 
-        if deadline_passed(self.deadline):  # the slot came too late for this step
-            slot.release()
-            self._admit()
-        tree = self.node.tree
-        query = self._prompt(query, "a recursive_llm query")
-        return NodeRun(
-            tree, query, sub_context, self.node.depth + 1, self.node.node_id, tree.sub_lm, slot, self.deadline
-        )
+        try:
+            if deadline_passed(self.deadline):  # the slot came too late for this step
+                self._admit()
+            tree = self.node.tree
+            query = self._prompt(query, "a recursive_llm query")
+            return NodeRun(
+                tree, query, sub_context, self.node.depth + 1, self.node.node_id, tree.sub_lm, slot, self.deadline
+            )
+        except BaseException:
+            slot.release()  # refused before the child existed: its slot goes back at once
+            raise
 
     def _leaf_prompt(self, query: str, sub_context: Any) -> str:
         text = sub_context if isinstance(sub_context, str) else json.dumps(sub_context, ensure_ascii=False)

@@ -63,15 +63,15 @@ def _enter_jail(options: dict[str, Any], channel_out: Any) -> list[str]:
     """Arm the death signal and, unless told not to, enter the OS jail; the layers entered."""
     if not sys.platform.startswith("linux"):
         return []
-    jail.die_with_parent(int(options["parent"]))
-    if not options.get("jail", True):
-        return []
     # Modules that load shared libraries from outside the standard library, loaded while the
     # library folders are still readable.
     import decimal  # noqa: F401
     import hashlib  # noqa: F401
 
     try:
+        jail.die_with_parent(int(options["parent"]))
+        if not options.get("jail", True):
+            return []
         support = jail.enter(_readable_in_jail(), listable=[os.path.dirname(os.__file__)])
     except (jail.JailError, OSError) as exc:
         protocol.send(channel_out, {"type": "jail_failed", "error": str(exc)})
