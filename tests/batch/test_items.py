@@ -97,3 +97,10 @@ def test_a_missing_context_file_fails_when_that_item_loads_it(tmp_path):
     [empty] = read_items([{"id": "y", "query": "q", "context_glob": str(tmp_path / "*.none")}])
     with pytest.raises(ContextError, match="matches no files"):
         empty.context.load()
+
+
+def test_a_context_past_the_cli_folder_cap_still_loads_for_a_batch_item(tmp_path):
+    big = tmp_path / "corpus.txt"
+    big.write_text("x" * 60_000_000)  # past `rlm ask`'s 50 MB folder cap
+    (item,) = read_items([{"id": "a", "query": "q", "context_path": str(big)}])
+    assert len(item.context.load()) == 60_000_000

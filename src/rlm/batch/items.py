@@ -18,6 +18,9 @@ from typing import Any
 
 from rlm.errors import ConfigurationError, ContextError
 
+# The most text one item's context may hold (files and folders): far above any one model's reach.
+BATCH_MAX_BYTES = 10 << 30
+
 # The fields an item may have besides its RLM settings.
 ITEM_FIELDS = ("id", "query", "context", "context_path", "context_glob", "output", "meta")
 CONTEXT_FIELDS = ("context", "context_path", "context_glob")
@@ -56,7 +59,12 @@ class ContextSpec:
 
     def load(self) -> Any:
         """The context: inline data as given; one file as its text; folders or several files as a dict."""
-        from rlm.cli.context_files import read_context  # files, folders, binary-file checks: one reader
+        from rlm.cli.context_files import load_context  # files, folders, binary-file checks: one reader
+
+        def read_context(paths: list[str]) -> Any:
+            # No size cap: an item names its context outright (the 50 MB cap guards `rlm ask`'s
+            # folders), and a shared 100 MB corpus is what the batch runner loads once per worker.
+            return load_context(paths, max_bytes=BATCH_MAX_BYTES)[0]
 
         if self.kind == "inline":
             return self.value
