@@ -7,28 +7,25 @@ to the tree's bus; the loop has no special cases for graph, history or progress.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Generator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 
 import dspy
 
 from rlm.engine import prompts
 from rlm.engine.answer_types import AnswerType
-from rlm.engine.calls import CallSite, aask_step, ask_step, model_name
-from rlm.engine.describe import context_length, describe_context, shows_whole
-from rlm.engine.limits import BUDGET_REASONS, clip_answer, clip_execution, deadline_passed, prompt_cap
+from rlm.engine.calls import CallSite
+from rlm.engine.describe import describe_context, shows_whole
+from rlm.engine.limits import BUDGET_REASONS, deadline_passed, prompt_cap
 from rlm.engine.parsing import TextFinal, count_code_blocks, cut_after_code, extract_code, find_text_final
 from rlm.engine.result import StepRecord
 from rlm.engine.slots import Slot
 from rlm.engine.tree import Tree
 from rlm.errors import BudgetExceededError, MaxIterationsError
-from rlm.events import NodeFinished, NodeStarted, StepExecuted
+from rlm.events import StepExecuted
 from rlm.sandbox.base import ExecutionResult, Sandbox
 
 # Answers up to this size on one line are values (a number, an id, a name): the kind small models
@@ -302,184 +299,13 @@ class NodeRun:
             )
         )
 
-    # --- drivers -------------------------------------------------------------------------------------
-    def _begin(self) -> None:
-        self.started = time.perf_counter()
-        self.tree.bus.emit(
-            NodeStarted(
-                self.node_id,
-                self.parent_id,
-                self.depth,
-                self.query,
-                context_length(self.context),
-                model_name(self.lm),
-                "rlm",
-                time.time(),
-            )
-        )
-
-    def _end(self, outcome: NodeOutcome | None, error: BaseException | None) -> None:
-        self.tree.bus.emit(
-            NodeFinished(
-                node_id=self.node_id,
-                depth=self.depth,
-                answer=outcome.answer if outcome else None,
-                finish_reason=outcome.finish_reason if outcome else "error",
-                iterations=outcome.iterations if outcome else self.steps_done,
-                duration_s=time.perf_counter() - self.started,
-                error=None if error is None else f"{type(error).__name__}: {error}",
-            )
-        )
-
-    def _step_deadline(self) -> float:
-        """Now + max_step_seconds, but never past the parent step's end or the run's time budget."""
-        ends = [time.monotonic() + self.tree.config.max_step_seconds, self.ceiling, self.tree.budget.deadline]
-        return min(end for end in ends if end is not None)
-
-    def _checked(self, result: ExecutionResult) -> ExecutionResult:
-        self.host.raise_fatal()
-        return clip_execution(result, self.tree.config, self.host.log)
-
-    def _finished(self, outcome: NodeOutcome) -> NodeOutcome:
-        return replace(outcome, answer=clip_answer(outcome.answer, self.tree.config, self.host.log))
-
+    # --- drivers (engine/drive.py performs the plan's effects) ----------------------------------------
     def run(self) -> NodeOutcome:
-        self._begin()
-        slot = self.slot = self.slot or self.tree.slots.root()
-        stop = self.tree.config.step_stop
-        outcome = None
-        sandbox: Sandbox | None = None
-        opening: Future[None] | None = None
-        try:
-            sandbox = self.session_sandbox or self.tree.make_sandbox()
-            opening = _in_background(_opener(sandbox, self.context))
-            plan = self.plan()
-            value: Any = None
-            throw = False
-            while True:
-                effect = plan.throw(value) if throw else plan.send(value)
-                throw = False
-                if isinstance(effect, Ask):
-                    try:
-                        value = ask_step(self.site, self.tree.predictor, self.lm, effect.inputs, effect.purpose, stop)
-                    except BudgetExceededError as exc:  # the plan ends the node with what it has
-                        value, throw = exc, True
-                else:
-                    opening.result()  # a sandbox that failed to start fails the node here
-                    self.host.begin_step(self._step_deadline())
-                    value = self._checked(sandbox.execute(effect.code, self.host.call))
-        except StopIteration as done:
-            assert opening is not None
-            try:
-                opening.result()  # answered without running code: a broken sandbox still fails the node
-            except BaseException as exc:  # raised in this handler, the sibling below would not see it
-                self._end(None, exc)
-                raise
-            outcome = self._finished(done.value)
-            return outcome
-        except BaseException as exc:
-            self._end(None, exc)
-            raise
-        finally:
-            try:
-                if opening is not None:
-                    opening.exception()  # wait: close must not race a start still under way
-                if sandbox is not None:
-                    sandbox.close()
-            finally:
-                slot.release()
-            if outcome is not None:
-                self._end(outcome, None)
+        from rlm.engine.drive import drive  # drive works on NodeRuns: import late
+
+        return drive(self)
 
     async def arun(self) -> NodeOutcome:
-        self._begin()
-        slot = self.slot = self.slot or self.tree.slots.root()
-        stop = self.tree.config.step_stop
-        loop = asyncio.get_running_loop()
-        # The node's own thread for sandbox work: nodes waiting on their children must not use up
-        # a shared pool that the children need to start their sandboxes.
-        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rlm-{self.node_id}")
+        from rlm.engine.drive import adrive
 
-        def bridge(fn: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-            # Runs on the sandbox thread; the sub-call itself is awaited on the event loop.
-            return asyncio.run_coroutine_threadsafe(self.host.acall(fn, args, kwargs), loop).result()
-
-        outcome = None
-        sandbox: Sandbox | None = None
-        opening: asyncio.Future[None] | None = None
-        try:
-            sandbox = self.session_sandbox or self.tree.make_sandbox()
-            # The node's worker runs in order: steps queue behind the start, close comes last.
-            opening = loop.run_in_executor(worker, _opener(sandbox, self.context))
-            plan = self.plan()
-            value: Any = None
-            throw = False
-            while True:
-                effect = plan.throw(value) if throw else plan.send(value)
-                throw = False
-                if isinstance(effect, Ask):
-                    try:
-                        value = await aask_step(
-                            self.site, self.tree.predictor, self.lm, effect.inputs, effect.purpose, stop
-                        )
-                    except BudgetExceededError as exc:  # the plan ends the node with what it has
-                        value, throw = exc, True
-                else:
-                    await opening  # a sandbox that failed to start fails the node here
-                    self.host.begin_step(self._step_deadline())
-                    result = await loop.run_in_executor(worker, sandbox.execute, effect.code, bridge)
-                    value = self._checked(result)
-        except StopIteration as done:
-            assert opening is not None
-            try:
-                await opening  # answered without running code: a broken sandbox still fails the node
-            except BaseException as exc:  # raised in this handler, the sibling below would not see it
-                self._end(None, exc)
-                raise
-            outcome = self._finished(done.value)
-            return outcome
-        except BaseException as exc:
-            self._end(None, exc)
-            raise
-        finally:
-            try:
-                if opening is not None:
-                    await asyncio.wait({opening})  # close must not race a start still under way
-                    if not opening.cancelled():
-                        opening.exception()  # raised above if it mattered; another error is on its way
-                if sandbox is not None:
-                    await loop.run_in_executor(worker, sandbox.close)
-            finally:
-                worker.shutdown(wait=False)
-                slot.release()
-            if outcome is not None:
-                self._end(outcome, None)
-
-
-def _opener(sandbox: Sandbox, context: Any) -> Callable[[], None]:
-    """Start the sandbox and load the context: run while the node's first request is out.
-
-    A worker process takes ~60 ms to start here (a remote sandbox, seconds), and the first step
-    needs only the model; so both wait on each other only when the first reply comes sooner.
-    """
-
-    def open_sandbox() -> None:
-        sandbox.start()
-        sandbox.load(context)
-
-    return open_sandbox
-
-
-def _in_background(work: Callable[[], None]) -> Future[None]:
-    future: Future[None] = Future()
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:  # handed to the node, raised where it needs the sandbox
-            future.set_exception(exc)
-        else:
-            future.set_result(None)
-
-    threading.Thread(target=run, name="rlm-sandbox-start", daemon=True).start()
-    return future
+        return await adrive(self)
