@@ -20,6 +20,7 @@ from rlm.batch.progress import ProgressLine
 from rlm.batch.result import BatchResult
 from rlm.batch.store import ResultStore
 from rlm.errors import ConfigurationError
+from rlm.tracking.redact import known_secrets
 
 DEFAULT_CONCURRENCY = 8
 
@@ -173,7 +174,4 @@ def _check_batch_settings(plan: ItemPlan) -> None:
 
 def _secrets(rlm_settings: Mapping[str, Any]) -> tuple[str, ...]:
     """Values that must never reach a results file: the api_key given, and keys in the environment."""
-    values = {v for k, v in os.environ.items() if k.endswith(("_API_KEY", "_TOKEN", "_SECRET")) and len(v) >= 8}
-    if isinstance(rlm_settings.get("api_key"), str) and rlm_settings["api_key"]:
-        values.add(rlm_settings["api_key"])
-    return tuple(sorted(values, key=len, reverse=True))
+    return known_secrets([rlm_settings.get("api_key")])

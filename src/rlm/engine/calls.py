@@ -19,6 +19,7 @@ from rlm.engine.step import ReplAdapter, render_messages
 from rlm.events import EventBus, LMCalled
 from rlm.models.errors import translate_lm_error
 from rlm.models.prompt_cache import cache_refused, step_cache
+from rlm.tracking.redact import known_secrets, redact
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,10 @@ class _Call:
         self.model = model_name(lm)
         self.started = time.perf_counter()
 
+    def _secrets(self) -> tuple[str, ...]:
+        # Error text goes into the history and graph files: a provider may quote the key in it.
+        return known_secrets([getattr(self.lm, "kwargs", {}).get("api_key")])
+
     def report(self, tracker: Any, output: str | None, error: BaseException | None) -> None:
         tokens = _tokens(tracker)
         cost = estimate_cost(self.model, tokens.prompt, tokens.completion, tokens.cached, tokens.cache_written)
@@ -131,7 +136,7 @@ class _Call:
                 completion_tokens=tokens.completion,
                 cost=cost,
                 latency_s=time.perf_counter() - self.started,
-                error=None if error is None else f"{type(error).__name__}: {error}",
+                error=None if error is None else redact(f"{type(error).__name__}: {error}", self._secrets()),
                 timestamp=time.time(),
                 cached_prompt_tokens=tokens.cached,
             )
