@@ -104,3 +104,19 @@ def test_a_context_past_the_cli_folder_cap_still_loads_for_a_batch_item(tmp_path
     big.write_text("x" * 60_000_000)  # past `rlm ask`'s 50 MB folder cap
     (item,) = read_items([{"id": "a", "query": "q", "context_path": str(big)}])
     assert len(item.context.load()) == 60_000_000
+
+
+def test_ray_workers_get_only_the_keys_of_the_providers_in_use(monkeypatch):
+    from rlm.batch.ray_runner import forwarded_environment
+    from rlm.batch.runner import ItemPlan
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-123456")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-anthropic-123456")
+    monkeypatch.setenv("E2B_API_KEY", "e2b-123456789")
+    plan = ItemPlan(rlm_settings={"model": "openai/gpt-4o-mini", "sandbox": "restricted"})
+    assert sorted(k for k in forwarded_environment(plan) if k.endswith("_API_KEY")) == ["OPENAI_API_KEY"]
+    with_e2b = ItemPlan(rlm_settings={"model": "claude-sonnet-4", "sandbox": "auto"})
+    assert sorted(k for k in forwarded_environment(with_e2b) if k.endswith("_API_KEY")) == [
+        "ANTHROPIC_API_KEY",
+        "E2B_API_KEY",
+    ]

@@ -29,15 +29,37 @@ _worker_contexts: OrderedDict[str, Any] = OrderedDict()
 
 
 def forwarded_environment(plan: ItemPlan) -> dict[str, str]:
-    """What the workers need from this process's environment: provider keys and RLM/LiteLLM settings."""
+    """What the workers need from this process's environment: the keys of the providers in use (Ray
+    shows a runtime environment's variables on its dashboard, so no other key goes) and RLM/LiteLLM
+    settings."""
+    keys = _needed_key_variables(plan)
     env = {
         name: value
         for name, value in os.environ.items()
-        if name.endswith(("_API_KEY", "_API_BASE", "_API_VERSION")) or name.startswith(("RLM_", "LITELLM_"))
+        if (name.endswith("_API_KEY") and (keys is None or name in keys))
+        or name.endswith(("_API_BASE", "_API_VERSION"))
+        or name.startswith(("RLM_", "LITELLM_"))
     }
     if plan.rlm_settings.get("api_key"):
         env[API_KEY_VARIABLE] = plan.rlm_settings["api_key"]
     return env
+
+
+def _needed_key_variables(plan: ItemPlan) -> set[str] | None:
+    """The key variables of the chosen models' providers (and E2B's where it may be used), or None
+    when a provider is not in our table (then every *_API_KEY goes, as LiteLLM may need any)."""
+    from rlm.models.resolve import KEY_VARIABLES, qualified_name
+
+    settings = plan.rlm_settings
+    needed = {"E2B_API_KEY"} if str(settings.get("sandbox") or "auto") in ("auto", "e2b") else set()
+    for model in (settings.get("model"), settings.get("recursive_model")):
+        if not isinstance(model, str) or model.strip() == "local":
+            continue
+        provider = qualified_name(model, settings.get("api_base")).split("/", 1)[0]
+        if provider not in KEY_VARIABLES:
+            return None
+        needed.update(KEY_VARIABLES[provider])
+    return needed
 
 
 def run_ray(

@@ -42,7 +42,7 @@ _BARE_NAME_PROVIDERS = (
     ("claude-", "anthropic"),
     ("gemini-", "gemini"),
 )
-_KEY_VARIABLES = {
+KEY_VARIABLES = {
     "openai": ("OPENAI_API_KEY",),
     "anthropic": ("ANTHROPIC_API_KEY",),
     "openrouter": ("OPENROUTER_API_KEY",),
@@ -88,8 +88,8 @@ def qualified_name(model: str, api_base: str | None = None) -> str:
 def missing_key_variables(model: str) -> list[str]:
     """The key variables this model needs and the environment lacks (LiteLLM's view for the rest)."""
     provider = model.split("/", 1)[0]
-    if provider in _KEY_VARIABLES:
-        wanted = _KEY_VARIABLES[provider]
+    if provider in KEY_VARIABLES:
+        wanted = KEY_VARIABLES[provider]
         return [] if not wanted or any(os.environ.get(v) for v in wanted) else list(wanted)
     import litellm
 
