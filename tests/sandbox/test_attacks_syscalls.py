@@ -19,21 +19,9 @@ import pytest
 
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
+from tests.sandbox.conftest import no_calls
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-
-def no_calls(fn, args, kwargs):
-    raise AssertionError(f"unexpected host call {fn}")
-
-
-@pytest.fixture(scope="module")
-def unrestricted():
-    box = LocalSandbox(SandboxLimits(exec_timeout=5.0, memory_limit_mb=256), python_policy=False)
-    box.start()
-    box.load("context")
-    yield box
-    box.close()
 
 
 # `sc(number, *args)` runs a raw syscall and raises OSError when it fails, as Python's wrappers do.

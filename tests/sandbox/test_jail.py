@@ -24,21 +24,9 @@ from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.sandbox.local.sandbox import jail_refused
+from tests.sandbox.conftest import no_calls
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-
-def no_calls(fn, args, kwargs):
-    raise AssertionError(f"unexpected host call {fn}")
-
-
-@pytest.fixture(scope="module")
-def unrestricted():
-    box = LocalSandbox(SandboxLimits(exec_timeout=5.0, memory_limit_mb=256), python_policy=False)
-    box.start()
-    box.load("context")
-    yield box
-    box.close()
 
 
 PROBE_REPORT = """

@@ -12,27 +12,18 @@ import os
 import sys
 from typing import Any
 
-from rlm.cli.main import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _for_the_cli, default_model
+from rlm.cli.main import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _for_the_cli, build_rlm
 
 COMMANDS = "/reset (forget questions and variables), /history, /save FILE, /quit"
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlm import RLM, RLMError
+    from rlm import RLMError
     from rlm.cli.context_files import load_context
 
     try:
         context, loaded = load_context(args.context, args.include, args.exclude, args.max_bytes)
-        rlm = RLM(
-            model=args.model or default_model(),
-            recursive_model=args.recursive_model,
-            api_base=args.api_base,
-            sandbox=args.sandbox,
-            max_depth=args.max_depth,
-            max_iterations=args.max_iterations,
-            verbose=args.verbose,
-        )
-        session = rlm.session(context)
+        session = build_rlm(args).session(context)
     except RLMError as exc:
         print(f"rlm: {_for_the_cli(exc)}", file=sys.stderr)
         return EXIT_USAGE

@@ -27,6 +27,22 @@ def default_model() -> str:
     return "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
 
 
+def build_rlm(args: argparse.Namespace, **settings: Any) -> Any:
+    """The RLM for `ask` and `chat`, from the options `add_context_and_model_options` added."""
+    from rlm import RLM
+
+    return RLM(
+        model=args.model or default_model(),
+        recursive_model=args.recursive_model,
+        api_base=args.api_base,
+        sandbox=args.sandbox,
+        max_depth=args.max_depth,
+        max_iterations=args.max_iterations,
+        verbose=args.verbose,
+        **settings,
+    )
+
+
 def add_context_and_model_options(parser: argparse.ArgumentParser) -> None:
     """What `ask` and `chat` share: where the context comes from, and which models run."""
     parser.add_argument(
@@ -154,7 +170,7 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
 
 
 def ask(args: argparse.Namespace) -> int:
-    from rlm import RLM, RLMError
+    from rlm import RLMError
     from rlm.cli.context_files import load_context
     from rlm.events import StepExecuted
 
@@ -168,18 +184,7 @@ def ask(args: argparse.Namespace) -> int:
         context, loaded = load_context(args.context, args.include, args.exclude, args.max_bytes)
         if any(os.path.isdir(path) for path in args.context):  # a folder's reach is the surprise worth a line
             print(f"rlm: {loaded.line()}", file=sys.stderr)
-        rlm = RLM(
-            model=args.model or default_model(),
-            recursive_model=args.recursive_model,
-            api_base=args.api_base,
-            sandbox=args.sandbox,
-            max_depth=args.max_depth,
-            max_iterations=args.max_iterations,
-            graph_output_path=args.graph,
-            history_output_path=args.history,
-            verbose=args.verbose,
-            on_event=count_steps,
-        )
+        rlm = build_rlm(args, graph_output_path=args.graph, history_output_path=args.history, on_event=count_steps)
     except RLMError as exc:
         print(f"rlm: {_for_the_cli(exc)}", file=sys.stderr)
         return EXIT_USAGE

@@ -63,10 +63,7 @@ class HostFunctions:
         try:
             self._admit()
             return work()
-        except BudgetExceededError as exc:
-            self.log.hit(exc.limit, str(exc))
-            raise
-        except LimitError as exc:
+        except (BudgetExceededError, LimitError) as exc:  # both name the setting that refused
             self.log.hit(exc.limit, str(exc))
             raise
 
@@ -124,10 +121,7 @@ class HostFunctions:
         try:
             self._admit()
             return await work()
-        except BudgetExceededError as exc:
-            self.log.hit(exc.limit, str(exc))
-            raise
-        except LimitError as exc:
+        except (BudgetExceededError, LimitError) as exc:  # both name the setting that refused
             self.log.hit(exc.limit, str(exc))
             raise
 
