@@ -119,3 +119,14 @@ def test_values_nested_too_deep_are_refused_before_sending():
     with pytest.raises(ValueError, match="nested deeper"):
         protocol.encode({"args": deep})
     protocol.encode({"args": [[["fine"]]]})
+
+
+def test_a_frame_that_would_build_millions_of_objects_on_the_host_is_refused(pipes):
+    channel, _, worker_out = pipes
+    channel.max_frame_bytes = 8 << 20
+    body = b'{"type":"call","args":[' + b"{}," * 1_100_000 + b"{}]}"
+    writer = threading.Thread(target=os.write, args=(worker_out, frame(body)))
+    writer.start()
+    with pytest.raises(ChannelError, match="JSON objects and lists"):
+        channel.receive(soon(5))
+    writer.join()

@@ -427,3 +427,27 @@ def test_descriptors_cannot_be_pointed_at_another_process_for_signals(unrestrict
     result = sorted(refusals)
     """
     assert attempt(unrestricted, code).strip() in ("OK: ['EBADF', 'EPERM']", "OK: ['EPERM']")
+
+
+def test_files_it_may_read_cannot_be_locked_or_leased_against_other_processes(unrestricted):
+    import os as host_os
+
+    target = host_os.path.join(host_os.path.dirname(host_os.__file__), "textwrap.py")
+    code = f"""
+    import fcntl, os, signal
+    signal.signal(signal.SIGIO, signal.SIG_IGN)
+    fd = os.open({target!r}, os.O_RDONLY)
+    refused = []
+    lock = lambda: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    lease = lambda: fcntl.fcntl(fd, 1024, fcntl.F_RDLCK)
+    for action in (lock, lease):
+        try:
+            action()
+        except OSError:
+            refused.append(True)
+    if len(refused) != 2:
+        result = refused
+    else:
+        raise PermissionError('both refused')
+    """
+    assert attempt(unrestricted, code).startswith("DENIED")

@@ -20,6 +20,9 @@ from rlm.sandbox.local import protocol
 _F_SETPIPE_SZ = 1031  # Linux: larger pipes mean fewer wake-ups for a 100 MB context
 _PIPE_BYTES = 1 << 20
 _WRITE_CHUNK = 1 << 20
+# Objects and lists one frame may hold (counted as "{" and "[" bytes, so text holding them counts
+# too): far above any sub-call's arguments, far below what could exhaust the host's memory.
+MAX_CONTAINERS = 1_000_000
 
 
 class ChannelError(Exception):
@@ -83,6 +86,13 @@ class WorkerChannel:
         if size > self.max_frame_bytes:
             raise ChannelError(f"the worker sent a frame of {size} bytes; the limit is {self.max_frame_bytes}")
         raw = self._read_exactly(size, deadline)
+        # A few bytes of JSON can become tens of bytes of Python objects ("{}," is a dict): bound
+        # what parsing may build on the host, whatever the frame's size.
+        containers = raw.count(b"{") + raw.count(b"[")
+        if containers > MAX_CONTAINERS:
+            raise ChannelError(
+                f"the worker sent a frame of {containers} JSON objects and lists; the limit is {MAX_CONTAINERS}"
+            )
         try:
             message = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
