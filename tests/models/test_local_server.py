@@ -80,7 +80,7 @@ def wait_for(condition, timeout: float = 20.0, what: str = "") -> None:
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, or going while we read
         return False
     return state not in ("Z", "X")  # a zombie waits for its reaper; it holds nothing
 
