@@ -57,7 +57,10 @@ def test_batch_writes_a_row_per_item_prints_a_summary_and_view_prints_it_again(s
     assert view.returncode == 0 and "5: 5 ok, 0 failed" in view.stdout and "final 5" in view.stdout
 
 
-def test_killed_at_random_moments_and_resumed_equals_a_clean_run(server, tmp_path):
+def test_killed_at_random_moments_and_resumed_equals_a_clean_run(openai_server, tmp_path):
+    # Slow enough replies that a whole run outlasts the kills on any machine (the run's own speed
+    # must not decide whether the test kills anything).
+    server = openai_server(responder, delay_s=0.3)
     items = write_items(tmp_path / "items.jsonl", 40)
     clean, resumed = tmp_path / "clean.jsonl", tmp_path / "resumed.jsonl"
     done = subprocess.run(command(server, items, clean, "-q", "-j", "4"), env=environment(), timeout=120)
