@@ -1,6 +1,7 @@
 """A local OpenAI-compatible chat-completions server on 127.0.0.1, for offline tests and benchmarks.
 
-`responder(body) -> text` writes each answer; every request body is kept for assertions.
+`responder(body) -> text` writes each answer; every request body is kept for assertions. Connections
+are kept alive (HTTP/1.1), as providers keep them, so a benchmark measures the client, not TCP set-up.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class FakeOpenAIServer:
     unknown_models: set[str] = field(default_factory=set)
     # Prompts longer than this many characters get the 400 a server gives past its window.
     window_chars: int | None = None
+    # `usage(body) -> dict` writes each answer's `usage` field (e.g. cached prompt tokens).
+    usage: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -35,6 +38,9 @@ class FakeOpenAIServer:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive; every reply carries its Content-Length
+            disable_nagle_algorithm = True  # small replies on a kept connection must not wait ~40 ms
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append(body)
@@ -56,6 +62,11 @@ class FakeOpenAIServer:
                 if fake.delay_s:
                     time.sleep(fake.delay_s)
                 text = fake.responder(body)
+                usage = (
+                    fake.usage(body)
+                    if fake.usage
+                    else {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
+                )
                 self._reply(
                     200,
                     {
@@ -66,7 +77,7 @@ class FakeOpenAIServer:
                         "choices": [
                             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
                         ],
-                        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
+                        "usage": usage,
                     },
                 )
 
