@@ -1,9 +1,9 @@
 """Cached-token share of root prompts, as a provider with a prefix cache reports it in its usage.
 
-`PrefixCacheServer` is an OpenAI-compatible server on 127.0.0.1 that caches like OpenAI does: a
-prompt's tokens that repeat the beginning of an earlier prompt are "cached" (counted in 128-token
-blocks, from 1,024 tokens on; ~4 characters a token) and reported as
-`usage.prompt_tokens_details.cached_tokens`. A 10-step run, with an `llm_query` sub-call in every
+`PrefixCacheServer` is the scripted OpenAI-compatible server (`rlm.testing.FakeOpenAIServer`) with
+a `usage` that caches like OpenAI does: a prompt's tokens that repeat the beginning of an earlier
+prompt are "cached" (counted in 128-token blocks, from 1,024 tokens on; ~4 characters a token) and
+reported as `usage.prompt_tokens_details.cached_tokens`. A 10-step run, with an `llm_query` sub-call in every
 step interleaved with the root's calls, then reads the share back from `RLMResult.usage`, the
 call history and the graph, and checks the three against what the server reported.
 Run:  python -m bench.prefix_cache
@@ -14,13 +14,12 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from rlm.engine.prompts import INSTRUCTIONS
+from rlm.testing import FakeOpenAIServer
 
 STEPS = 10
 CHARS_PER_TOKEN = 4
@@ -42,73 +41,45 @@ def common_prefix(a: str, b: str) -> int:
 
 @dataclass
 class PrefixCacheServer:
-    """Chat completions on 127.0.0.1 with a provider-like prefix cache reported in `usage`."""
+    """Chat completions on 127.0.0.1 (`rlm.testing.FakeOpenAIServer`) with a provider-like prefix
+    cache reported in `usage`; `requests` and `usages` hold each call's body and usage, in step."""
 
     responder: Callable[[dict[str, Any]], str]
     requests: list[dict[str, Any]] = field(default_factory=list)
     usages: list[dict[str, Any]] = field(default_factory=list)
     _seen: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    server: ThreadingHTTPServer | None = None
+    server: FakeOpenAIServer | None = None
 
     @property
     def base_url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_port}/v1"
+        return self.server.base_url
 
     def usage(self, body: dict[str, Any]) -> dict[str, Any]:
         text = render(body.get("messages", []))
+        prompt = len(text) // CHARS_PER_TOKEN
         with self._lock:
             reused = max((common_prefix(text, seen) for seen in self._seen), default=0)
             self._seen.append(text)
-        prompt = len(text) // CHARS_PER_TOKEN
-        cached = reused // CHARS_PER_TOKEN // BLOCK * BLOCK if prompt >= MINIMUM else 0
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": 10,
-            "total_tokens": prompt + 10,
-            "prompt_tokens_details": {"cached_tokens": cached},
-        }
+            cached = reused // CHARS_PER_TOKEN // BLOCK * BLOCK if prompt >= MINIMUM else 0
+            usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": 10,
+                "total_tokens": prompt + 10,
+                "prompt_tokens_details": {"cached_tokens": cached},
+            }
+            self.requests.append(body)
+            self.usages.append(usage)
+        return usage
 
     def start(self) -> PrefixCacheServer:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                usage = fake.usage(body)
-                with fake._lock:
-                    fake.requests.append(body)
-                    fake.usages.append(usage)
-                message = {"role": "assistant", "content": fake.responder(body)}
-                data = json.dumps(
-                    {
-                        "id": "chatcmpl-cache",
-                        "object": "chat.completion",
-                        "created": int(time.time()),
-                        "model": body.get("model"),
-                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                        "usage": usage,
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = FakeOpenAIServer(self.responder, usage=self.usage).start()
         return self
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.stop()
 
 
 def is_root(body: dict[str, Any]) -> bool:
