@@ -124,7 +124,7 @@ def _read_rows(path: Path) -> list[tuple[str, Any]]:
             import pyarrow.parquet as pq
         except ImportError as exc:
             raise ConfigurationError(
-                f"{path}: reading Parquet needs pyarrow: pip install 'recursive-llm[parquet]', or give JSONL"
+                f"{path}: reading Parquet needs pyarrow: pip install 'recursive-llm-dspy[parquet]', or give JSONL"
             ) from exc
         return [(f"row {n + 1}", row) for n, row in enumerate(pq.read_table(path).to_pylist())]
     rows = []

@@ -77,7 +77,7 @@ def run_ray(
     try:
         import ray
     except ImportError as exc:
-        raise ConfigurationError("--ray needs Ray: pip install 'recursive-llm[ray]'") from exc
+        raise ConfigurationError("--ray needs Ray: pip install 'recursive-llm-dspy[ray]'") from exc
 
     env = forwarded_environment(plan)
     runtime_env = {"env_vars": env} if env else None

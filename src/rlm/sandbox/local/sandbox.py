@@ -110,7 +110,7 @@ _spawner = _Spawner()
 def jail_refused(cause: str) -> SandboxError:
     return SandboxError(
         f"The 'restricted' sandbox runs model code inside an OS jail, which cannot be set up here: {cause}. "
-        "Choose sandbox='e2b' (a remote VM; pip install 'recursive-llm[e2b]' and set E2B_API_KEY), or opt "
+        "Choose sandbox='e2b' (a remote VM; pip install 'recursive-llm-dspy[e2b]' and set E2B_API_KEY), or opt "
         "in to the weaker sandbox='restricted-policy-only' (the Python policy alone: one hole in it would "
         "expose your files, network and environment)."
     )
