@@ -49,6 +49,10 @@ class RLMConfig:
     sub_model_note: str = ""
     # How many times the same code may run before the node is asked to answer.
     max_repeated_steps: int = 2
+    # Estimated prompt tokens at which a root conversation (a session's, carried over between its
+    # questions, or one long run's) is compacted into a summary the model writes (engine/conversation.py).
+    # None: 80% of the model's input window where DSPy's model metadata knows it, else of 32,768.
+    compact_at_tokens: int | None = None
     # Stop sequences for the models' REPL steps (not sub-calls). Empty for hosted models: some
     # reject `stop` (OpenAI's reasoning models), and large models stop after their block anyway.
     step_stop: tuple[str, ...] = ()
@@ -70,6 +74,15 @@ class RLMConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+        if self.compact_at_tokens is not None and (
+            not isinstance(self.compact_at_tokens, int)
+            or isinstance(self.compact_at_tokens, bool)
+            or self.compact_at_tokens < 1
+        ):
+            raise ConfigurationError(
+                "compact_at_tokens must be a positive integer (or None for the model's window), "
+                f"got {self.compact_at_tokens!r}"
+            )
         for name in ("max_tokens_total", "max_cost_usd", "max_time_s"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
