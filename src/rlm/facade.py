@@ -78,8 +78,10 @@ class RLM:
         max_tokens: int | None = None,
         on_event: Callable[[Event], Any] | None = None,
         verbose: bool = False,
+        program: str | Path | None = None,
         **lm_kwargs: Any,
     ) -> None:
+        """`program`: a file written by `rlm optimize` (the step's compiled demos/instructions)."""
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ConfigurationError(f"timeout must be positive seconds per LM request (or None), got {timeout!r}")
         load_dotenv_file()
@@ -126,6 +128,10 @@ class RLM:
         self._history = CallHistory()
         self._lock = threading.Lock()
         self.module = RLMModule(self.config, self.lm, self.recursive_lm, subscribers=[self._dispatch])
+        if program is not None:
+            from rlm.optimize.program_file import load_program, model_name
+
+            load_program(program, self.module.step, model_name(self.lm))
 
     # --- answers -------------------------------------------------------------------------------------
     def completion(self, query: str, context: Any) -> str:

@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-depth", type=int, default=None, help="depth of each item's RLM tree")
     parser.add_argument("--max-iterations", type=int, default=None, help="steps per node")
     parser.add_argument("--max-llm-calls", type=int, default=None, help="LM calls per item (items may set their own)")
+    parser.add_argument("--program", metavar="FILE", help="a program compiled by `rlm optimize`, for every item")
     parser.add_argument(
         "--concurrency", "-j", type=int, default=None, help="items at once (default 8; on Ray: CPUs / cpus per item)"
     )
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         "max_depth": args.max_depth,
         "max_iterations": args.max_iterations,
         "max_llm_calls": args.max_llm_calls,
+        "program": args.program,
     }
     try:
         results = batch(

@@ -39,6 +39,7 @@ def build_rlm(args: argparse.Namespace, **settings: Any) -> Any:
         max_depth=args.max_depth,
         max_iterations=args.max_iterations,
         verbose=args.verbose,
+        program=args.program,
         **settings,
     )
 
@@ -79,6 +80,7 @@ def add_context_and_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-depth", type=int, default=5, help="depth of the RLM tree (default 5)")
     parser.add_argument("--max-iterations", type=int, default=20, help="steps per node (default 20)")
+    parser.add_argument("--program", metavar="FILE", help="a program compiled by `rlm optimize` (demos for the model)")
 
 
 def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
@@ -138,6 +140,18 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
             help="many questions from a JSONL file, resumable, locally or on Ray",
             description="Answer every item of ITEMS (JSONL or Parquet: id, query, context) and append one row per "
             "item to --out as it finishes; re-running skips ids already there.",
+        )
+    )
+
+    from rlm.cli.optimize import add_arguments as add_optimize_arguments
+
+    add_optimize_arguments(
+        commands.add_parser(
+            "optimize",
+            help="compile the RLM's step with a DSPy optimizer on generated items; save the program",
+            description="Run the RLM on generated training items (counting questions are held out for "
+            "evaluation), keep the runs that earned their answer as demos (DSPy BootstrapFewShot) or let GEPA "
+            "rewrite the instructions, and save the program for --program FILE / RLM(program=FILE).",
         )
     )
 
@@ -293,6 +307,12 @@ def batch(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def optimize(args: argparse.Namespace) -> int:
+    from rlm.cli.optimize import run
+
+    return run(args)
+
+
 def view(args: argparse.Namespace) -> int:
     from rlm.cli.view import load_saved, print_history, print_tree
     from rlm.errors import RLMError
@@ -362,7 +382,15 @@ def serve_local(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv[0] if argv else None).parse_args(argv)
-    handlers = {"ask": ask, "chat": chat, "bench": bench, "view": view, "serve-local": serve_local, "batch": batch}
+    handlers = {
+        "ask": ask,
+        "chat": chat,
+        "bench": bench,
+        "view": view,
+        "serve-local": serve_local,
+        "batch": batch,
+        "optimize": optimize,
+    }
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:  # Ctrl-C before or after the run itself: no traceback for it

@@ -29,8 +29,12 @@ def render_messages(instructions: str, demos: list[dict[str, Any]], inputs: dict
     messages = [{"role": "system", "content": instructions}]
     for demo in demos:
         if "query" in demo and "reply" in demo:
+            # A demo is a solved task as the model lived it: the task, its earlier turns, the reply.
             task = prompts.first_message(demo["query"], demo.get("context_info", ""))
             messages.append({"role": "user", "content": task})
+            for turn in demo.get("history") or []:
+                messages.append({"role": "assistant", "content": str(turn["reply"])})
+                messages.append({"role": "user", "content": str(turn["observation"])})
             messages.append({"role": "assistant", "content": str(demo["reply"])})
     messages.append({"role": "user", "content": prompts.first_message(inputs["query"], inputs["context_info"])})
     for turn in inputs.get("history") or []:
