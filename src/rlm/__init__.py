@@ -107,3 +107,9 @@ if TYPE_CHECKING:
     from rlm.sandbox import register_sandbox
     from rlm.sandbox.dspy_interop import RestrictedInterpreter
     from rlm.tracking import ModelUsage
+
+
+# Last, so that the check can tell this `__init__` (it has `_EXPORTS`) from another project's.
+from rlm.install_check import warn_about_conflicts as _warn_about_conflicts  # noqa: E402
+
+_warn_about_conflicts()
