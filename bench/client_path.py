@@ -1,15 +1,20 @@
-"""The client path's cost: DSPy's native client (lm15, the default now) against LiteLLM (engine="litellm").
+"""The client path's cost, ours against the paper authors' `rlms` and DSPy's `dspy.RLM`, in one run.
 
-Against scripted OpenAI-compatible servers on 127.0.0.1 (in this process); every measurement runs in
-a fresh child interpreter, so imports, CPU time and start-up are the child's own:
-  - host CPU per sub-call: CPU of a run with 64 llm_query calls (0 ms server) minus a run without,
-    divided by 64 (the sandbox worker's CPU is another process and not counted);
-  - engine time per step: wall time of a 20-step root run against a 0 ms server, per step; split
-    into the run's start (to its first request: facade, root sandbox) and the steady step (median
-    time between two root requests at the server: reply parsing, one sandbox step, next request);
-  - 64 sub-calls of 200 ms each, at the default max_concurrency and with all 64 in flight;
+One scripted OpenAI-compatible server on 127.0.0.1 (`rlm.testing.FakeOpenAIServer`, kept-alive
+connections, in this process) answers every engine (`bench.peers`): ours on DSPy's native client
+("native", the default) or on LiteLLM ("litellm"), `rlms` 0.1.3 from its own virtualenv, and
+`dspy.RLM`. Every measurement runs in a fresh child interpreter, so imports, CPU and start-up are
+the child's own; engines alternate within each repeat, so they share the machine's load:
+  - host CPU per sub-call: CPU of a run whose code makes 64 `llm_query_batched` calls (0 ms
+    server) minus a run making none, divided by 64 (a sandbox in another process is not counted);
+  - engine time per step: wall time of a 20-step root run against a 0 ms server, per root request;
+    split into the run's start (to its first request) and the steady step (median time between
+    two root requests at the server: reply parsing, one REPL step, the next request);
+  - 64 sub-calls of 200 ms each, at the engine's default concurrency and with all 64 in flight,
+    timed by the model's own code around its `llm_query_batched` call;
   - process start -> first request arriving at the server, next to `python -c "import dspy"`.
-Run:  python -m bench.client_path [--repeat 3] [--paths native litellm]
+Shown: min / median over the repeats, and the load average while each engine ran.
+Run:  python -m bench.client_path [--repeat 5] [--engines native rlms dspy]
 """
 
 from __future__ import annotations
@@ -17,109 +22,94 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections import defaultdict
+from typing import Any
 
-from rlm.engine.prompts import INSTRUCTIONS
+from bench.peers import ENGINES, child_command, fenced, finish
 from rlm.testing import FakeOpenAIServer
 
-SUBCALLS = 64
 STEPS = 20
 SUB_LATENCY_S = 0.2
-PATHS = ("native", "litellm")
-
-
-def is_root(body: dict) -> bool:
-    return any(INSTRUCTIONS[:60] in (m.get("content") or "") for m in body["messages"])
-
-
-def steps_taken(body: dict) -> int:
-    return sum(m["role"] == "assistant" for m in body["messages"])
+RUN_ID = re.compile(r"RUN:(\w+):\w+ (BATCH (\d+)( slow)?|STEPS)")
+BATCH_SECONDS = re.compile(r"BATCH_SECONDS=(\d+\.\d+)")
+FIGURES = ("cpu_ms", "step_ms", "start_ms", "step_gap_ms", "batch_default_s", "batch_all_s", "first_request_s")
 
 
 def batch_code(n: int, word: str) -> str:
-    prompts = f"[f'{word} item {{i}}' for i in range({n})]"
-    return f"```python\nanswers = llm_query_batched({prompts})\nFINAL(str(len(answers)))\n```"
+    return (
+        "import datetime\nt0 = datetime.datetime.now()\n"
+        f"answers = llm_query_batched([f'{word} item {{i}}' for i in range({n})])\n"
+        "print('BATCH_SECONDS=' + str((datetime.datetime.now() - t0).total_seconds()))\nprint(len(answers))"
+    )
 
 
-def make_responder(arrivals: list[float]):
-    """Root replies are chosen by the query's first word: `batch N`, `steps N`; sub-calls may sleep."""
+class ScriptedRuns:
+    """Answers every engine's root requests by the run id in their query; sub-calls answer "ok"."""
 
-    def responder(body: dict) -> str:
-        arrivals.append(time.time())
-        if not is_root(body):
-            if "slow item" in json.dumps(body["messages"]):
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.arrivals: dict[str, list[float]] = defaultdict(list)  # root requests per run id
+        self.batch_s: dict[str, float] = {}  # what each run's batch step printed
+
+    def responder(self, body: dict[str, Any]) -> str:
+        now = time.time()
+        text = json.dumps(body["messages"])
+        found = RUN_ID.search(text)
+        if found is None:  # a sub-call
+            if "slow item" in text:
                 time.sleep(SUB_LATENCY_S)
             return "ok"
-        task = next(m["content"] for m in body["messages"] if m["role"] == "user")
-        if "BATCH" in task:
-            return batch_code(int(task.split("BATCH ")[1].split()[0]), "slow" if "slow" in task else "quick")
-        done = steps_taken(body)
-        return f"```python\nprint({done})\n```" if done < STEPS else "FINAL(done)"
+        run, engine = found.group(0).split(" ")[0], found.group(1)
+        with self.lock:
+            self.arrivals[run].append(now)
+            step = len(self.arrivals[run]) - 1
+        printed = BATCH_SECONDS.search(text)
+        if printed:
+            self.batch_s[run] = float(printed.group(1))
+        if found.group(2) == "STEPS":
+            code = f"print({step})" if step < STEPS else finish(engine, "done")
+        else:
+            word = "slow" if found.group(4) else "quick"
+            code = batch_code(int(found.group(3)), word) if step == 0 else finish(engine, "done")
+        return fenced(engine, code)
 
-    return responder
-
-
-CHILD = """
-import json, sys, time
-from rlm import RLM, LMCalled
-path, base, what = sys.argv[1], sys.argv[2], sys.argv[3]
-extra = {"engine": "litellm"} if path == "litellm" else {}
-def rlm(**kw):
-    return RLM(model="openai/bench", api_base=base, max_iterations=30, **extra, **kw)
-if what == "first":
-    rlm().completion("BATCH 0", "ctx")
-    print(json.dumps({}))
-    sys.exit()
-rlm().completion("BATCH 4", "ctx")  # warm-up: imports, connection pools, the sandbox
-if what == "cpu":
-    c0 = time.process_time(); rlm().completion("BATCH 0", "ctx"); c1 = time.process_time()
-    rlm().completion("BATCH %d", "ctx"); c2 = time.process_time()
-    print(json.dumps({"cpu_ms": ((c2 - c1) - (c1 - c0)) / %d * 1000}))
-elif what == "steps":
-    w0 = time.time(); t0 = time.perf_counter(); result = rlm().run("STEPS", "ctx"); t1 = time.perf_counter()
-    print(json.dumps({"step_ms": (t1 - t0) / result.iterations * 1000, "steps": result.iterations,
-                      "w0": w0, "w1": time.time()}))
-else:
-    spans = []
-    def on_event(event):
-        if isinstance(event, LMCalled) and event.purpose == "llm_query":
-            spans.append((event.timestamp - event.latency_s, event.timestamp))
-    kw = {} if what == "default" else {"max_concurrency": %d}
-    r = rlm(on_event=on_event, **kw)
-    assert r.completion("BATCH %d slow", "ctx") == "%d"
-    print(json.dumps({"batch_s": max(e for _, e in spans) - min(s for s, _ in spans),
-                      "concurrency": r.config.max_concurrency}))
-""".replace("%d", str(SUBCALLS))
+    def first_arrival_after(self, start: float) -> float:
+        with self.lock:
+            return min(t for times in self.arrivals.values() for t in times if t >= start)
 
 
-def child(path: str, base_url: str, what: str) -> dict:
+def child(engine: str, base_url: str, what: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, path, base_url, what], capture_output=True, text=True, timeout=600, check=False
+        child_command(engine, base_url, what), capture_output=True, text=True, timeout=600, check=False
     )
     if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
+        raise RuntimeError(f"{engine} {what}: {done.stderr[-3000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def step_figures(run: dict, arrivals: list[float]) -> dict[str, float]:
-    """Wall time per step, split into the run's start (to its first request) and the steady step."""
-    seen = sorted(t for t in arrivals if run["w0"] <= t <= run["w1"])
-    gaps = [b - a for a, b in itertools.pairwise(seen)]
-    return {
-        "step_ms": run["step_ms"],
-        "step_gap_ms": statistics.median(gaps) * 1000,
-        "start_ms": (seen[0] - run["w0"]) * 1000,
-    }
-
-
-def first_request_s(path: str, server: FakeOpenAIServer, arrivals: list[float]) -> float:
-    arrivals.clear()
+def measure(engine: str, server: FakeOpenAIServer, runs: ScriptedRuns) -> dict[str, float]:
+    """One repeat of every figure for `engine`."""
+    row: dict[str, float] = {"cpu_ms": child(engine, server.base_url, "cpu")["cpu_ms"]}
+    steps = child(engine, server.base_url, "steps")
+    seen = runs.arrivals[steps["run"]]
+    row["step_ms"] = (steps["w1"] - steps["w0"]) / len(seen) * 1000
+    row["start_ms"] = (seen[0] - steps["w0"]) * 1000
+    row["step_gap_ms"] = statistics.median(b - a for a, b in itertools.pairwise(seen)) * 1000
+    default = child(engine, server.base_url, "default")
+    row["default_concurrency"] = default["concurrency"]
+    row["batch_default_s"] = runs.batch_s[default["run"]]
+    row["batch_all_s"] = runs.batch_s[child(engine, server.base_url, "all")["run"]]
     start = time.time()
-    child(path, server.base_url, "first")
-    return arrivals[0] - start
+    child(engine, server.base_url, "first")
+    row["first_request_s"] = runs.first_arrival_after(start) - start
+    return row
 
 
 def import_dspy_s() -> float:
@@ -130,41 +120,51 @@ def import_dspy_s() -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is shown")
-    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS), help="client paths to measure")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per figure: min and median are shown")
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=["native", "rlms", "dspy"])
     args = parser.parse_args(argv)
-    arrivals: list[float] = []
-    server = FakeOpenAIServer(make_responder(arrivals)).start()
-    med = statistics.median
-    rows: dict[str, dict[str, float]] = {}
+    runs = ScriptedRuns()
+    server = FakeOpenAIServer(runs.responder).start()
+    repeats: dict[str, list[dict[str, float]]] = defaultdict(list)
+    loads: dict[str, list[float]] = defaultdict(list)
+    dspy_s = []
     try:
-        dspy_s = med(import_dspy_s() for _ in range(args.repeat))
-        for path in args.paths:
-            row = rows[path] = {}
-            row["cpu_ms"] = med(child(path, server.base_url, "cpu")["cpu_ms"] for _ in range(args.repeat))
-            steps = [step_figures(child(path, server.base_url, "steps"), arrivals) for _ in range(args.repeat)]
-            for key in steps[0]:
-                row[key] = med(s[key] for s in steps)
-            default = [child(path, server.base_url, "default") for _ in range(args.repeat)]
-            row["default_concurrency"] = default[0]["concurrency"]
-            row["batch_default_s"] = med(d["batch_s"] for d in default)
-            row["batch_all_s"] = med(child(path, server.base_url, "all")["batch_s"] for _ in range(args.repeat))
-            row["first_request_s"] = med(first_request_s(path, server, arrivals) for _ in range(args.repeat))
+        for _ in range(args.repeat):
+            dspy_s.append(import_dspy_s())
+            for engine in args.engines:  # alternating, so every engine sees the same load
+                loads[engine].append(os.getloadavg()[0])
+                repeats[engine].append(measure(engine, server, runs))
+                loads[engine].append(os.getloadavg()[0])
     finally:
         server.stop()
-    print(f"median of {args.repeat} runs; `python -c 'import dspy'` takes {dspy_s:.2f} s here")
+    summary = {
+        engine: {
+            key: (min(r[key] for r in rows), statistics.median(r[key] for r in rows))
+            for key in (*FIGURES, "default_concurrency")
+        }
+        for engine, rows in repeats.items()
+    }
     print(
-        f"{'client path':>12} {'CPU/sub-call ms':>16} {'ms/step (0 ms)':>15} {'= start ms':>11} {'+ step ms':>10} "
-        f"{'64x200ms default':>17} {'64x200ms all':>13} {'start->1st req s':>17}"
+        f"min / median of {args.repeat} runs; `python -c 'import dspy'` {min(dspy_s):.2f} / "
+        f"{statistics.median(dspy_s):.2f} s; 1-minute load average {min(min(v) for v in loads.values()):.2f}-"
+        f"{max(max(v) for v in loads.values()):.2f} on {os.cpu_count()} cores"
     )
-    for path, row in rows.items():
-        default = f"{row['batch_default_s']:.2f} s (c={row['default_concurrency']:.0f})"
+    header = ("engine", "CPU/sub-call ms", "ms/step (0 ms)", "= start ms", "+ step ms", "64x200ms default")
+    print(f"{header[0]:>8} {header[1]:>16} {header[2]:>15} {header[3]:>13} {header[4]:>13} {header[5]:>22}", end="")
+    print(f" {'64x200ms all':>13} {'start->1st req s':>17} {'load':>10}")
+
+    def pair(values: tuple[float, float], digits: int) -> str:
+        return f"{values[0]:.{digits}f} / {values[1]:.{digits}f}"
+
+    for engine, row in summary.items():
+        default = f"{pair(row['batch_default_s'], 2)} (c={row['default_concurrency'][1]:.0f})"
+        load = f"{min(loads[engine]):.1f}-{max(loads[engine]):.1f}"
         print(
-            f"{path:>12} {row['cpu_ms']:>16.2f} {row['step_ms']:>15.1f} {row['start_ms']:>11.1f} "
-            f"{row['step_gap_ms']:>10.2f} {default:>17} "
-            f"{row['batch_all_s']:>11.2f} s {row['first_request_s']:>17.2f}"
+            f"{engine:>8} {pair(row['cpu_ms'], 2):>16} {pair(row['step_ms'], 1):>15} {pair(row['start_ms'], 1):>13} "
+            f"{pair(row['step_gap_ms'], 2):>13} {default:>22} {pair(row['batch_all_s'], 2):>13} "
+            f"{pair(row['first_request_s'], 2):>17} {load:>10}"
         )
-    print(json.dumps({"import_dspy_s": dspy_s, **rows}))
+    print(json.dumps({"import_dspy_s": dspy_s, "loads": loads, "runs": repeats}))
 
 
 if __name__ == "__main__":
