@@ -1,0 +1,159 @@
+"""Does the optimized program beat the unoptimized one? The same held-out items, in the same run, repeated.
+
+    python -m bench.optimize_gain --model local --items 6 --repeats 2 --size 8000
+
+Compiles a program on training items (rlm.optimize.training_items: needle, multidoc, oolong —
+never the held-out counting shape or seeds), or takes one with --program; then runs the
+unoptimized and the optimized RLM on the held-out counting items (rlm.optimize.EVALUATION),
+alternating which goes first, `--repeats` times. Prints accuracy per repeat, the run-to-run spread,
+and whether the gain exceeds it. Nothing here is tuned to the evaluation items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from rlm import RLM
+from rlm.optimize import EVALUATION, optimize, read_program, training_items
+from rlm.optimize.items import to_example
+from rlm.optimize.metric import judge
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="local")
+    parser.add_argument("--api-base", default=None)
+    parser.add_argument("--items", type=int, default=6, help="held-out counting items")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--size", type=int, default=8000, help="tokens per held-out context")
+    parser.add_argument("--max-iterations", type=int, default=6)
+    parser.add_argument("--program", default=None, help="a compiled program; without it one is compiled first")
+    parser.add_argument("--train-items", type=int, default=6)
+    parser.add_argument("--train-size", type=int, default=8000)
+    parser.add_argument("--max-demos", type=int, default=2)
+    parser.add_argument("--out", default="out/optimize_gain.json")
+    return parser.parse_args()
+
+
+def compile_program(args: argparse.Namespace, path: Path) -> Path:
+    rlm = RLM(model=args.model, api_base=args.api_base, max_iterations=args.max_iterations)
+    trainset = training_items(args.train_items, args.train_size)
+
+    def heard(example: Any, score: float, why: str) -> None:
+        print(f"  train {example.task}/{example.kind} seed {example.seed}: score {score:.0f} ({why})", flush=True)
+
+    started = time.perf_counter()
+    program = optimize(rlm, trainset, max_demos=args.max_demos, on_item=heard)
+    program.save(path)
+    print(
+        f"compiled in {time.perf_counter() - started:.0f} s: {len(program.demos)} demos, "
+        f"~{program.info['prompt_tokens_added']} prompt tokens added per step -> {path}",
+        flush=True,
+    )
+    return path
+
+
+def run_one(args: argparse.Namespace, program: Path | None, item: Any, seed: int) -> dict[str, Any]:
+    rlm = RLM(model=args.model, api_base=args.api_base, max_iterations=args.max_iterations, program=program)
+    started = time.perf_counter()
+    try:
+        result = rlm.run(item.query, item.context)
+    except Exception as exc:  # a failed run is a wrong answer here, and said so
+        return {"correct": False, "founded": False, "error": f"{type(exc).__name__}: {exc}", "wall_s": 0.0}
+    score, why = judge(to_example(item, seed), type("P", (), {"answer": result.answer, "result": result})())
+    return {
+        "correct": item.score(result.answer),
+        "founded": score == 1.0,
+        "why": why,
+        "answer": result.answer[:80],
+        "expected": item.answer,
+        "finish_reason": result.finish_reason,
+        "llm_calls": result.llm_calls,
+        "prompt_tokens": result.prompt_tokens,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def main() -> None:
+    args = parse_args()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    program = Path(args.program) if args.program else compile_program(args, out.with_suffix(".program.json"))
+    info = read_program(program).info
+    seeds = list(EVALUATION.seeds[: args.items])
+    items = EVALUATION.items(args.items, args.size, "counting")
+    runs: list[dict[str, Any]] = []
+    report = {
+        "command": "python -m bench.optimize_gain "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "revision": revision(),
+        "program": str(program),
+        "program_info": {k: info.get(k) for k in ("trainset", "runs", "prompt_tokens_added", "compile_seconds")},
+        "runs": runs,
+    }
+    for repeat in range(args.repeats):
+        for index, (item, seed) in enumerate(zip(items, seeds, strict=True)):
+            order = [("unoptimized", None), ("optimized", program)]
+            if (index + repeat) % 2:
+                order.reverse()  # neither program always runs first (server caches, load from others)
+            for label, path in order:
+                row = {
+                    "program": label,
+                    "repeat": repeat,
+                    "item": index,
+                    "seed": seed,
+                    **run_one(args, path, item, seed),
+                }
+                runs.append(row)
+                print(json.dumps(row), flush=True)
+                out.write_text(json.dumps(report, indent=2))
+    print_table(runs, args)
+    out.write_text(json.dumps(report, indent=2))
+
+
+def print_table(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print(
+        f"\n| program | repeat | correct / {args.items} | founded | LM calls (mean) | prompt tokens (mean) | wall s (mean) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    accuracy: dict[str, list[float]] = {}
+    for label in ("unoptimized", "optimized"):
+        for repeat in range(args.repeats):
+            rows = [r for r in runs if r["program"] == label and r["repeat"] == repeat]
+            if not rows:
+                continue
+            correct = sum(r["correct"] for r in rows)
+            accuracy.setdefault(label, []).append(correct / len(rows))
+            calls, tokens, wall = (_mean(rows, key) for key in ("llm_calls", "prompt_tokens", "wall_s"))
+            founded = sum(r["founded"] for r in rows)
+            print(f"| {label} | {repeat + 1} | {correct} | {founded} | {calls:.1f} | {tokens:.0f} | {wall:.0f} |")
+    spread = max((max(v) - min(v) for v in accuracy.values()), default=0.0)
+    means = {label: sum(v) / len(v) for label, v in accuracy.items()}
+    gain = means.get("optimized", 0.0) - means.get("unoptimized", 0.0)
+    print(f"\nmean accuracy: unoptimized {means.get('unoptimized', 0):.2f}, optimized {means.get('optimized', 0):.2f}; "
+          f"gain {gain:+.2f}; run-to-run spread (largest max-min over repeats) {spread:.2f}")  # fmt: skip
+    verdict = "helps by more than the spread" if gain > spread else "does NOT help by more than the spread"
+    print(f"verdict: the optimized program {verdict}")
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float:
+    return sum(row.get(key, 0) or 0 for row in rows) / len(rows)
+
+
+if __name__ == "__main__":
+    main()
