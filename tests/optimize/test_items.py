@@ -21,7 +21,7 @@ def test_training_items_take_turns_over_tasks_and_skip_held_out_shapes():
 
 
 def test_a_task_that_asks_only_held_out_questions_is_refused():
-    with pytest.raises(ConfigurationError, match="counting.*held out"):
+    with pytest.raises(ConfigurationError, match=r"counting.*held out"):
         training_items(2, size_tokens=500, tasks=("counting",))
 
 
@@ -39,7 +39,11 @@ def test_a_trainset_with_a_held_out_seed_is_refused():
 
 def test_training_seeds_step_over_the_held_out_range():
     items = training_items(3, size_tokens=500, tasks=("needle",), first_seed=EVALUATION.seeds.start - 1)
-    assert [item.seed for item in items] == [EVALUATION.seeds.start - 1, EVALUATION.seeds.stop, EVALUATION.seeds.stop + 1]
+    assert [item.seed for item in items] == [
+        EVALUATION.seeds.start - 1,
+        EVALUATION.seeds.stop,
+        EVALUATION.seeds.stop + 1,
+    ]
 
 
 def test_examples_without_their_shape_cannot_be_checked_and_are_refused():
