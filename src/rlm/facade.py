@@ -25,6 +25,7 @@ from rlm.tracking.history import CallHistory
 from rlm.tracking.progress import ProgressPrinter
 
 if TYPE_CHECKING:
+    from rlm.engine.conversation import Conversation
     from rlm.sandbox.base import Sandbox
     from rlm.session import Session
 
@@ -164,27 +165,49 @@ class RLM:
         return prediction.result
 
     # --- sessions ------------------------------------------------------------------------------------
-    def session(self, context: Any) -> Session:
+    def session(self, context: Any, compact_at_tokens: int | None = None) -> Session:
         """Load `context` once and ask it many questions: `with rlm.session(ctx) as s: s.completion(q)`.
 
-        The REPL's variables persist between questions and the model is told what it made before.
+        The REPL's variables persist between questions and the root conversation carries over;
+        past `compact_at_tokens` (estimated prompt tokens; default from the model's window) the
+        model summarises it and the summary replaces the older turns.
         """
         from rlm.session import Session
 
-        return Session(self, context)
+        return Session(self, context, compact_at_tokens)
 
-    def _run_in_session(self, query: str, context: Any, output: Any, sandbox: Sandbox, note: str) -> RLMResult:
+    def _run_in_session(
+        self,
+        query: str,
+        context: Any,
+        output: Any,
+        sandbox: Sandbox,
+        note: str,
+        conversation: Conversation | None = None,
+    ) -> RLMResult:
         self._new_run()
+        carried = {} if conversation is None else {"conversation": conversation}
         try:
-            prediction = self.module(query=query, context=context, output=output, session=(sandbox, note))
+            prediction = self.module(query=query, context=context, output=output, session=(sandbox, note), **carried)
         finally:
             self._write_outputs()
         return prediction.result
 
-    async def _arun_in_session(self, query: str, context: Any, output: Any, sandbox: Sandbox, note: str) -> RLMResult:
+    async def _arun_in_session(
+        self,
+        query: str,
+        context: Any,
+        output: Any,
+        sandbox: Sandbox,
+        note: str,
+        conversation: Conversation | None = None,
+    ) -> RLMResult:
         self._new_run()
+        carried = {} if conversation is None else {"conversation": conversation}
         try:
-            prediction = await self.module.acall(query=query, context=context, output=output, session=(sandbox, note))
+            prediction = await self.module.acall(
+                query=query, context=context, output=output, session=(sandbox, note), **carried
+            )
         finally:
             await asyncio.to_thread(self._write_outputs)
         return prediction.result
