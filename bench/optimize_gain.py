@@ -38,6 +38,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-size", type=int, default=8000)
     parser.add_argument("--max-demos", type=int, default=2)
     parser.add_argument("--out", default="out/optimize_gain.json")
+    parser.add_argument("--report", metavar="FILE", help="print the table of a saved (maybe unfinished) run and stop")
     return parser.parse_args()
 
 
@@ -81,6 +82,10 @@ def run_one(args: argparse.Namespace, program: Path | None, item: Any, seed: int
 
 
 def revision() -> str:
+    """The git revision, or the one an exported tree records in REVISION (`git archive` has no .git)."""
+    exported = Path(__file__).resolve().parent.parent / "REVISION"
+    if exported.is_file():
+        return exported.read_text().strip()
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     except OSError:
@@ -89,6 +94,11 @@ def revision() -> str:
 
 def main() -> None:
     args = parse_args()
+    if args.report:
+        saved = json.loads(Path(args.report).read_text())
+        print(f"{saved['command']}\n{saved['date']}, {saved['machine']}, revision {saved['revision']}")
+        print_table(saved["runs"], args)
+        return
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     program = Path(args.program) if args.program else compile_program(args, out.with_suffix(".program.json"))
@@ -106,8 +116,9 @@ def main() -> None:
         "program_info": {k: info.get(k) for k in ("trainset", "runs", "prompt_tokens_added", "compile_seconds")},
         "runs": runs,
     }
-    for repeat in range(args.repeats):
-        for index, (item, seed) in enumerate(zip(items, seeds, strict=True)):
+    # Item by item (all repeats of both programs), so that a run stopped early still pairs them.
+    for index, (item, seed) in enumerate(zip(items, seeds, strict=True)):
+        for repeat in range(args.repeats):
             order = [("unoptimized", None), ("optimized", program)]
             if (index + repeat) % 2:
                 order.reverse()  # neither program always runs first (server caches, load from others)
@@ -138,10 +149,11 @@ def print_table(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
             if not rows:
                 continue
             correct = sum(r["correct"] for r in rows)
+            correct_of = f"{correct} / {len(rows)}"
             accuracy.setdefault(label, []).append(correct / len(rows))
             calls, tokens, wall = (_mean(rows, key) for key in ("llm_calls", "prompt_tokens", "wall_s"))
             founded = sum(r["founded"] for r in rows)
-            print(f"| {label} | {repeat + 1} | {correct} | {founded} | {calls:.1f} | {tokens:.0f} | {wall:.0f} |")
+            print(f"| {label} | {repeat + 1} | {correct_of} | {founded} | {calls:.1f} | {tokens:.0f} | {wall:.0f} |")
     spread = max((max(v) - min(v) for v in accuracy.values()), default=0.0)
     means = {label: sum(v) / len(v) for label, v in accuracy.items()}
     gain = means.get("optimized", 0.0) - means.get("unoptimized", 0.0)
