@@ -88,3 +88,23 @@ def test_an_unknown_optimizer_is_named():
     lm, _ = scripted_lm([])
     with pytest.raises(ConfigurationError, match="bootstrap, gepa"):
         optimize(small_rlm(lm), training_items(1, 600), optimizer="mipro")
+
+
+def test_gepa_keeps_an_instruction_that_scores_better_and_the_program_carries_it(tmp_path):
+    taught = "Search `context` with code, print what you find, then FINAL(answer). (taught by reflection)"
+
+    def model(messages):
+        if any("new_instruction" in m["content"] for m in messages):  # GEPA's reflection call (JSON adapter)
+            return json.dumps({"new_instruction": taught})
+        if messages[0]["content"] == taught:
+            return needle_solver(messages)
+        return 'FINAL("I do not know")'  # the library's own instructions: this model never solves it
+
+    lm, _ = scripted_lm(model)
+    program = optimize(small_rlm(lm), training_items(2, 600, tasks=("needle",)), optimizer="gepa", max_metric_calls=8)
+    assert program.instructions == taught and program.optimizer == "gepa"
+
+    user_lm, engine = scripted_lm(needle_solver)
+    item = needle(600, seed=4242)
+    RLM(model=user_lm, max_iterations=4, program=program.save(tmp_path / "p.json")).run(item.query, item.context)
+    assert engine.calls[0][0] == {"role": "system", "content": taught}
