@@ -2,27 +2,33 @@
 
 Each question is a run of its own (events, graph, history, budgets, `RLMResult`), rooted in the
 session's one sandbox, so `context` crosses into the sandbox once and what the model's code made
-for one question is there for the next. The model is told, briefly, the session's earlier
-questions and answers and the variables its code made (names, types, sizes). Closing the session
-closes its sandbox. Built by `RLM.session`; runs through the same `RLMModule` and node loop.
+for one question is there for the next. The root conversation carries over from question to
+question (`engine/conversation.py`), compacted into a summary the model writes when it nears
+`compact_at_tokens`; the model is also told the variables its code made (names, types, sizes).
+Closing the session closes its sandbox. Built by `RLM.session`; runs through `RLMModule`.
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
+import inspect
 import threading
 from typing import TYPE_CHECKING, Any
 
-from rlm.engine.module import validate_inputs
+from rlm.engine.conversation import Compaction, Conversation, compact_threshold
+from rlm.engine.module import RLMModule, validate_inputs
+from rlm.engine.parsing import cut_after_code
 from rlm.engine.result import RLMResult, StepRecord
+from rlm.errors import ConfigurationError
 from rlm.sandbox.base import ExecutionResult, Sandbox, SandboxLimits, SubcallHandler
 from rlm.sandbox.registry import create_sandbox
 
 if TYPE_CHECKING:
     from rlm.facade import RLM
 
-# What the model is told about earlier questions: the latest few, answers cut to this size.
+# What the model is told about earlier questions when the engine cannot carry the conversation
+# over: the latest few, answers cut to this size.
 MAX_TURNS_SHOWN = 5
 MAX_ANSWER_SHOWN = 300
 MAX_NAMES_SHOWN = 30
@@ -55,10 +61,22 @@ def _no_calls(fn: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
 class Session:
     """Many questions over one loaded context; use as `with rlm.session(ctx) as s:` (or `async with`)."""
 
-    def __init__(self, rlm: RLM, context: Any) -> None:
+    def __init__(self, rlm: RLM, context: Any, compact_at_tokens: int | None = None) -> None:
         validate_inputs("session", context)
+        if compact_at_tokens is not None and (
+            isinstance(compact_at_tokens, bool) or not isinstance(compact_at_tokens, int) or compact_at_tokens < 1
+        ):
+            raise ConfigurationError(
+                "compact_at_tokens must be a positive integer (or None for the model's window), "
+                f"got {compact_at_tokens!r}"
+            )
         self._rlm = rlm
         self.context = context
+        configured = rlm.config.compact_at_tokens if compact_at_tokens is None else compact_at_tokens
+        # Estimated prompt tokens at which the root conversation is compacted into the model's summary.
+        self.compact_at_tokens = compact_threshold(configured, rlm.lm)
+        self.conversation = Conversation(self.compact_at_tokens)
+        self._carries = _engine_carries_conversations()
         self.turns: list[tuple[str, str]] = []  # (question, answer) of the questions asked so far
         self.names: list[str] = []  # top-level names the model's code assigned, first seen first
         self._lock = threading.Lock()  # one question at a time: they share one REPL
@@ -72,11 +90,16 @@ class Session:
     async def acompletion(self, query: str) -> str:
         return (await self.arun(query)).answer
 
+    @property
+    def compactions(self) -> list[Compaction]:
+        """Each time the conversation was compacted: question, step, tokens before and after, summary."""
+        return list(self.conversation.compactions)
+
     def run(self, query: str, output: Any = None) -> RLMResult:
         """Answer `query` about the session's context; like `RLM.run`, REPL state kept."""
         with self._lock:
-            kept, note = self._prepare()
-            result = self._rlm._run_in_session(query, self.context, output, kept, note)
+            kept, note, conversation = self._prepare()
+            result = self._rlm._run_in_session(query, self.context, output, kept, note, conversation)
             self._remember(query, result)
             return result
 
@@ -85,8 +108,8 @@ class Session:
         while not self._lock.acquire(blocking=False):
             await asyncio.sleep(0.01)
         try:
-            kept, note = self._prepare()
-            result = await self._rlm._arun_in_session(query, self.context, output, kept, note)
+            kept, note, conversation = self._prepare()
+            result = await self._rlm._arun_in_session(query, self.context, output, kept, note, conversation)
             self._remember(query, result)
             return result
         finally:
@@ -99,6 +122,7 @@ class Session:
             self._close_sandbox()
             self.turns.clear()
             self.names.clear()
+            self.conversation = Conversation(self.compact_at_tokens)
             self._open()
 
     def close(self) -> None:
@@ -135,12 +159,18 @@ class Session:
         if sandbox is not None:
             sandbox.close()
 
-    def _prepare(self) -> tuple[_KeptSandbox, str]:
+    def _prepare(self) -> tuple[_KeptSandbox, str, Conversation | None]:
         if self._sandbox is None:
             raise RuntimeError("this session is closed: open a new one with rlm.session(context)")
-        return _KeptSandbox(self._sandbox), self._note(self._sandbox)
+        note = self._note(self._sandbox)
+        if not self._carries:
+            return _KeptSandbox(self._sandbox), note, None
+        self.conversation.begin_question()
+        return _KeptSandbox(self._sandbox), note, self.conversation
 
     def _remember(self, query: str, result: RLMResult) -> None:
+        if self._carries:
+            self.conversation.end_question(closing_reply(result))
         self.turns.append((query, result.answer))
         for name in assigned_names(result.trajectory):
             if name not in self.names:
@@ -150,14 +180,29 @@ class Session:
         """What the model is told about the session so far (empty for its first question)."""
         if not self.turns:
             return ""
+        variables = describe_variables(sandbox, self.names[-MAX_NAMES_SHOWN:])
+        if self._carries:  # the conversation itself (or its summary) holds the earlier questions
+            return "Your variables from earlier queries: " + "; ".join(variables) if variables else ""
         lines = ["This is a session: the REPL still holds what your code made for earlier questions."]
         for question, answer in self.turns[-MAX_TURNS_SHOWN:]:
             shown = answer if len(answer) <= MAX_ANSWER_SHOWN else f"{answer[:MAX_ANSWER_SHOWN]}..."
             lines.append(f"Earlier question: {question}\nIts answer: {shown}")
-        variables = describe_variables(sandbox, self.names[-MAX_NAMES_SHOWN:])
         if variables:
             lines.append("Your variables: " + "; ".join(variables))
         return "\n".join(lines)
+
+
+def closing_reply(result: RLMResult) -> str:
+    """The model's reply that ended a question, as the conversation carries it to the next."""
+    if result.finish_reason == "final" and result.trajectory:
+        return cut_after_code(result.trajectory[-1].reply)
+    return f"FINAL({result.answer})" if result.answer else "(I gave no answer.)"
+
+
+def _engine_carries_conversations() -> bool:
+    # Until the node loop takes a session's conversation (`RLMModule.forward(conversation=...)`),
+    # the model is told the earlier questions and answers in a note instead.
+    return "conversation" in inspect.signature(RLMModule.forward).parameters
 
 
 def assigned_names(trajectory: tuple[StepRecord, ...]) -> list[str]:
