@@ -1,39 +1,38 @@
-"""Compile the RLM with a DSPy optimizer: BootstrapFewShot keeps the steps of runs that scored.
+"""Compile the RLM's step with DSPy (BootstrapFewShot), save the program, and load it into an RLM.
 
-python examples/optimize.py
+python examples/optimize.py            (RLM_MODEL=local for the bundled model; `rlm optimize` is the same)
+
+Training items are generated (needle, two documents, OOLONG-style records) with seeds and question
+kinds disjoint from the held-out counting items the program is tried on; the trainer checks it.
+A run becomes a demo only if its answer was right and founded on what its code found.
 """
 
 from __future__ import annotations
 
 import os
-import random
 
-import dspy
 from common import exit_for_missing_key, model_settings
 
-from rlm import RLM, APIKeyNotFoundError, RLMConfig, RLMModule
-
-
-def example(seed: int) -> dspy.Example:
-    rng = random.Random(seed)
-    letters = "".join(rng.choice("abc") for _ in range(3000))
-    letter = rng.choice("abc")
-    return dspy.Example(query=f"How many times does '{letter}' occur?", context=letters,
-                        answer=str(letters.count(letter))).with_inputs("query", "context")  # fmt: skip
-
+from rlm import RLM, APIKeyNotFoundError
+from rlm.optimize import EVALUATION, optimize, training_items
 
 if __name__ == "__main__":
+    settings = model_settings()
     try:
-        lm = RLM(**model_settings()).lm
+        trainer = RLM(**settings, max_iterations=6)
     except APIKeyNotFoundError as exc:
         exit_for_missing_key(exc)
-    trainset = [example(seed) for seed in range(4)]
-    optimizer = dspy.BootstrapFewShot(
-        metric=lambda ex, pred, trace=None: ex.answer == pred.answer.strip(), max_bootstrapped_demos=2
+    program = optimize(
+        trainer,
+        training_items(4, size_tokens=4000),
+        max_demos=2,
+        on_item=lambda example, score, why: print(f"train {example.task} seed {example.seed}: {why}"),
     )
-    compiled = optimizer.compile(RLMModule(RLMConfig(max_iterations=6), lm=lm), trainset=trainset)
     os.makedirs("out", exist_ok=True)
-    compiled.save("out/rlm_compiled.json")
-    print(f"{len(compiled.step.demos)} demos kept; saved to out/rlm_compiled.json")
-    test = example(99)
-    print(compiled(query=test.query, context=test.context).answer, "(expected", test.answer + ")")
+    path = program.save("out/program.json")
+    added = program.info["prompt_tokens_added"]
+    print(f"{len(program.demos)} demos kept (~{added} prompt tokens each step); saved to {path}")
+
+    (held_out,) = EVALUATION.items(1, 4000, "counting")
+    rlm = RLM(**settings, max_iterations=6, program=path)
+    print(rlm.completion(held_out.query, held_out.context), "(expected", held_out.answer + ")")
