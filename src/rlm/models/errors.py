@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from rlm.errors import APIKeyNotFoundError, ModelNotFoundError, ProviderError, RLMError
 
 
@@ -25,7 +27,40 @@ def translate_lm_error(exc: BaseException, model: str) -> RLMError:
             f"Model not found: '{model}'. The provider answered: {text.splitlines()[0] if text else exc!r}. "
             "Check the model name (LiteLLM form, e.g. 'openai/gpt-4o-mini') and, for local servers, api_base."
         )
-    return ProviderError(f"The call to model '{model}' failed: {type(exc).__name__}: {text[:500]}")
+    detail = f"{type(exc).__name__}: {text[:500]}"
+    url = url_tried(exc)
+    if url and urlsplit(url).netloc not in text:  # DSPy's native client names host:port itself
+        detail += f" (the request went to {url})"
+    return ProviderError(f"The call to model '{model}' failed: {detail}")
+
+
+def url_tried(exc: BaseException) -> str | None:
+    """The URL the failed request went to, without its query or credentials, or None if unknown.
+
+    It is taken from the innermost exception in the chain that carries a request (httpx's or the
+    OpenAI SDK's): LiteLLM's own exceptions carry a placeholder request to https://api.openai.com/v1
+    whatever the real address. The query is dropped because some providers (Gemini) put the key there.
+    """
+    url = None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        try:
+            candidate = current.request.url  # type: ignore[attr-defined]
+        except Exception:  # no request; httpx raises RuntimeError for an error built without one
+            candidate = None
+        if candidate is not None:
+            url = str(candidate)
+        current = current.__cause__ or current.__context__
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 # Errors after which continuing the run cannot help: they stop the whole tree.
