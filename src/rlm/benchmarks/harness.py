@@ -18,17 +18,34 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import dspy
 
 from rlm import RLM, RestrictedInterpreter
-from rlm.benchmarks.tasks import SIZES, TASKS, Item, make_items
+from rlm.benchmarks.tasks import SIZES, TASKS, make_items
 from rlm.engine.calls import estimate_cost
+from rlm.engine.result import RLMResult
 from rlm.models.resolve import build_lm
 
 CHARS_PER_TOKEN = 4
+
+
+class BenchItem(Protocol):
+    """What the runners need of an item: `tasks.Item` (score: bool) or `paper.PaperItem` (score: 0..1)."""
+
+    @property
+    def query(self) -> str: ...
+    @property
+    def context(self) -> Any: ...
+    @property
+    def answer(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+
+    def score(self, prediction: str) -> float: ...
 
 
 @dataclass
@@ -46,9 +63,14 @@ class Outcome:
     wall_s: float
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    score: float | None = None  # 0..1 where the task gives partial credit; else 1.0 or 0.0 as `correct`
+
+    def __post_init__(self) -> None:
+        if self.score is None:
+            self.score = float(self.correct)
 
 
-def context_text(item: Item) -> str:
+def context_text(item: BenchItem) -> str:
     if isinstance(item.context, str):
         return item.context
     return "\n\n".join(f"=== {name} ===\n{text}" for name, text in item.context.items())
@@ -73,24 +95,43 @@ def history_path(args: argparse.Namespace, index: int) -> str | None:
     return os.path.join(args.history_dir, f"{args.task}-{args.size}-seed{args.seed}-item{index}.json")
 
 
-def run_rlm(args: argparse.Namespace, index: int, item: Item) -> Outcome:
+def run_rlm(args: argparse.Namespace, index: int, item: BenchItem) -> Outcome:
+    return run_rlm_result(args, index, item, history_path(args, index))[0]
+
+
+def run_rlm_result(
+    args: argparse.Namespace,
+    index: int,
+    item: BenchItem,
+    history: str | None,
+    method: str = "rlm",
+    prepare: Callable[[RLM], RLM] | None = None,
+) -> tuple[Outcome, RLMResult | None]:
+    """One RLM item: its outcome and the run's result (None when the run raised; the note says why).
+
+    `prepare` adjusts the RLM before the run (the paper suite's no-sub-call ablation)."""
     rlm = RLM(model=args.model, recursive_model=args.recursive_model, api_base=args.api_base,
               max_iterations=args.max_iterations, max_depth=args.max_depth, max_llm_calls=args.max_llm_calls,
-              verbose=args.verbose, history_output_path=history_path(args, index))  # fmt: skip
+              verbose=args.verbose, history_output_path=history)  # fmt: skip
+    if prepare is not None:
+        rlm = prepare(rlm)
     started = time.perf_counter()
     try:
         result = rlm.run(item.query, item.context)
     except Exception as exc:  # a failed item is a wrong answer, recorded with its reason
-        return Outcome("rlm", index, item.kind, item.answer, "", False, 0, 0, 0, None,
-                       time.perf_counter() - started, f"error: {type(exc).__name__}: {exc}")  # fmt: skip
+        note = f"error: {type(exc).__name__}: {exc}"
+        return Outcome(method, index, item.kind, item.answer, "", False, 0, 0, 0, None,
+                       time.perf_counter() - started, note, score=0.0), None  # fmt: skip
+    graded = float(item.score(result.answer))
     return Outcome(
-        "rlm", index, item.kind, item.answer, result.answer, item.score(result.answer), result.llm_calls,
+        method, index, item.kind, item.answer, result.answer, graded >= 1.0, result.llm_calls,
         result.prompt_tokens, result.completion_tokens, result.cost, time.perf_counter() - started,
         note=f"finish={result.finish_reason}", extra={"iterations": result.iterations, "depth": result.depth},
-    )  # fmt: skip
+        score=graded,
+    ), result  # fmt: skip
 
 
-def run_direct(args: argparse.Namespace, index: int, item: Item, lm: dspy.BaseLM) -> Outcome:
+def run_direct(args: argparse.Namespace, index: int, item: BenchItem, lm: dspy.BaseLM) -> Outcome:
     whole = context_text(item)
     budget_chars = (args.window - args.answer_tokens - 300) * CHARS_PER_TOKEN
     started = time.perf_counter()
@@ -111,11 +152,12 @@ def run_direct(args: argparse.Namespace, index: int, item: Item, lm: dspy.BaseLM
                 budget_chars = int(min(budget_chars, len(text)) * 0.85)
     note = "whole context" if len(text) == len(whole) else f"truncated to {len(text):,} of {len(whole):,} chars"
     calls, prompt_tokens, completion_tokens, cost = usage_of(tracker)
-    return Outcome("direct", index, item.kind, item.answer, answer.strip(), item.score(answer), calls,
-                   prompt_tokens, completion_tokens, cost, time.perf_counter() - started, note + error)  # fmt: skip
+    graded = float(item.score(answer))
+    return Outcome("direct", index, item.kind, item.answer, answer.strip(), graded >= 1.0, calls, prompt_tokens,
+                   completion_tokens, cost, time.perf_counter() - started, note + error, score=graded)  # fmt: skip
 
 
-def run_dspy_rlm(args: argparse.Namespace, index: int, item: Item, lm: dspy.BaseLM) -> Outcome:
+def run_dspy_rlm(args: argparse.Namespace, index: int, item: BenchItem, lm: dspy.BaseLM) -> Outcome:
     program = dspy.RLM("context, query -> answer", max_iters=args.max_iterations, sub_lm=lm,
                        interpreter_factory=RestrictedInterpreter)  # fmt: skip
     started = time.perf_counter()
@@ -126,8 +168,9 @@ def run_dspy_rlm(args: argparse.Namespace, index: int, item: Item, lm: dspy.Base
         except Exception as exc:
             answer, note = "", f"error: {type(exc).__name__}: {exc}"
     calls, prompt_tokens, completion_tokens, cost = usage_of(tracker)
-    return Outcome("dspy.RLM", index, item.kind, item.answer, answer.strip(), item.score(answer), calls,
-                   prompt_tokens, completion_tokens, cost, time.perf_counter() - started, note)  # fmt: skip
+    graded = float(item.score(answer))
+    return Outcome("dspy.RLM", index, item.kind, item.answer, answer.strip(), graded >= 1.0, calls, prompt_tokens,
+                   completion_tokens, cost, time.perf_counter() - started, note, score=graded)  # fmt: skip
 
 
 def summarise(outcomes: list[Outcome]) -> list[dict[str, Any]]:
@@ -151,20 +194,26 @@ def summarise(outcomes: list[Outcome]) -> list[dict[str, Any]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", choices=sorted(TASKS), required=True)
-    parser.add_argument("--size", default="60k", help=f"one of {', '.join(SIZES)} or a number of tokens")
-    parser.add_argument("--items", type=int, default=5, help="how many seeded items (default 5)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", choices=sorted(TASKS), help="one seeded task (accuracy table)")
+    which.add_argument("--suite", choices=["paper"], help="the paper's benchmarks as Table 1 and Figure 1")
+    parser.add_argument("--size", default="60k", help=f"--task: one of {', '.join(SIZES)} or a number of tokens")
+    parser.add_argument("--sizes", default="8k", help="--suite: comma-separated, 8k..256k (2^13..2^18) or tokens")
+    parser.add_argument("--benchmarks", default="sniah,oolong,oolong_pairs,codeqa", help="--suite: which ones")
+    parser.add_argument("--items", type=int, default=None, help="seeded items (per size for --suite); 5, suite 2")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first item (default 0)")
     parser.add_argument("--model", default=os.environ.get("RLM_MODEL", "local"), help="default: RLM_MODEL or local")
     parser.add_argument("--recursive-model", default=None)
     parser.add_argument("--api-base", default=None)
-    parser.add_argument("--methods", default="rlm,direct,dspy_rlm", help="comma-separated: rlm, direct, dspy_rlm")
+    parser.add_argument("--methods", default=None, help="comma-separated: rlm, direct, dspy_rlm (+ rlm_no_sub "
+                        "with --suite); default all")  # fmt: skip
     parser.add_argument("--max-iterations", type=int, default=8)
     parser.add_argument("--max-depth", type=int, default=5)
     parser.add_argument("--max-llm-calls", type=int, default=200)
     parser.add_argument("--window", type=int, default=16384, help="the model's window in tokens, for direct")
     parser.add_argument("--answer-tokens", type=int, default=256)
     parser.add_argument("--json", metavar="FILE", help="also write every outcome as JSON")
+    parser.add_argument("--plot", metavar="PNG", help="--suite: write score against context length (Figure 1)")
     parser.add_argument("--history-dir", metavar="DIR", help="save each RLM item's LM-call history here")
     parser.add_argument("--verbose", "-v", action="store_true")
 
@@ -178,7 +227,13 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     # LiteLLM's bundled price table, not a download at import (these machines have no internet)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if getattr(args, "suite", None):
+        from rlm.benchmarks.suite import run_suite
+
+        return run_suite(args)
+    if args.items is None:
+        args.items = 5
+    methods = [m.strip() for m in (args.methods or "rlm,direct,dspy_rlm").split(",") if m.strip()]
     unknown = set(methods) - {"rlm", "direct", "dspy_rlm"}
     if unknown:
         print(f"unknown method(s) {', '.join(sorted(unknown))}: use rlm, direct, dspy_rlm", file=sys.stderr)

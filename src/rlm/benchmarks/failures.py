@@ -1,0 +1,145 @@
+"""Why an RLM answer was wrong: one cause per wrong item, read from its trajectory by explicit rules.
+
+Called by the paper suite (`suite.py`) for every RLM item that scored below 1. The rules run in
+this order and the first that holds names the cause:
+
+1. library_text - the answer holds the engine's own words ("(nothing printed)", "[no answer: ...",
+   a note or instruction of `rlm.engine.prompts`): our text became the answer.
+2. sandbox_error - the run raised a SandboxError, or a step's error came from the sandbox itself
+   (a worker lost or restarted), not from the model's Python.
+3. timeout - the time budget or a step's time ran out, a step was stopped by its timeout, or the
+   run failed on a timed-out request.
+4. run_error - the run raised any other exception (e.g. the model server failed): not the model's.
+5. refused_right_answer - an earlier step's FINAL(...) held a right answer, yet the run went on.
+6. out_of_steps - the run ended without FINAL: steps, repeats or a call/token/cost budget ran out.
+7. guessed - the answer was written out literally in the last reply and no output of any step
+   showed it as a whole value ("80" is not shown by "4,698,280").
+8. misread_output - an output showed the gold answer as a whole value, but the model answered
+   something else.
+9. never_decomposed - no step called a sub-model (llm_query, llm_query_batched, recursive_llm)
+   on a task too large to read in one window or one whose answer needs a judgment per line.
+10. wrong_code - otherwise: the answer came from the model's own code, and the code was wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rlm.benchmarks.paper.item import CHARS_PER_TOKEN
+from rlm.benchmarks.paper.scoring import mentions
+
+CAUSES = (
+    "library_text",
+    "sandbox_error",
+    "timeout",
+    "run_error",
+    "refused_right_answer",
+    "out_of_steps",
+    "guessed",
+    "misread_output",
+    "never_decomposed",
+    "wrong_code",
+)
+SUBCALL_FUNCTIONS = ("llm_query", "llm_query_batched", "recursive_llm", "recursive_llm_batched")
+_TIME_REASONS = {"budget_time", "time"}
+_SANDBOX_SIGNS = ("sandboxerror", "worker was restarted", "worker died", "worker crashed", "sandbox worker")
+_FINAL_LITERAL = re.compile(r"FINAL\(\s*(?:(['\"])(.*?)\1|(-?\d[\d,_.]*))\s*\)", re.DOTALL)
+# Engine text that must never be an answer, besides every sentence of `rlm.engine.prompts`
+_FIXED_MARKERS = ("(nothing printed)", "[no answer:", "characters cut]", "Output:\n", "Step 1 of")
+
+
+class Scored(Protocol):
+    @property
+    def answer(self) -> str: ...
+
+    def score(self, prediction: str) -> float: ...
+
+    def context_chars(self) -> int: ...
+
+    @property
+    def needs_meaning(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the classifier reads of one step (a `StepRecord`, or a dict of its fields)."""
+
+    reply: str
+    code: str
+    output: str
+    error: str | None
+
+
+def steps_of(trajectory: Iterable[Any]) -> list[Step]:
+    steps = []
+    for s in trajectory:
+        get = s.get if isinstance(s, dict) else lambda name, s=s: getattr(s, name, "")
+        steps.append(Step(str(get("reply") or ""), str(get("code") or ""), str(get("output") or ""), get("error")))
+    return steps
+
+
+def library_markers() -> list[str]:
+    """The engine's own phrases: fixed markers plus each sentence (20+ chars) of the prompts module's text."""
+    from rlm.engine import prompts
+
+    texts = [v for k, v in vars(prompts).items() if isinstance(v, str) and not k.startswith("__")]
+    texts += [v for v in getattr(prompts, "UNFINISHED", {}).values() if isinstance(v, str)]
+    sentences = {s.strip() for text in texts for s in re.split(r"(?<=[.:!?])\s+|\n", text)}
+    return [*_FIXED_MARKERS, *sorted(s for s in sentences if len(s) >= 20)]
+
+
+def final_literals(reply: str) -> list[str]:
+    """The values written literally in FINAL(...) calls of a reply."""
+    return [m.group(2) if m.group(1) else m.group(3) for m in _FINAL_LITERAL.finditer(reply)]
+
+
+def classify(
+    item: Scored,
+    answer: str,
+    finish_reason: str,
+    trajectory: Iterable[Any],
+    error: str = "",
+    window_tokens: int = 16384,
+) -> str:
+    """The cause of one wrong RLM answer (see the module's rules, applied in order)."""
+    steps = steps_of(trajectory)
+    answer = str(answer or "").strip()
+    errors = [str(s.error) for s in steps if s.error]
+    lowered_errors = " ".join(errors).lower()
+    if answer and any(marker in answer for marker in library_markers()):
+        return "library_text"
+    if "SandboxError" in error or any(sign in lowered_errors for sign in _SANDBOX_SIGNS):
+        return "sandbox_error"
+    if finish_reason in _TIME_REASONS or "timeout" in error.lower() or "timed out" in error.lower():
+        return "timeout"
+    if errors and errors[-1].startswith("TimeoutError"):
+        return "timeout"
+    if error:
+        return "run_error"
+    if any(item.score(value) >= 0.99 for s in steps[:-1] for value in final_literals(s.reply)):
+        return "refused_right_answer"
+    if finish_reason != "final":
+        return "out_of_steps"
+    outputs = [s.output for s in steps]
+    last_reply = steps[-1].reply if steps else ""
+    written = answer in final_literals(last_reply) or (answer and f"FINAL({answer})" in last_reply)
+    if answer and written and len(answer) <= 100 and not any(mentions(out, answer) for out in outputs):
+        return "guessed"
+    gold = str(item.answer)
+    if gold and "\n" not in gold and any(mentions(out, gold) for out in outputs):
+        return "misread_output"
+    decomposed = any(re.search(rf"\b{fn}\s*\(", s.code) for s in steps for fn in SUBCALL_FUNCTIONS)
+    too_large = item.context_chars() > window_tokens * CHARS_PER_TOKEN
+    if not decomposed and (too_large or item.needs_meaning):
+        return "never_decomposed"
+    return "wrong_code"
+
+
+def count_causes(causes: Sequence[str]) -> dict[str, int]:
+    """Counts per cause, every cause listed (zeros included) in the rules' order."""
+    counted = Counter(causes)
+    return {cause: counted[cause] for cause in CAUSES}
