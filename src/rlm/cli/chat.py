@@ -2,6 +2,7 @@
 
 Lines starting with "/" are commands: /reset, /history, /save FILE, /quit (end of input quits too).
 Answers go to stdout; the prompt, progress and the one-line summary of each answer go to stderr.
+/history also shows where the conversation was compacted into the model's summary.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from rlm.cli.main import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _for_the_cli, build_rlm
 
 COMMANDS = "/reset (forget questions and variables), /history, /save FILE, /quit"
+SUMMARY_SHOWN = 160  # characters of a compaction's summary that /history shows
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         context, loaded = load_context(args.context, args.include, args.exclude, args.max_bytes)
-        session = build_rlm(args).session(context)
+        session = build_rlm(args).session(context, compact_at_tokens=getattr(args, "compact_at", None))
     except RLMError as exc:
         print(f"rlm: {_for_the_cli(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
                 if not _command(question, session, log):
                     return EXIT_OK
                 continue
+            compacted_before = len(session.compactions)
             try:
                 result = session.run(question)
             except KeyboardInterrupt:
@@ -57,11 +60,16 @@ def run(args: argparse.Namespace) -> int:
                 print(f"rlm: {type(exc).__name__}: {_for_the_cli(exc)}", file=sys.stderr)
                 continue
             print(result.answer, flush=True)
-            log.append({"question": question, **result.to_dict()})
+            compactions = [
+                {key: getattr(c, key) for key in ("step", "turns_folded", "tokens_before", "tokens_after", "summary")}
+                for c in session.compactions[compacted_before:]
+            ]
+            log.append({"question": question, **result.to_dict(), "compactions": compactions})
             cost = "unknown" if result.cost is None else f"${result.cost:.4f}"
+            compacted = "; conversation compacted" if compactions else ""
             print(
                 f"[{result.finish_reason}; {result.iterations} steps; {result.llm_calls} LM calls; cost {cost}; "
-                f"{result.wall_time_s:.1f} s]",
+                f"{result.wall_time_s:.1f} s{compacted}]",
                 file=sys.stderr,
             )
 
@@ -80,6 +88,8 @@ def _command(line: str, session: Any, log: list[dict[str, Any]]) -> bool:
             print("(no questions yet)")
         for number, entry in enumerate(log, 1):
             print(f"{number}. {entry['question']}\n   -> {entry['answer']}")
+            for compaction in entry.get("compactions", []):
+                print(f"   {_compaction_line(compaction)}")
     elif name == "/save":
         path = argument.strip()
         if not path:
@@ -95,3 +105,12 @@ def _command(line: str, session: Any, log: list[dict[str, Any]]) -> bool:
     else:
         print(f"rlm: unknown command {name}; the commands are {COMMANDS}", file=sys.stderr)
     return True
+
+
+def _compaction_line(compaction: dict[str, Any]) -> str:
+    summary = " ".join(compaction["summary"].split())
+    shown = summary if len(summary) <= SUMMARY_SHOWN else f"{summary[:SUMMARY_SHOWN]}..."
+    return (
+        f"[conversation compacted before step {compaction['step']}: {compaction['turns_folded']} turns, "
+        f"~{compaction['tokens_before']:,} -> ~{compaction['tokens_after']:,} tokens; summary: {shown}]"
+    )

@@ -119,6 +119,13 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
     )
     add_context_and_model_options(chat)
     chat.add_argument("--verbose", "-v", action="store_true", help="show the live call tree on stderr")
+    chat.add_argument(
+        "--compact-at",
+        type=int,
+        metavar="TOKENS",
+        help="estimated prompt tokens at which the conversation is compacted into the model's summary "
+        "(default: 80%% of the model's window where known, else of 32,768)",
+    )
 
     bench = commands.add_parser(
         "bench",
