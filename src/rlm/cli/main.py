@@ -3,6 +3,7 @@
 rlm ask "Which service failed most?" --context logs/ -v --history run.json --graph run.html
 rlm view run.json
 rlm bench --task counting --size 60k --items 5 --model gpt-5-mini
+rlm bench --suite paper --model gpt-5-mini --sizes 8k,32k --items 2 --plot figure1.png
 rlm serve-local
 """
 
@@ -129,10 +130,12 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench",
-        help="RLM against direct prompting (and dspy.RLM) on seeded tasks",
+        help="RLM against direct prompting (and dspy.RLM) on seeded tasks, or the paper's suite",
         description="Run seeded, offline benchmark items with exact answers through RLM, direct prompting "
         "(the whole context in one prompt, cut to --window) and dspy.RLM; print accuracy, LM calls, "
-        "tokens, cost and time per method.",
+        "tokens, cost and time per method. --suite paper runs S-NIAH, OOLONG, OOLONG-Pairs and CodeQA "
+        "look-alikes (also through RLM without sub-calls) as the paper's Table 1 and Figure 1 (--plot), "
+        "with a cause for every wrong RLM answer.",
     )
     if command == "bench":
         from rlm.benchmarks.harness import add_arguments
