@@ -8,7 +8,9 @@ and the worker is restarted with `context`; only the host's own failures raise.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -25,6 +27,7 @@ from typing import Any
 from rlm.errors import SandboxError
 from rlm.sandbox.base import ExecutionResult, SandboxLimits, SubcallHandler, clip_middle
 from rlm.sandbox.local.channel import ChannelError, WorkerChannel
+from rlm.sandbox.local.spare import SparePool
 
 logger = logging.getLogger(__name__)
 
@@ -149,38 +152,15 @@ class LocalSandbox:
     def start(self) -> None:
         if self._process is not None:
             return
-        options = {
-            "parent": os.getpid(),
-            "jail": self.jail,
-            "policy": self.python_policy,
-            "memory_limit_mb": self.limits.memory_limit_mb,
-        }
-        bootstrap = f"import sys; sys.path.insert(0, {str(_WORKER_DIR)!r}); import worker; worker.main({options!r})"
-        command = [sys.executable, "-I", "-c", bootstrap]
-        if self.isolate_network and network_isolation_available():
-            command = ["unshare", "-n", "-i", "-r", *command]
-        try:
-            process = _spawner.popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env={},
-                cwd="/",
-                bufsize=0,
-                close_fds=True,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise SandboxError(f"could not start the sandbox worker: {exc}") from exc
-        assert process.stdin is not None and process.stdout is not None
-        self._process = process
-        self._channel = WorkerChannel(process.stdin.fileno(), process.stdout.fileno(), self._max_frame_bytes())
-        self._used = False
-        try:
-            ready = self._channel.receive(time.monotonic() + START_TIMEOUT_S)
-        except ChannelError:
-            ready = None
+        command = self._command()
+        key = tuple(command)
+        spare = _spares.take(key)
+        process = spare or _spawn(command)
+        _spares.refill(key, functools.partial(_spawn, command))  # for the next sandbox to start
+        ready = self._greet(process)
+        if ready is None and spare is not None:  # the spare died while taken: start one the usual way
+            self._kill()
+            ready = self._greet(_spawn(command))
         if ready is not None and ready.get("type") == "jail_failed":
             self._kill()
             raise jail_refused(str(ready.get("error")))
@@ -193,6 +173,30 @@ class LocalSandbox:
             raise jail_refused("the worker could not enter it on this platform")
         if "unshare" in command[0]:
             self.jail_layers.append("network-namespace")
+
+    def _command(self) -> list[str]:
+        options = {
+            "parent": os.getpid(),
+            "jail": self.jail,
+            "policy": self.python_policy,
+            "memory_limit_mb": self.limits.memory_limit_mb,
+        }
+        bootstrap = f"import sys; sys.path.insert(0, {str(_WORKER_DIR)!r}); import worker; worker.main({options!r})"
+        command = [sys.executable, "-I", "-c", bootstrap]
+        if self.isolate_network and network_isolation_available():
+            command = ["unshare", "-n", "-i", "-r", *command]
+        return command
+
+    def _greet(self, process: subprocess.Popen[bytes]) -> dict[str, Any] | None:
+        """Adopt `process` as this sandbox's worker and read its first message (None: no greeting)."""
+        assert process.stdin is not None and process.stdout is not None
+        self._process = process
+        self._channel = WorkerChannel(process.stdin.fileno(), process.stdout.fileno(), self._max_frame_bytes())
+        self._used = False
+        try:
+            return self._channel.receive(time.monotonic() + START_TIMEOUT_S)
+        except ChannelError:
+            return None
 
     def load(self, context: Any) -> None:
         if self._used:
@@ -357,6 +361,23 @@ class LocalSandbox:
             _kill_group(process)
 
 
+def _spawn(command: list[str]) -> subprocess.Popen[bytes]:
+    try:
+        return _spawner.popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={},
+            cwd="/",
+            bufsize=0,
+            close_fds=True,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise SandboxError(f"could not start the sandbox worker: {exc}") from exc
+
+
 def _answer_call(handler: SubcallHandler, message: dict[str, Any]) -> dict[str, Any]:
     try:
         args, kwargs = message.get("args") or [], message.get("kwargs") or {}
@@ -379,3 +400,7 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         if stream is not None:
             with contextlib.suppress(OSError):
                 stream.close()
+
+
+_spares = SparePool(_kill_group, wait_s=START_TIMEOUT_S)
+atexit.register(_spares.close)  # the death signal ends a spare with the host anyway; this is quicker
