@@ -7,6 +7,7 @@ and each node's sandbox answers a call to one of them with an error saying they 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rlm import RLM
@@ -46,7 +47,12 @@ class WithoutSubcalls:
 def instructions_without_subcalls(instructions: str) -> str:
     """The instructions with every line that mentions a sub-call function dropped, and one line saying so."""
     kept = [line for line in instructions.splitlines() if not any(w in line.lower() for w in _SUBCALL_WORDS)]
-    return "\n".join(kept).rstrip() + "\n\nSub-model calls are not available in this run: use code alone.\n"
+    renumbered, number = [], 0
+    for line in kept:  # a numbered list that lost an item is numbered again: 1, 2, 3
+        match = re.match(r"(\d+)\. ", line)
+        number = number + 1 if match else 0
+        renumbered.append(f"{number}. {line[match.end() :]}" if match else line)
+    return "\n".join(renumbered).rstrip() + "\n\nSub-model calls are not available in this run: use code alone.\n"
 
 
 def without_subcalls(rlm: RLM) -> RLM:
