@@ -39,6 +39,14 @@ def load_dotenv_file() -> None:
         load_dotenv(env_file, override=False)
 
 
+def _local_compact_at() -> int:
+    """The bundled model's window is the one its server was started with; no metadata table knows it."""
+    from rlm.engine.conversation import COMPACT_AT_SHARE
+    from rlm.models.local_server import DEFAULT_CONTEXT_TOKENS
+
+    return int(DEFAULT_CONTEXT_TOKENS * COMPACT_AT_SHARE)
+
+
 class RLM:
     """A Recursive Language Model: ask questions of contexts far larger than the model's window.
 
@@ -66,6 +74,7 @@ class RLM:
         max_tokens_total: int | None = None,
         max_cost_usd: float | None = None,
         max_time_s: float | None = None,
+        compact_at_tokens: int | None = None,
         strict: bool = False,
         exec_timeout: float = 30.0,
         max_step_seconds: float = 300.0,
@@ -108,6 +117,9 @@ class RLM:
             sub_prompt_chars=sub_prompt_chars or (12_000 if small else 100_000),
             sub_model_note=SLOW_SUB_MODEL_NOTE if small else "",
             step_stop=(CODE_BLOCK_END,) if small else (),
+            compact_at_tokens=(_local_compact_at() if small else None)
+            if compact_at_tokens is None
+            else compact_at_tokens,
         )
         lm_settings = dict(
             api_key=api_key,
