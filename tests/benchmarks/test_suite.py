@@ -62,3 +62,22 @@ def test_paper_suite_writes_the_table_the_json_and_the_figure(openai_server, tmp
 def test_suite_rejects_unknown_methods_benchmarks_and_sizes(capsys, option, value, message):
     code, _, stderr = run_bench(capsys, "--suite", "paper", option, value)
     assert code == 2 and message in stderr
+
+
+def test_task_runs_name_the_cause_of_each_wrong_rlm_answer(openai_server, tmp_path, capsys, monkeypatch):
+    def responder(body):  # prints a count, then answers with a number no output showed
+        if not any(m["role"] == "assistant" for m in body["messages"]):
+            return "```python\nprint(len(context.splitlines()))\n```"
+        return 'FINAL("1234567")'
+
+    server = openai_server(responder)
+    report = tmp_path / "task.json"
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code, stdout, stderr = run_bench(capsys, "--task", "needle", "--size", "2000", "--items", "1", "--methods", "rlm",
+                                     "--model", "openai/test-model", "--api-base", server.base_url,
+                                     "--max-iterations", "2", "--json", str(report))  # fmt: skip
+    assert code == 0, stderr
+    data = json.loads(report.read_text())
+    (outcome,) = data["outcomes"]
+    assert not outcome["correct"] and outcome["extra"]["cause"] in data["failures"]
+    assert data["failures"][outcome["extra"]["cause"]] == 1 and "why RLM answers were wrong" in stdout

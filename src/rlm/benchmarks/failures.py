@@ -53,15 +53,22 @@ _FIXED_MARKERS = ("(nothing printed)", "[no answer:", "characters cut]", "Output
 
 
 class Scored(Protocol):
+    """An item: `paper.PaperItem`, or `tasks.Item` (its size is measured here; it needs no judgments)."""
+
     @property
     def answer(self) -> str: ...
+    @property
+    def context(self) -> Any: ...
 
     def score(self, prediction: str) -> float: ...
 
-    def context_chars(self) -> int: ...
 
-    @property
-    def needs_meaning(self) -> bool: ...
+def _context_chars(item: Scored) -> int:
+    measure = getattr(item, "context_chars", None)
+    if callable(measure):
+        return int(measure())
+    context = item.context
+    return len(context) if isinstance(context, str) else sum(len(str(v)) for v in dict(context).values())
 
 
 @dataclass(frozen=True)
@@ -133,8 +140,8 @@ def classify(
     if gold and "\n" not in gold and any(mentions(out, gold) for out in outputs):
         return "misread_output"
     decomposed = any(re.search(rf"\b{fn}\s*\(", s.code) for s in steps for fn in SUBCALL_FUNCTIONS)
-    too_large = item.context_chars() > window_tokens * CHARS_PER_TOKEN
-    if not decomposed and (too_large or item.needs_meaning):
+    too_large = _context_chars(item) > window_tokens * CHARS_PER_TOKEN
+    if not decomposed and (too_large or getattr(item, "needs_meaning", False)):
         return "never_decomposed"
     return "wrong_code"
 

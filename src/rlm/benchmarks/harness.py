@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import dspy
 
 from rlm import RLM, RestrictedInterpreter
+from rlm.benchmarks.failures import classify, count_causes
 from rlm.benchmarks.tasks import SIZES, TASKS, make_items
 from rlm.engine.calls import estimate_cost
 from rlm.engine.result import RLMResult
@@ -97,6 +98,23 @@ def history_path(args: argparse.Namespace, index: int) -> str | None:
 
 def run_rlm(args: argparse.Namespace, index: int, item: BenchItem) -> Outcome:
     return run_rlm_result(args, index, item, history_path(args, index))[0]
+
+
+def run_rlm_with_cause(
+    args: argparse.Namespace,
+    index: int,
+    item: BenchItem,
+    history: str | None = None,
+    method: str = "rlm",
+    prepare: Callable[[RLM], RLM] | None = None,
+) -> Outcome:
+    """`run_rlm_result`'s outcome, with a wrong answer's cause (`failures.py`) in `extra["cause"]`."""
+    outcome, result = run_rlm_result(args, index, item, history, method, prepare)
+    if not outcome.correct:
+        reason, trajectory = (result.finish_reason, result.trajectory) if result else ("error", ())
+        error = "" if result else outcome.note
+        outcome.extra["cause"] = classify(item, outcome.answer, reason, trajectory, error, args.window)
+    return outcome
 
 
 def run_rlm_result(
@@ -251,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     for index, item in enumerate(items):
         for method in methods:
             if method == "rlm":
-                outcome = run_rlm(args, index, item)
+                outcome = run_rlm_with_cause(args, index, item, history_path(args, index))
             elif method == "direct":
                 outcome = run_direct(args, index, item, direct_lm)
             else:
@@ -270,7 +288,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r['method']:>9} {r['correct']:>3}/{r['items']:<4} {r['llm_calls']:>9} {r['prompt_tokens']:>10} "
               f"{r['completion_tokens']:>11} {cost:>9} {r['mean_wall_s']:>7} {r['max_wall_s']:>7} "
               f"{final:>15}")  # fmt: skip
-    report = {"args": vars(args), "summary": rows, "outcomes": [asdict(o) for o in outcomes]}
+    causes = count_causes([o.extra["cause"] for o in outcomes if "cause" in o.extra])
+    if any(causes.values()):
+        listed = ", ".join(f"{cause} {n}" for cause, n in causes.items() if n)
+        print(f"why RLM answers were wrong (rules in rlm/benchmarks/failures.py): {listed}")
+    report = {"args": vars(args), "summary": rows, "failures": causes, "outcomes": [asdict(o) for o in outcomes]}
     print(json.dumps({"summary": rows}))
     if args.json:
         with open(args.json, "w") as out:

@@ -16,8 +16,8 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from rlm.benchmarks.failures import classify, count_causes
-from rlm.benchmarks.harness import Outcome, run_direct, run_dspy_rlm, run_rlm_result
+from rlm.benchmarks.failures import count_causes
+from rlm.benchmarks.harness import Outcome, run_direct, run_dspy_rlm, run_rlm_with_cause
 from rlm.benchmarks.no_subcalls import without_subcalls
 from rlm.benchmarks.paper import BENCHMARKS, make_paper_items, parse_size
 from rlm.benchmarks.paper.item import PaperItem
@@ -48,12 +48,7 @@ def run_item(args: argparse.Namespace, index: int, item: PaperItem, method: str,
     """One item through one method; a wrong RLM answer gets its cause in `extra["cause"]`."""
     if method in RLM_METHODS:
         prepare = without_subcalls if method == "rlm_no_sub" else None
-        outcome, result = run_rlm_result(args, index, item, history_file(args, item, method), method, prepare)
-        if (outcome.score or 0.0) < 1.0:
-            error = outcome.note if result is None else ""
-            reason = result.finish_reason if result is not None else "error"
-            trajectory = result.trajectory if result is not None else ()
-            outcome.extra["cause"] = classify(item, outcome.answer, reason, trajectory, error, args.window)
+        outcome = run_rlm_with_cause(args, index, item, history_file(args, item, method), method, prepare)
     elif method == "direct":
         outcome = run_direct(args, index, item, lms["direct"])
     else:
