@@ -39,6 +39,19 @@ class MaxIterationsError(RLMError):
     """A node ran out of iterations and the caller asked for strict behaviour."""
 
 
+class NoAnswerError(RLMError):
+    """The run ended without an answer founded on its code's output, and the caller asked for strict.
+
+    `reason` is "no_answer" (the last reply had no FINAL) or "unfounded" (its answer was never shown
+    by any output: a guess); `last_reply` is that reply, so nothing the model wrote is lost.
+    """
+
+    def __init__(self, message: str, *, reason: str, last_reply: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.last_reply = last_reply
+
+
 class BudgetExceededError(RLMError):
     """A budget of the run (LM calls, tokens, USD or time) is used up.
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from rlm import RLM, MaxIterationsError
+from rlm.errors import NoAnswerError
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox
 from tests.conftest import last_user_message
@@ -112,10 +113,19 @@ def test_out_of_iterations_asks_for_a_last_answer_and_marks_it(make_lm):
     assert "You have used all 2 steps" in last_user_message(engine.calls[-1])
 
 
-def test_last_answer_without_final_uses_the_reply_text(make_lm):
+def test_a_last_reply_without_final_is_no_answer_not_the_reply_text(make_lm):
     lm, _ = make_lm([code("x = 1"), "The answer is probably 12."])
     result = RLM(model=lm, max_iterations=1).run("q", "ctx")
-    assert result.answer == "The answer is probably 12."
+    assert (result.answer, result.finish_reason) == ("", "no_answer")
+
+
+def test_strict_mode_raises_no_answer_error_with_the_last_reply(make_lm):
+    # the same code three times ends the loop ("repeated"); its last step echoes our placeholder
+    lm, _ = make_lm([code("x = 1")] * 3 + ["Final answer: (nothing printed)"])
+    with pytest.raises(NoAnswerError, match="drop strict=True") as caught:
+        RLM(model=lm, strict=True).run("q", NEEDLE_CONTEXT)
+    assert caught.value.reason == "no_answer"
+    assert caught.value.last_reply == "Final answer: (nothing printed)"
 
 
 def test_strict_mode_raises_max_iterations_error(make_lm):
@@ -258,24 +268,26 @@ def test_sandbox_limits_reach_the_worker():
     assert len(result.output) < 200 and "characters cut" in result.output
 
 
-def test_an_answer_written_out_before_any_output_is_refused_once(make_lm):
+def test_an_answer_written_out_before_any_output_is_refused(make_lm):
     lm, engine = make_lm(["```python\nprint(len(context))\nFINAL('12345')\n```", code("FINAL(context[-5:])")])
     result = RLM(model=lm).run("magic?", NEEDLE_CONTEXT)
     assert result.answer == NEEDLE_CONTEXT[-5:]
-    assert "it is a guess and was not accepted" in last_user_message(engine.calls[1])
+    assert "so it is a guess" in last_user_message(engine.calls[1])
     assert result.iterations == 2
 
 
-def test_a_later_answer_written_before_its_output_came_back_is_refused_once(make_lm):
+def test_a_guess_repeated_is_refused_every_time_and_never_becomes_the_answer(make_lm):
     replies = [
         code("print(len(context))"),
         code("hits = [l for l in context.split('. ') if 'magic' in l]\nprint(len(hits))") + "\nFINAL(16)",
         "FINAL(16)",
+        "FINAL(16)",  # the last "answer now" step
     ]
     lm, engine = make_lm(replies)
-    result = RLM(model=lm).run("How many magic sentences?", NEEDLE_CONTEXT)
-    assert "it is a guess and was not accepted" in last_user_message(engine.calls[2])
-    assert (result.answer, result.iterations) == ("16", 3)  # refused once per node, then taken as given
+    result = RLM(model=lm, max_iterations=3).run("How many magic sentences?", NEEDLE_CONTEXT)
+    assert "so it is a guess" in last_user_message(engine.calls[2])
+    assert "so it is a guess" in last_user_message(engine.calls[3])
+    assert (result.answer, result.finish_reason) == ("", "unfounded")
 
 
 def test_an_answer_seen_in_an_output_or_naming_a_variable_is_accepted_after_code(make_lm):

@@ -26,26 +26,37 @@ def context_length(context: Any) -> int:
 
 
 def describe_context(context: Any) -> str:
+    """What `context` is and how to read it: the model's only view of it before its code runs.
+
+    Each kind of context gets the reading advice that works on it (slicing a dict fails), using
+    its real keys, so the model never has to guess its shape.
+    """
     total = context_length(context)
     size = f"{total:,} characters (~{total // CHARS_PER_TOKEN:,} tokens)"
     if isinstance(context, str):
-        return f"`context` is a str of {size}.\n{_preview(context)}"
-    if isinstance(context, dict):
-        listing = [f"  {key!r}: {_describe_document(value)}" for key, value in _first(context.items())]
-        more = _more(len(context))
         return (
-            f"`context` is a dict of {len(context)} documents, {size} in all; context[name] gives one.\n"
-            + "\n".join(listing)
-            + more
+            f"`context` is a str of {size}. Read parts of it with slices such as context[:2000], "
+            f"or line by line with context.splitlines().\n{_preview(context)}"
         )
-    if isinstance(context, (list, tuple)):
-        listing = [f"  [{i}]: {_describe_document(value)}" for i, value in enumerate(_first(context))]
+    if isinstance(context, dict):
+        first = next(iter(context), None)
+        listing = [f"  {key!r}: {_describe_document(value)}" for key, value in _first(context.items())]
         return (
-            f"`context` is a list of {len(context)} documents, {size} in all; context[i] gives one.\n"
+            f"`context` is a dict of {len(context)} documents, {size} in all. Its keys are the document "
+            f"names (list(context) lists them) and context[name] is one document"
+            + (f", e.g. {_reading_hint(f'context[{first!r}]', context[first])}" if first is not None else "")
+            + ".\n"
             + "\n".join(listing)
             + _more(len(context))
         )
-    return f"`context` is a {type(context).__name__} of {size}."
+    if isinstance(context, (list, tuple)):
+        listing = [f"  [{i}]: {_describe_document(value)}" for i, value in enumerate(_first(context))]
+        hint = f", e.g. {_reading_hint('context[0]', context[0])}" if context else ""
+        return (
+            f"`context` is a {type(context).__name__} of {len(context)} documents, {size} in all; "
+            f"context[i] is one document{hint}.\n" + "\n".join(listing) + _more(len(context))
+        )
+    return f"`context` is a {type(context).__name__} of {size}; print(repr(context)[:2000]) shows its start."
 
 
 def shows_whole(context: Any) -> bool:
@@ -57,11 +68,32 @@ def _document_length(document: Any) -> int:
     return len(document) if isinstance(document, str) else len(str(document))
 
 
+def _reading_hint(expression: str, document: Any) -> str:
+    if isinstance(document, str):
+        return f"print({expression}[:1000])"
+    if isinstance(document, dict):
+        return f"print(list({expression})) for its keys"
+    if isinstance(document, (list, tuple)):
+        return f"print(len({expression}), {expression}[:3])"
+    return f"print(repr({expression})[:1000])"
+
+
 def _describe_document(document: Any) -> str:
     if isinstance(document, str):
         head = document[:80].replace("\n", " ")
         return f"str, {len(document):,} chars, starts {head!r}"
-    return f"{type(document).__name__}, {_document_length(document):,} chars as text"
+    return f"{_shape(document)}, {_document_length(document):,} chars as text"
+
+
+def _shape(value: Any, depth: int = 0) -> str:
+    """A structured document's shape in a few words: its type, its keys or its items' type."""
+    if depth < 2 and isinstance(value, dict):
+        keys = list(_first(value))[:8]
+        return f"dict with {len(value)} keys {keys!r}{' ...' if len(value) > len(keys) else ''}"
+    if depth < 2 and isinstance(value, (list, tuple)):
+        inner = f" of {_shape(value[0], depth + 1)}" if value else ""
+        return f"{type(value).__name__} of {len(value)} items{inner}"
+    return type(value).__name__
 
 
 def _first(items: Any) -> list[Any]:

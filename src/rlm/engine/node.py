@@ -19,19 +19,15 @@ from rlm.engine import prompts
 from rlm.engine.answer_types import AnswerType
 from rlm.engine.calls import CallSite
 from rlm.engine.describe import describe_context, shows_whole
+from rlm.engine.grounding import Grounding, literal_final
 from rlm.engine.limits import BUDGET_REASONS, deadline_passed, prompt_cap
 from rlm.engine.parsing import TextFinal, count_code_blocks, cut_after_code, extract_code, find_text_final
 from rlm.engine.result import StepRecord
 from rlm.engine.slots import Slot
 from rlm.engine.tree import Tree
-from rlm.errors import BudgetExceededError, MaxIterationsError
+from rlm.errors import BudgetExceededError, MaxIterationsError, NoAnswerError
 from rlm.events import StepExecuted
 from rlm.sandbox.base import ExecutionResult, Sandbox
-
-# Answers up to this size on one line are values (a number, an id, a name): the kind small models
-# invent. Longer answers are prose written from what the model read.
-SHORT_ANSWER_CHARS = 100
-
 
 # The setting behind each budget's finish reason.
 _LIMIT_OF_REASON = {reason: limit for limit, reason in BUDGET_REASONS.items()}
@@ -114,23 +110,8 @@ class NodeRun:
         runs: Counter[str] = Counter()
         reason = "max_iterations"
         told_to_answer = False
-        # Small models answer with values they never saw: in step 1 before any output, or after
-        # their code, in the same reply, before its output came back. An answer written out
-        # literally that no output so far contains is refused once per node (in step 1 any such
-        # answer, later only short value-like ones, so a long answer written from what the
-        # model read is not held up). Answers computed by code are always accepted.
-        guard_guess = not shows_whole(self.context)
-        seen = [context_info]
-
-        def unfounded(iteration: int, reply: str, answer: str) -> bool:
-            nonlocal guard_guess
-            value = answer.strip()
-            if not guard_guess or not value or value not in reply or any(value in text for text in seen):
-                return False
-            if iteration > 1 and (len(value) > SHORT_ANSWER_CHARS or "\n" in value):
-                return False
-            guard_guess = False
-            return True
+        # An answer the model typed must have been shown by an output first (engine/grounding.py).
+        grounding = Grounding(self.query, enabled=not shows_whole(self.context))
 
         def ask(purpose: str = "step") -> Ask:
             return Ask({"query": self.query, "context_info": context_info, "history": list(history)}, purpose)
@@ -155,24 +136,22 @@ class NodeRun:
                 repeats = runs[key]
                 result = yield Run(code)
                 output, error = result.output, result.error
-                seen.append(output)
+                grounding.saw(iteration, code, output)
                 if count_code_blocks(reply) > 1:
                     notes.append(prompts.EXTRA_BLOCKS_NOTE)
                 if result.final_answer is not None:
-                    refused = prompts.GUESS_NOTE if unfounded(iteration, reply, result.final_answer) else None
-                    refused = refused or self._misfit(result.final_answer)
+                    refused = self._refusal(grounding, result.final_answer, literal_final(code), iteration)
                     if refused is None:
                         self._record(trajectory, iteration, reply, code, result.output, None)
                         return self._outcome(result.final_answer, "final", iteration, trajectory)
                     notes.append(refused)
                     text_final = None
                 if repeats > 1:
-                    notes.append(prompts.REPEATED_NOTE)
+                    notes.append(prompts.repeated_note(failed=error is not None, printed=bool(output.strip())))
             if text_final is not None and error is None:
-                answer, final_error = yield from self._resolve_text_final(text_final)
-                refused = None
+                answer, final_error, literal = yield from self._resolve_text_final(text_final)
                 if answer is not None:
-                    refused = prompts.GUESS_NOTE if unfounded(iteration, reply, answer) else self._misfit(answer)
+                    refused = self._refusal(grounding, answer, literal, iteration)
                     if refused is None:
                         self._record(trajectory, iteration, reply, code or "", output, None)
                         return self._outcome(answer, "final", iteration, trajectory)
@@ -210,19 +189,48 @@ class NodeRun:
             reply = yield ask("answer_now")
         except BudgetExceededError as exc:
             return self._unfinished(BUDGET_REASONS[exc.limit], trajectory)
-        answer = yield from self._last_answer(reply)
+        answer, literal = yield from self._last_answer(reply)
+        missing = None
+        if answer is None or prompts.is_engine_text(answer):
+            missing = "no_answer"
+        elif grounding.unfounded(answer, literal, len(trajectory) + 1):
+            missing = "unfounded"
         if config.strict and self.depth == 0 and reason in _LIMIT_OF_REASON:
             raise BudgetExceededError(
                 f"Budget exceeded: {_LIMIT_OF_REASON[reason]} ran out; the answer of the last step is attached as "
                 ".partial_answer. Raise the budget, or drop strict=True to get it as the result.",
                 limit=_LIMIT_OF_REASON[reason],
-                partial_answer=answer,
+                partial_answer=None if missing else answer,
             )
+        if missing is not None or answer is None:
+            return self._without_answer(missing or "no_answer", reply, trajectory)
         return self._outcome(answer, reason, len(trajectory), trajectory)
 
-    def _misfit(self, answer: str) -> str | None:
-        """Why a FINAL answer does not fit the expected type (told to the model), or None."""
+    def _refusal(self, grounding: Grounding, answer: str, literal: bool, iteration: int) -> str | None:
+        """Why a FINAL answer is not accepted (told to the model), or None."""
+        if prompts.is_engine_text(answer):
+            return prompts.ENGINE_TEXT_NOTE
+        if grounding.unfounded(answer, literal, iteration):
+            return prompts.GUESS_NOTE
         return None if self.answer_type is None else self.answer_type.refusal(answer)
+
+    def _without_answer(self, reason: str, reply: str, trajectory: list[StepRecord]) -> NodeOutcome:
+        """The last step gave no answer founded on an output: none is made up from its text.
+
+        A root returns an empty answer (or raises when strict); a child returns a note its parent's
+        code can read, so the parent knows the sub-task failed rather than taking the text as found.
+        """
+        why = prompts.UNFINISHED[reason]
+        if self.depth == 0 and self.tree.config.strict:
+            raise NoAnswerError(
+                f"No answer: {why}. The last reply is attached as .last_reply. Raise max_iterations, "
+                "give the model a clearer query, or drop strict=True to get an empty answer with "
+                f"finish_reason {reason!r}.",
+                reason=reason,
+                last_reply=reply,
+            )
+        answer = "" if self.depth == 0 else f"[no answer: {why}]"
+        return NodeOutcome(answer, reason, len(trajectory), tuple(trajectory))
 
     def _outcome(self, answer: str, reason: str, iterations: int, trajectory: list[StepRecord]) -> NodeOutcome:
         value = None
@@ -249,31 +257,39 @@ class NodeRun:
         answer = f"[no answer: {why}; its last output follows]\n{last}" if last else f"[no answer: {why}]"
         return NodeOutcome(answer, reason, len(trajectory), tuple(trajectory))
 
-    def _resolve_text_final(self, final: TextFinal) -> Generator[Run, Any, tuple[str | None, str | None]]:
-        """A FINAL written as text: a variable it names wins over its literal text."""
+    def _resolve_text_final(self, final: TextFinal) -> Generator[Run, Any, tuple[str | None, str | None, bool]]:
+        """A FINAL written as text: a variable it names wins over its literal text.
+
+        Returns (answer, error, literal): `literal` when the answer is text the model typed.
+        """
         name = final.variable_name
         if name is not None:
             result: ExecutionResult = yield Run(f"FINAL_VAR({name!r})")
             if result.final_answer is not None:
-                return result.final_answer, None
+                return result.final_answer, None, False
             if final.kind == "FINAL_VAR":
-                return None, result.error
+                return None, result.error, False
         if final.kind == "FINAL_VAR":
-            return None, f"FINAL_VAR needs a variable name, got {final.argument!r}"
-        return final.literal, None
+            return None, f"FINAL_VAR needs a variable name, got {final.argument!r}", False
+        return final.literal, None, True
 
-    def _last_answer(self, reply: str) -> Generator[Run, Any, str]:
+    def _last_answer(self, reply: str) -> Generator[Run, Any, tuple[str | None, bool]]:
+        """The answer of the last step and whether the model typed it; None when it gave none.
+
+        A reply without FINAL is not an answer: its text is the model's reasoning or our own
+        placeholders echoed back, never something the code found.
+        """
         text_final = find_text_final(reply)
         if text_final is not None:
-            answer, _ = yield from self._resolve_text_final(text_final)
+            answer, _, literal = yield from self._resolve_text_final(text_final)
             if answer is not None:
-                return answer
+                return answer, literal
         code = extract_code(reply)
         if code is not None:
             result: ExecutionResult = yield Run(code)
             if result.final_answer is not None:
-                return result.final_answer
-        return reply.strip()
+                return result.final_answer, literal_final(code)
+        return None, False
 
     def _record(
         self,

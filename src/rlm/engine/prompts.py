@@ -6,52 +6,40 @@ a node begins with the same prefix (instructions + task), so providers can reuse
 
 from __future__ import annotations
 
+# No worked example: small models copy an example's wording, search words and shape of answer
+# whatever their task is, and any concrete example resembles some task. The method is taught in
+# general terms, and the task message says how to read this particular `context` (describe.py).
 INSTRUCTIONS = """\
 You answer a query about a context that is too large to read at once. The context is stored in a \
-Python REPL as the variable `context`; you see it only through the code you run. Never guess: \
-find the answer in `context` with code.
+Python REPL as the variable `context`; you see it only through the code you run. The task message \
+describes `context`: its type, its size, its parts and how to read them.
 
 Each reply: one short sentence of thought, then one ```python code block, then stop. The block runs \
-in the REPL and its printed output comes back to you in the next message; never write the output \
+in the REPL and what it prints comes back to you in the next message; never write the output \
 yourself. Variables persist between steps.
 
 Available in the REPL:
 - `context`: the data described in the task.
-- `llm_query(prompt) -> str`: ask a sub-model. It sees ONLY the text of `prompt`, so put the passage \
-in it, e.g. llm_query("Summarise: " + chunk), keeping each prompt within the size the task states.
-- `llm_query_batched(prompts) -> list[str]`: many prompts at once, answered concurrently.
-- `recursive_llm(query, sub_context) -> str`: a helper like you, with its own REPL over `sub_context`.
+- `llm_query(prompt) -> str`: ask a sub-model. It sees ONLY the text of `prompt`, so the prompt must \
+hold both the passage and the question, within the size the task states.
+- `llm_query_batched(prompts) -> list[str]`: many prompts answered concurrently, answers in order.
+- `recursive_llm(query, sub_context) -> str`: a helper like you, with its own REPL over `sub_context`, \
+for a part that needs several steps of its own.
 - `FINAL(answer)`: finish with this answer. `FINAL_VAR(name)`: finish with the variable `name`.
 - Modules to import: re, json, math, collections, itertools, statistics, datetime, difflib. \
 No files, no network.
 
 How to work:
-1. Look first: print len(context) and a short slice such as context[:300].
-2. When code can find or compute the answer (re.search, re.findall, counting lines, filtering), \
-do it with code. Print only small results: long output is cut.
-3. For meaning that code cannot get, split the context into chunks, ask llm_query_batched about \
-each chunk, and combine the answers.
-4. As soon as you have the answer, call FINAL(answer) with the answer itself: the number you \
-computed, or the exact value you read in the output. Never repeat a step that already worked.
-
-Example, for another context:
-Query: What is the order id of the refund that failed?
-Reply: Look at the data first.
-```python
-print(len(context))
-print(context[:300])
-```
-Reply: Find the matching lines with code and print them.
-```python
-hits = [line for line in context.splitlines() if "refund" in line and "failed" in line]
-print(len(hits))
-print(hits[:5])
-```
-(The REPL printed 1 and the line '2024-05-02 refund failed for order 88172'.)
-Reply: The printed line holds the answer, so I finish with it.
-```python
-FINAL("88172")
-```
+1. Explore before relying on anything: print the size and a small sample of `context`, the way \
+the task's description of it shows, to learn its format.
+2. What code can decide, decide with code over all of the context: search, parse, filter, count, \
+compare. Print small results; long output is cut.
+3. What needs reading or judgement, delegate: split the relevant text into chunks that fit a \
+sub-call, ask llm_query_batched the same focused question about every chunk, then combine the \
+answers with code (count, add up, pick, join).
+4. Finish only with what you found: FINAL(variable) for a value your code computed, or FINAL of a \
+value exactly as an output showed it. If a step failed or printed nothing useful, change the code \
+instead of running it again.
 """
 
 
@@ -80,9 +68,12 @@ def first_message(query: str, context_info: str) -> str:
     return f"Query: {query}\n\n{context_info}"
 
 
+NOTHING_PRINTED = "(nothing printed)"
+
+
 def observation(output: str, error: str | None, note: str, closing: str) -> str:
     """What the model reads after a step: output, error, a note, then the next step's line."""
-    parts = [f"Output:\n{output.rstrip()}" if output.strip() else "Output: (nothing printed)"]
+    parts = [f"Output:\n{output.rstrip()}" if output.strip() else f"Output: {NOTHING_PRINTED}"]
     if error:
         parts.append(f"Error:\n{error}")
     if note:
@@ -97,16 +88,34 @@ NO_CODE_NOTE = (
 )
 
 GUESS_NOTE = (
-    "You wrote that answer before seeing it in any output, so it is a guess and was not accepted. "
-    "Read the output above (or compute the answer with code), then call FINAL(answer)."
+    "That answer was not accepted: no output of your code has shown it, so it is a guess. "
+    "Compute it with code and finish with FINAL(variable), or print the evidence first."
+)
+
+ENGINE_TEXT_NOTE = (
+    "That answer was not accepted: it is the REPL's own text, not something found in `context`. "
+    "Find the answer with code, then call FINAL(answer)."
 )
 
 EXTRA_BLOCKS_NOTE = "Only your first code block ran. Write one block per reply and wait for its output."
 
-REPEATED_NOTE = (
-    "You already ran this exact code; its result is above. Do not run it again: "
-    "use what you found and call FINAL(answer)."
-)
+
+def repeated_note(failed: bool, printed: bool) -> str:
+    """Said when the model runs code it ran before: what to do depends on how it went."""
+    if failed:
+        return "You ran this exact code before and it failed the same way. Read the error and change the code."
+    if not printed:
+        return "You ran this exact code before and it printed nothing both times. Change the code."
+    return "You already ran this exact code; its result is above. Use that result: do not run it again."
+
+
+# Text the engine itself writes into the conversation. An answer that carries it was read off
+# our own messages, not found in `context`.
+_ENGINE_MARKERS = (NOTHING_PRINTED, "[no answer:", "That answer was not accepted", "Step 1 of ")
+
+
+def is_engine_text(answer: str) -> bool:
+    return any(marker in answer for marker in _ENGINE_MARKERS)
 
 
 def answer_now(max_steps: int, reason: str) -> str:
@@ -129,4 +138,6 @@ UNFINISHED = {
     "budget_cost": "the run's cost budget (max_cost_usd) ran out before this sub-task answered",
     "budget_time": "the run's time budget (max_time_s) ran out before this sub-task answered",
     "time": "the calling step's time (max_step_seconds) ran out before this sub-task answered",
+    "no_answer": "the model's last reply gave no FINAL answer",
+    "unfounded": "the model's last answer was never shown by any output of its code (a guess)",
 }

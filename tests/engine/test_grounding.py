@@ -1,0 +1,130 @@
+"""When an answer counts as founded on what the code showed (engine/grounding.py), and the loop's use of it."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlm import RLM
+from rlm.engine.describe import describe_context
+from rlm.engine.grounding import Grounding, code_literals, literal_final
+from tests.conftest import last_user_message
+
+BIG = "filler text. " * 5000 + "The magic number is 4817. " + "more filler. " * 2000
+
+
+def code(src: str) -> str:
+    return f"Let me run this.\n```python\n{src}\n```"
+
+
+def grounding_after(*outputs: str, query: str = "q") -> Grounding:
+    seen = Grounding(query)
+    for step, output in enumerate(outputs, start=1):
+        seen.saw(step, "print(x)", output)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("answer", "output"),
+    [
+        ("80", "The context holds 4,698,280 characters"),  # a digit run inside a bigger number
+        ("280", "4,698,280"),
+        ("3", "version 3.5"),
+        ("3", "python 3.10.2"),
+        ("05", "2024-05-02"),
+        ("12", "user_12 and x12"),
+        ("bill", "billing: 30"),
+    ],
+)
+def test_a_value_inside_a_longer_value_is_not_shown(answer, output):
+    assert grounding_after(output).unfounded(answer, literal=True, step=2)
+
+
+@pytest.mark.parametrize(
+    ("answer", "output"),
+    [
+        ("4698280", "4,698,280 characters"),  # numbers compare by value
+        ("1,234", "[1234, 7]"),
+        ("2", "counts: 1,2,3"),
+        ("3.5", "mean 3.5"),
+        ("Billing", "[('billing', 120), ('refund', 80)]"),  # case does not matter for words
+        ("fnmatch.py", "found in 'fnmatch.py'"),
+        ("The most frequent label is billing.", "billing 120\nrefund 80"),  # its key word was shown
+        ("There are 120 billing records", "billing 120"),
+    ],
+)
+def test_a_value_shown_whole_by_an_output_is_founded(answer, output):
+    query = "Which label is the most frequent, and how many records have it?"
+    assert not grounding_after(output, query=query).unfounded(answer, literal=True, step=2)
+
+
+def test_nothing_typed_is_founded_before_any_output_and_computed_answers_always_are():
+    seen = Grounding("q")
+    assert seen.unfounded("42", literal=True, step=1)
+    assert not seen.unfounded("42", literal=False, step=1)
+    assert not Grounding("q", enabled=False).unfounded("42", literal=True, step=1)
+
+
+def test_what_a_step_prints_of_its_own_constants_is_no_evidence_in_that_step():
+    seen = Grounding("q")
+    seen.saw(2, 'print("80")', "80")
+    assert seen.unfounded("80", literal=True, step=2)
+    assert not seen.unfounded("80", literal=True, step=3)  # later it is: the model read it
+
+
+def test_prose_after_the_first_step_is_checked_for_its_numbers_only():
+    seen = grounding_after("lines: 120")
+    prose = "The log shows a steady service with a few slow requests in the afternoon, " * 2
+    assert not seen.unfounded(prose, literal=True, step=2)
+    assert seen.unfounded(prose + "There were 75 of them.", literal=True, step=2)
+    assert seen.unfounded(prose, literal=True, step=1)
+
+
+def test_a_final_is_literal_when_the_model_typed_its_value():
+    assert literal_final('FINAL("80")')
+    assert literal_final("FINAL(80)")
+    assert literal_final('answer = "80"\nFINAL(answer)')
+    assert literal_final('answer = "80"\nFINAL_VAR("answer")')
+    assert not literal_final("n = len(context)\nFINAL(n)")
+    assert not literal_final('FINAL(f"{n} records")')
+    assert not literal_final("FINAL(str(sum(counts.values())))")
+    assert code_literals("print(context[:80])\nx = 'a'") == {"a"}
+
+
+def test_the_description_of_the_context_is_not_evidence(make_lm):
+    # 4,698,280-like figures and the preview are in the task message, never in an output
+    lm, engine = make_lm([code("print(len(context))") + "\nFINAL('filler')", code("FINAL('filler')"), "FINAL('x')"])
+    result = RLM(model=lm, max_iterations=2).run("What word starts the context?", BIG)
+    assert "so it is a guess" in last_user_message(engine.calls[1])
+    assert (result.answer, result.finish_reason) == ("", "unfounded")
+
+
+def test_engine_text_is_refused_as_an_answer(make_lm):
+    lm, engine = make_lm([code("x = 1"), "FINAL('(nothing printed)')", code("FINAL(str(len(context)))")])
+    result = RLM(model=lm).run("How long is the context?", BIG)
+    assert "the REPL's own text" in last_user_message(engine.calls[2])
+    assert result.answer == str(len(BIG))
+
+
+def test_a_child_without_an_answer_tells_its_parent_so(make_lm):
+    parent = code("r = recursive_llm('find it', context[:2000])\nprint(r)")
+    child = [code("x = 1"), "I could not find it."]  # max_iterations=1: one step, then answer-now
+    lm, _ = make_lm([parent, *child, code("FINAL_VAR('r')")])
+    result = RLM(model=lm, max_iterations=1).run("q", BIG)
+    assert result.trajectory[0].output.startswith("[no answer: the model's last reply gave no FINAL answer")
+    # and the parent cannot hand that note on as its own answer
+    assert (result.answer, result.finish_reason) == ("", "no_answer")
+
+
+def test_a_repeated_failing_step_is_told_to_change_the_code(make_lm):
+    lm, engine = make_lm([code("1/0"), code("1/0"), code("FINAL(str(len(context)))")])
+    RLM(model=lm).run("q", BIG)
+    note = last_user_message(engine.calls[2])
+    assert "failed the same way" in note and "Use that result" not in note
+
+
+def test_a_dict_context_is_described_with_how_to_read_its_documents():
+    text = describe_context({"a.py": "import os\n", "b.py": "x = 1\n"})
+    assert "list(context)" in text and "print(context['a.py'][:1000])" in text
+    assert "context[:" not in text  # slicing a dict fails: never advised
+    nested = describe_context([{"user": 1, "text": "hi"}])
+    assert "dict with 2 keys ['user', 'text']" in nested and "print(list(context[0]))" in nested
