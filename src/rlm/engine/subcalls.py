@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from rlm.engine.batch_threads import cancel_pending, run_batch
 from rlm.engine.calls import aask_plain, ask_plain
 from rlm.engine.limits import LimitError, LimitLog, deadline_passed, prompt_cap
 from rlm.errors import BudgetExceededError, ContextError, RLMError
@@ -80,17 +80,12 @@ class HostFunctions:
     def _batch(self, jobs: list[Callable[[], str]]) -> list[str]:
         if not jobs:
             return []
-        workers = min(self.node.tree.config.max_concurrency, len(jobs))
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlm-subcall")
+        futures = run_batch(jobs, self.node.tree.config.max_concurrency)
         try:
-            futures = [pool.submit(job) for job in jobs]
-            results = [self._settle(f.exception(), f) for f in futures]
+            return [self._settle(f.exception(), f) for f in futures]
         except BaseException:
-            # Ctrl-C or a fatal error: the items not yet started must not all run first.
-            pool.shutdown(wait=False, cancel_futures=True)
+            cancel_pending(futures)  # Ctrl-C or a fatal error: the items not yet started must not all run first
             raise
-        pool.shutdown(wait=True)
-        return results
 
     def _settle(self, error: BaseException | None, future: Any) -> str:
         if error is None:
