@@ -27,6 +27,9 @@ class FakeOpenAIServer:
     window_chars: int | None = None
     # `usage(body) -> dict` writes each answer's `usage` field (e.g. cached prompt tokens).
     usage: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # The next requests get a 429 each, with these Retry-After values in turn (seconds or an HTTP
+    # date; None sends no header); the requests after them are answered.
+    rate_limited: list[str | None] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -59,6 +62,12 @@ class FakeOpenAIServer:
                     error = {"message": message, "type": "invalid_request_error", "code": "context_length_exceeded"}
                     self._reply(400, {"error": error})
                     return
+                if fake.rate_limited:
+                    retry_after = fake.rate_limited.pop(0)
+                    error = {"message": "Rate limit reached; try again later", "type": "rate_limit_error",
+                             "code": "rate_limit_exceeded"}  # fmt: skip
+                    self._reply(429, {"error": error}, {"Retry-After": retry_after} if retry_after else {})
+                    return
                 if fake.delay_s:
                     time.sleep(fake.delay_s)
                 text = fake.responder(body)
@@ -81,9 +90,11 @@ class FakeOpenAIServer:
                     },
                 )
 
-            def _reply(self, status: int, payload: dict[str, Any]) -> None:
+            def _reply(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
