@@ -90,13 +90,16 @@ def main() -> None:
     parser.add_argument("--model", default="local")
     parser.add_argument("--size", type=int, default=8000, help="context size in tokens (default 8000)")
     parser.add_argument("--max-iterations", type=int, default=8)
+    parser.add_argument("--timeout", type=float, default=900, help="per LM call, s (a shared server queues calls)")
     parser.add_argument("--out", help="write every row as JSON here")
     args = parser.parse_args()
     rows = []
     for item in held_out_items(args.size):
         started = time.perf_counter()
         try:
-            result = RLM(model=args.model, max_iterations=args.max_iterations).run(item.query, item.context)
+            result = RLM(model=args.model, max_iterations=args.max_iterations, timeout=args.timeout).run(
+                item.query, item.context
+            )
             row = inspect(item, result)
         except Exception as exc:  # a failed item is a wrong one, with its reason
             row = {"kind": item.kind, "expected": item.answer, "answer": "", "correct": False,
