@@ -187,6 +187,17 @@ def test_import_rlm_is_silent_in_a_clean_install(copied_install):
     assert result.stderr == ""
 
 
+def test_the_rlm_command_says_when_another_projects_init_replaced_ours(copied_install):
+    install(copied_install, "rlms", "0.1.3", [f for f in RLMS_FILES if f != "rlm/__init__.py"])
+    (copied_install / "rlm" / "__init__.py").write_text("RLM = 'the other project'\n")  # installed after ours
+
+    result = run_python("import sys; from rlm.cli.main import main; sys.exit(main(['--help']))", copied_install)
+
+    assert result.returncode == 0, result.stderr
+    assert f"{copied_install / 'rlm' / '__init__.py'} is not recursive-llm-dspy's: rlms 0.1.3" in result.stderr
+    assert "`from rlm import RLM` gives that project's class" in result.stderr
+
+
 def test_the_warning_is_given_once_per_process(site, monkeypatch):
     install(site, "rlms", "0.1.3", RLMS_FILES)
     monkeypatch.setattr(install_check, "PACKAGE_DIR", str(site / "rlm"))

@@ -390,6 +390,9 @@ def serve_local(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rlm.install_check import warn_about_conflicts
+
+    warn_about_conflicts()  # again here: another project's rlm/__init__.py, installed over ours, skips it
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     handlers = {
