@@ -33,6 +33,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--size", type=int, default=8000, help="tokens per held-out context")
     parser.add_argument("--max-iterations", type=int, default=6)
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per LM request (a shared server queues)")
     parser.add_argument("--program", default=None, help="a compiled program; without it one is compiled first")
     parser.add_argument("--train-items", type=int, default=6)
     parser.add_argument("--train-size", type=int, default=8000)
@@ -43,7 +44,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def compile_program(args: argparse.Namespace, path: Path) -> Path:
-    rlm = RLM(model=args.model, api_base=args.api_base, max_iterations=args.max_iterations)
+    rlm = RLM(model=args.model, api_base=args.api_base, max_iterations=args.max_iterations, timeout=args.timeout)
     trainset = training_items(args.train_items, args.train_size)
 
     def heard(example: Any, score: float, why: str) -> None:
@@ -61,7 +62,13 @@ def compile_program(args: argparse.Namespace, path: Path) -> Path:
 
 
 def run_one(args: argparse.Namespace, program: Path | None, item: Any, seed: int) -> dict[str, Any]:
-    rlm = RLM(model=args.model, api_base=args.api_base, max_iterations=args.max_iterations, program=program)
+    rlm = RLM(
+        model=args.model,
+        api_base=args.api_base,
+        max_iterations=args.max_iterations,
+        timeout=args.timeout,
+        program=program,
+    )
     started = time.perf_counter()
     try:
         result = rlm.run(item.query, item.context)
