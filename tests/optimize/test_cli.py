@@ -64,3 +64,20 @@ def test_optimize_without_a_single_earned_run_says_so_and_fails(openai_server, t
                      "600", "--max-iterations", "2", *model_args(server))  # fmt: skip
     assert result.returncode == 1
     assert "no training run earned its answer" in result.stderr
+
+
+def test_batch_gives_every_item_the_program(openai_server, tmp_path):
+    from rlm.optimize import Program
+
+    demo = {"query": "Which colour?", "context_info": "A str.", "history": [], "reply": 'FINAL("teal, from the demo")'}
+    program = Program(model="openai/test-model", demos=(demo,)).save(tmp_path / "p.json")
+    server = openai_server(lambda body: "```python\nFINAL(str(len(context)))\n```")
+    items = tmp_path / "items.jsonl"
+    items.write_text(
+        "".join(json.dumps({"id": f"i{n}", "query": "How long?", "context": "x" * n}) + "\n" for n in (3, 5))
+    )
+    result = run_cli("batch", str(items), "--out", str(tmp_path / "out.jsonl"), "--program", str(program), "-q",
+                     *model_args(server))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(server.requests) == 2
+    assert all(demo["reply"] in [m["content"] for m in body["messages"]] for body in server.requests)
