@@ -113,9 +113,11 @@ def test_the_server_rlm_ask_started_stops_when_rlm_ask_is_stopped(stand_in, sign
 
 
 def test_a_busy_server_is_shared_by_a_second_process_not_taken_for_dead(stand_in):
-    first = ask(stand_in, delay=3)
+    # The first request holds the server for 10 s, long enough for a second `rlm ask` to start and
+    # look even on a loaded machine (with 3 s, a slow start found the first one gone and started anew).
+    first = ask(stand_in, delay=10)
     wait_for(lambda: record_of(stand_in).exists(), what="the server to start")
-    time.sleep(0.5)  # the first request now holds the server for 3 s: /v1/models would not answer
+    time.sleep(0.5)  # /v1/models would not answer now: the server is busy
     second = ask(stand_in, delay=3)
     for process in (first, second):
         out, err = process.communicate(timeout=60)

@@ -193,7 +193,7 @@ class LocalServer:
         return [
             sys.executable,
             "-m",
-            "llama_cpp.server",
+            "rlm.models.llama_server_main",  # llama_cpp.server with a cache bound that holds
             "--model",
             str(gguf),
             "--model_alias",
@@ -211,7 +211,8 @@ class LocalServer:
             "--n_batch",
             "512",
             # Keeps the root's prompt state across interleaved sub-calls (docs/BENCHMARKS.md: a root
-            # step after a sub-call 18.9 -> 10.7 s); 1 GiB holds about four full 8k-token states.
+            # step after a sub-call 18.9 -> 10.7 s). Each state costs its KV bytes plus a 311 MB
+            # logits copy (llama_server_main counts both), so 1 GiB holds the last three prompts.
             *llama_server_cache_args(1 << 30),
         ]
 
