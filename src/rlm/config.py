@@ -51,7 +51,7 @@ class RLMConfig:
     max_repeated_steps: int = 2
     # Estimated prompt tokens at which a root conversation (a session's, carried over between its
     # questions, or one long run's) is compacted into a summary the model writes (engine/conversation.py).
-    # None: 80% of the model's input window where DSPy's model metadata knows it, else of 32,768.
+    # None: 60% of the model's input window where DSPy's model metadata knows it, else of 32,768.
     compact_at_tokens: int | None = None
     # Stop sequences for the models' REPL steps (not sub-calls). Empty for hosted models: some
     # reject `stop` (OpenAI's reasoning models), and large models stop after their block anyway.

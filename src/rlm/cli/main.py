@@ -125,7 +125,7 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
         type=int,
         metavar="TOKENS",
         help="estimated prompt tokens at which the conversation is compacted into the model's summary "
-        "(default: 80%% of the model's window where known, else of 32,768)",
+        "(default: 60%% of the model's window where known, else of 32,768)",
     )
 
     bench = commands.add_parser(

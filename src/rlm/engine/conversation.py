@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     from rlm.engine.limits import LimitLog
     from rlm.engine.node import Ask
 
-# Compact when the estimated prompt reaches this share of the model's input window: the estimate
-# (CHARS_PER_TOKEN characters a token) runs high, and the reply and the summary call need room too.
-# The paper authors' `rlms` compacts at 85% of the window it counts with a tokenizer.
-COMPACT_AT_SHARE = 0.8
+# Compact when the estimated prompt reaches this share of the model's input window. The estimate
+# (CHARS_PER_TOKEN characters a token) runs high for prose but low for logs and digits, which
+# tokenize at ~2.2 characters a token (bench/root_prompt_tokens.py's session part), and the reply
+# and the summary call need room too. The paper authors' `rlms` compacts at 85% of the window it
+# counts with a real tokenizer.
+COMPACT_AT_SHARE = 0.6
 # The window assumed when neither DSPy's nor LiteLLM's model metadata knows the model (servers
 # behind api_base, custom LMs): small enough for common local servers set to 32k.
 FALLBACK_WINDOW_TOKENS = 32_768
