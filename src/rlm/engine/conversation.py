@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from rlm.engine.node import Ask
 
 # Compact when the estimated prompt reaches this share of the model's input window. The estimate
-# (CHARS_PER_TOKEN characters a token) runs high for prose but low for logs and digits, which
-# tokenize at ~2.2 characters a token (bench/root_prompt_tokens.py's session part), and the reply
+# (CHARS_PER_TOKEN characters a token) runs high for prose (4.2 for the instructions with
+# gpt-4o-mini's tokenizer) but low for logs and digits (2.5 for bench/root_prompt_tokens.py's log
+# lines), and the reply
 # and the summary call need room too. The paper authors' `rlms` compacts at 85% of the window it
 # counts with a real tokenizer.
 COMPACT_AT_SHARE = 0.6
