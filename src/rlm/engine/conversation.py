@@ -26,9 +26,8 @@ if TYPE_CHECKING:
 # Compact when the estimated prompt reaches this share of the model's input window. The estimate
 # (CHARS_PER_TOKEN characters a token) runs high for prose (4.2 for the instructions with
 # gpt-4o-mini's tokenizer) but low for logs and digits (2.5 for bench/root_prompt_tokens.py's log
-# lines), and the reply
-# and the summary call need room too. The paper authors' `rlms` compacts at 85% of the window it
-# counts with a real tokenizer.
+# lines), and the reply and the summary call need room too. The paper authors' `rlms` compacts at
+# 85% of the window it counts with a real tokenizer.
 COMPACT_AT_SHARE = 0.6
 # The window assumed when neither DSPy's nor LiteLLM's model metadata knows the model (servers
 # behind api_base, custom LMs): small enough for common local servers set to 32k.
