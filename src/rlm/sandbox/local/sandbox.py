@@ -12,14 +12,10 @@ import atexit
 import contextlib
 import functools
 import json
-import logging
 import os
-import queue
-import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,9 +23,8 @@ from typing import Any
 from rlm.errors import SandboxError
 from rlm.sandbox.base import ExecutionResult, SandboxLimits, SubcallHandler, clip_middle
 from rlm.sandbox.local.channel import ChannelError, WorkerChannel
+from rlm.sandbox.local.processes import network_isolation_available, retire, spawn
 from rlm.sandbox.local.spare import SparePool
-
-logger = logging.getLogger(__name__)
 
 _WORKER_DIR = Path(__file__).resolve().parent
 # Seconds a step may overrun its limit before the worker is killed (it gets a TimeoutError first).
@@ -38,76 +33,6 @@ START_TIMEOUT_S = 15.0
 # Frames from the worker beyond this (plus twice the context, for slices sent to children) are
 # refused: only a runaway or hostile step sends more.
 BASE_FRAME_BYTES = 64 << 20
-
-_isolation_lock = threading.Lock()
-_isolation_checked: bool | None = None
-
-
-def network_isolation_available() -> bool:
-    """Whether `unshare -n -i -r` can give the worker empty network and IPC namespaces (checked once).
-
-    An extra layer: the jail's seccomp filter already refuses every socket.
-    """
-    global _isolation_checked
-    with _isolation_lock:
-        if _isolation_checked is None:
-            unshare = shutil.which("unshare")
-            ok = False
-            if unshare and sys.platform.startswith("linux"):
-                try:
-                    ok = (
-                        subprocess.run([unshare, "-n", "-i", "-r", "true"], capture_output=True, timeout=5).returncode
-                        == 0
-                    )
-                except (OSError, subprocess.SubprocessError):
-                    ok = False
-            if not ok:
-                logger.info(
-                    "recursive-llm: no network namespace (unshare -n -i -r failed); "
-                    "the jail's filter alone keeps sockets closed"
-                )
-            _isolation_checked = ok
-        return _isolation_checked
-
-
-class _Spawner:
-    """Starts every worker from one thread that lives as long as the host process.
-
-    The worker's death signal (PR_SET_PDEATHSIG) fires when the *thread* that started it ends,
-    not the process: a worker started from a short-lived thread (a batch's pool) would die with
-    that thread. Started from here, it dies exactly when the host does, even by SIGKILL.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: queue.Queue[tuple[list[str], dict[str, Any], queue.Queue[Any]]] = queue.Queue()
-        self._owner_pid = -1
-
-    def popen(self, command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        with self._lock:
-            if self._owner_pid != os.getpid():  # first use, or a forked host that lost the thread
-                self._requests = queue.Queue()
-                threading.Thread(target=self._serve, args=(self._requests,), name="rlm-spawner", daemon=True).start()
-                self._owner_pid = os.getpid()
-            requests = self._requests
-        done: queue.Queue[Any] = queue.Queue(maxsize=1)
-        requests.put((command, kwargs, done))
-        result = done.get()
-        if isinstance(result, BaseException):
-            raise result
-        return result  # type: ignore[no-any-return,unused-ignore]
-
-    @staticmethod
-    def _serve(requests: queue.Queue[tuple[list[str], dict[str, Any], queue.Queue[Any]]]) -> None:
-        while True:
-            command, kwargs, done = requests.get()
-            try:
-                done.put(subprocess.Popen(command, **kwargs))
-            except BaseException as exc:  # handed to the caller, raised there
-                done.put(exc)
-
-
-_spawner = _Spawner()
 
 
 def jail_refused(cause: str) -> SandboxError:
@@ -155,12 +80,12 @@ class LocalSandbox:
         command = self._command()
         key = tuple(command)
         spare = _spares.take(key)
-        process = spare or _spawn(command)
-        _spares.refill(key, functools.partial(_spawn, command))  # for the next sandbox to start
+        process = spare or spawn(command)
+        _spares.refill(key, functools.partial(spawn, command))  # for the next sandbox to start
         ready = self._greet(process)
         if ready is None and spare is not None:  # the spare died while taken: start one the usual way
             self._kill()
-            ready = self._greet(_spawn(command))
+            ready = self._greet(spawn(command))
         if ready is not None and ready.get("type") == "jail_failed":
             self._kill()
             raise jail_refused(str(ready.get("error")))
@@ -206,17 +131,7 @@ class LocalSandbox:
         self._loaded = True
 
     def close(self) -> None:
-        process, channel = self._process, self._channel
-        self._process = self._channel = None
-        if process is None or channel is None:
-            return
-        try:
-            channel.send({"op": "close"}, time.monotonic() + 1.0)
-            process.wait(timeout=1.0)
-        except (ChannelError, subprocess.TimeoutExpired):
-            pass
-        finally:
-            _kill_group(process)
+        self._kill()  # a worker keeps nothing worth a clean exit: killed at once, reaped off this thread
 
     def __enter__(self) -> LocalSandbox:
         self.start()
@@ -358,24 +273,7 @@ class LocalSandbox:
     def _kill(self) -> None:
         process, self._process, self._channel = self._process, None, None
         if process is not None:
-            _kill_group(process)
-
-
-def _spawn(command: list[str]) -> subprocess.Popen[bytes]:
-    try:
-        return _spawner.popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={},
-            cwd="/",
-            bufsize=0,
-            close_fds=True,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise SandboxError(f"could not start the sandbox worker: {exc}") from exc
+            retire(process)
 
 
 def _answer_call(handler: SubcallHandler, message: dict[str, Any]) -> dict[str, Any]:
@@ -390,17 +288,5 @@ def _answer_call(handler: SubcallHandler, message: dict[str, Any]) -> dict[str, 
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    for kill in (lambda: os.killpg(process.pid, signal.SIGKILL), process.kill):
-        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
-            kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
-    for stream in (process.stdin, process.stdout):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
-
-
-_spares = SparePool(_kill_group, wait_s=START_TIMEOUT_S)
+_spares = SparePool(retire, wait_s=START_TIMEOUT_S)
 atexit.register(_spares.close)  # the death signal ends a spare with the host anyway; this is quicker
