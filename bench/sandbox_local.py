@@ -1,14 +1,15 @@
 """The local restricted sandbox against DSPy's LocalInterpreter, in the same run.
 
-Start-up, a trivial step's round trip, loading a 100 MB context, a step after that load, and the
-peak memory of host plus worker; the jailed sandbox and the policy-only one side by side, so the
-OS jail's own cost shows. Run:  python -m bench.sandbox_local
+Start-up (a fresh worker, and taking the warm spare of `sandbox/local/spare.py`), a trivial step's
+round trip, loading a 100 MB context, a step after that load, and the peak memory of host plus
+worker; the jailed sandbox and the policy-only one side by side, so the OS jail's own cost shows. Run:  python -m bench.sandbox_local
 (DSPy's Deno/Pyodide PythonInterpreter is not measured: Deno cannot be installed on these machines.)
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import resource
 import statistics
 import time
@@ -19,6 +20,7 @@ from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox
 
 CONTEXT_MB = 100
+SPARE_BOOT_S = 0.5  # between starts with a spare: time for the one started by the last start to boot
 
 
 def no_calls(fn: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -39,14 +41,24 @@ def peak_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 
-def ours(context: str, jail: bool) -> dict[str, float]:
-    def start_and_close() -> None:
+def start_ms(jail: bool, spare: bool, repeat: int = 10) -> float:
+    """Median time of `start()`: a fresh worker each time, or the spare (given time to boot)."""
+    os.environ["RLM_SANDBOX_SPARE"] = "1" if spare else "0"
+    samples = []
+    for _ in range(repeat + 1):  # the first warms the OS caches (and, with spares, starts one)
+        if spare:
+            time.sleep(SPARE_BOOT_S)
         box = LocalSandbox(jail=jail)
+        started = time.perf_counter()
         box.start()
+        samples.append((time.perf_counter() - started) * 1000)
         box.close()
+    return statistics.median(samples[1:])
 
-    start_and_close()  # warm the OS caches once
-    row = {"start ms": median_ms(start_and_close, 10)}
+
+def ours(context: str, jail: bool) -> dict[str, float]:
+    row = {"start ms": start_ms(jail, spare=False), "start, spare ms": start_ms(jail, spare=True)}
+    os.environ["RLM_SANDBOX_SPARE"] = "0"  # the figures below as before spares: each load a fresh start
     box = LocalSandbox(SandboxLimits(exec_timeout=30, memory_limit_mb=1024), jail=jail)
     box.start()
     box.load("small")
@@ -71,7 +83,7 @@ def dspy_local(context: str) -> dict[str, float]:
         interpreter.shutdown()
 
     start_and_close()
-    row = {"start ms": median_ms(start_and_close, 10)}
+    row = {"start ms": median_ms(start_and_close, 10), "start, spare ms": float("nan")}
     interpreter = LocalInterpreter()
     interpreter.start()
     interpreter.execute("context = 'small'")
@@ -97,7 +109,14 @@ def main() -> None:
     host_after_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows["... restricted-policy-only"] = ours(context, jail=False)
     rows["dspy LocalInterpreter"] = dspy_local(context)
-    columns = ["start ms", "trivial step ms", "load 100 MB s", "step after load ms", "worker peak MB"]
+    columns = [
+        "start ms",
+        "start, spare ms",
+        "trivial step ms",
+        "load 100 MB s",
+        "step after load ms",
+        "worker peak MB",
+    ]
     print(f"context: {len(context) / 1e6:.1f} MB of text")
     print(f"{'':>26}" + "".join(f"{c:>20}" for c in columns))
     for name, row in rows.items():
