@@ -3,13 +3,15 @@
 The model is scripted (no provider is reachable here); the facade, engine and restricted sandbox
 are real. Each question takes two steps: one that counts with code (and keeps its result in a
 variable), one that answers. Prints the wall time and the context loads of each way, the host's
-and worker's peak memory, and the root prompt's size for each question of the session (it grows
-with the note on earlier questions and variables, which is capped). Run:
+and worker's peak memory, and the size of the prompt each question of the session starts with (it
+grows as the conversation carries over; `python -m bench.root_prompt_tokens --session` compares it
+with and without compaction). Run:
     python -m bench.session_load
 """
 
 from __future__ import annotations
 
+import re
 import resource
 import time
 
@@ -47,10 +49,9 @@ class LoadCounter:
 
 
 def reply(messages: list[dict[str, str]]) -> str:
-    done = sum(m["role"] == "assistant" for m in messages)
-    question = messages[1]["content"].split("\n", 1)[0]
-    number = int(question.rsplit(" ", 1)[1])
-    if done == 0:
+    # The latest question asked, whether the conversation carries earlier ones over or not.
+    number = int(re.findall(r"Query: Question (\d+)", "\n".join(m["content"] for m in messages))[-1])
+    if not messages[-1]["content"].startswith("Output:"):
         return f"```python\ncount_{number} = context.count('user=4711', 0, {number} * 1_000_000)\nprint(count_{number})\n```"
     return f"```python\nFINAL(count_{number})\n```"
 
@@ -62,7 +63,7 @@ def main() -> None:
     prompt_sizes: list[int] = []
 
     def record(messages: list[dict[str, str]]) -> str:
-        if sum(m["role"] == "assistant" for m in messages) == 0:
+        if not messages[-1]["content"].startswith("Output:"):  # a question's first step
             prompt_sizes.append(sum(len(m["content"]) for m in messages))
         return reply(messages)
 
