@@ -170,7 +170,7 @@ class Session:
 
     def _remember(self, query: str, result: RLMResult) -> None:
         if self._carries:
-            self.conversation.end_question(closing_reply(result))
+            self.conversation.end_question(closing_reply(result), [step.output for step in result.trajectory])
         self.turns.append((query, result.answer))
         for name in assigned_names(result.trajectory):
             if name not in self.names:

@@ -10,7 +10,7 @@ an assistant turn right after them, followed by the latest turn verbatim. `rlm.s
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ COMPACT_AT_SHARE = 0.6
 # The window assumed when neither DSPy's nor LiteLLM's model metadata knows the model (servers
 # behind api_base, custom LMs): small enough for common local servers set to 32k.
 FALLBACK_WINDOW_TOKENS = 32_768
-# Observations of earlier questions kept as evidence for `Grounding` after they left the prompt.
+# Code outputs of earlier questions kept as evidence for `Grounding` after they left the prompt.
 MAX_EVIDENCE_TEXTS = 200
 
 SUMMARY_REQUEST = (
@@ -102,7 +102,7 @@ class Conversation:
         self.turns: list[Turn] = []
         self.compactions: list[Compaction] = []
         self.questions = 0  # questions begun
-        self._evidence: list[str] = []  # observations of earlier questions, for grounding answers
+        self._evidence: list[str] = []  # code outputs of earlier questions, for grounding answers
         self._summary: Turn | None = None
         # the question under way
         self._bridge_reply: str | None = None  # the reply that ended the previous question
@@ -123,20 +123,21 @@ class Conversation:
         self._reset_question()
         self.questions += 1
 
-    def end_question(self, closing_reply: str) -> None:
-        """The question under way was answered with `closing_reply`: its turns are carried over."""
+    def end_question(self, closing_reply: str, outputs: Sequence[str] = ()) -> None:
+        """The question under way was answered with `closing_reply`: its turns are carried over, and
+        what its code printed (`outputs`) stays evidence for later answers."""
         if self.opening is None:  # answered without asking the model (cannot happen today)
             return
         if self._bridge is not None and not self._bridge_folded:
             self.turns.append(self._bridge)
         self.turns.extend(self._history[self._folded :])
-        self._evidence.extend(turn["observation"] for turn in self._history)
+        self._evidence.extend(output for output in outputs if output.strip())
         del self._evidence[:-MAX_EVIDENCE_TEXTS]
         self._reset_question()
         self._bridge_reply = closing_reply
 
     def evidence(self) -> list[str]:
-        """Observations (code outputs) of earlier questions: what the model has seen, even compacted."""
+        """Code outputs of earlier questions: what the model has seen, even once compacted away."""
         return list(self._evidence)
 
     def _reset_question(self) -> None:
