@@ -130,7 +130,7 @@ def run_rlm_result(
     `prepare` adjusts the RLM before the run (the paper suite's no-sub-call ablation)."""
     rlm = RLM(model=args.model, recursive_model=args.recursive_model, api_base=args.api_base,
               max_iterations=args.max_iterations, max_depth=args.max_depth, max_llm_calls=args.max_llm_calls,
-              verbose=args.verbose, history_output_path=history)  # fmt: skip
+              verbose=args.verbose, history_output_path=history, timeout=args.timeout)  # fmt: skip
     if prepare is not None:
         rlm = prepare(rlm)
     started = time.perf_counter()
@@ -228,6 +228,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-iterations", type=int, default=8)
     parser.add_argument("--max-depth", type=int, default=5)
     parser.add_argument("--max-llm-calls", type=int, default=200)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per LM request (a shared local "
+                        "server answers late: raise it)")  # fmt: skip
     parser.add_argument("--window", type=int, default=16384, help="the model's window in tokens, for direct")
     parser.add_argument("--answer-tokens", type=int, default=256)
     parser.add_argument("--json", metavar="FILE", help="also write every outcome as JSON")
@@ -240,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
+
+
+def lms_for(args: argparse.Namespace) -> tuple[dspy.BaseLM, dspy.BaseLM]:
+    """The model for direct prompting (answers in a few tokens) and for dspy.RLM (writes code and
+    reasoning, so it gets the model's own reply limit, as our RLM does)."""
+    settings = {"api_base": args.api_base, "timeout": args.timeout}
+    return build_lm(args.model, max_tokens=args.answer_tokens, **settings), build_lm(args.model, **settings)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -260,11 +269,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"unknown size {args.size!r}: use one of {', '.join(SIZES)} or a number of tokens", file=sys.stderr)
         return 2
     items = make_items(args.task, args.size, args.items, args.seed)
-    # direct answers in a few tokens; dspy.RLM writes code and reasoning, so it gets the model's own
-    # reply limit (as our RLM does), not the answer limit
     needs_lm = set(methods) - {"rlm"}
-    direct_lm = build_lm(args.model, api_base=args.api_base, max_tokens=args.answer_tokens) if needs_lm else None
-    agent_lm = build_lm(args.model, api_base=args.api_base) if needs_lm else None
+    direct_lm = (
+        build_lm(args.model, api_base=args.api_base, max_tokens=args.answer_tokens, timeout=args.timeout)
+        if needs_lm
+        else None
+    )
+    agent_lm = build_lm(args.model, api_base=args.api_base, timeout=args.timeout) if needs_lm else None
     outcomes: list[Outcome] = []
     for index, item in enumerate(items):
         for method in methods:

@@ -17,12 +17,11 @@ from dataclasses import asdict
 from typing import Any
 
 from rlm.benchmarks.failures import count_causes
-from rlm.benchmarks.harness import Outcome, run_direct, run_dspy_rlm, run_rlm_with_cause
+from rlm.benchmarks.harness import Outcome, lms_for, run_direct, run_dspy_rlm, run_rlm_with_cause
 from rlm.benchmarks.no_subcalls import without_subcalls
 from rlm.benchmarks.paper import BENCHMARKS, make_paper_items, parse_size
 from rlm.benchmarks.paper.item import PaperItem
 from rlm.benchmarks.report import print_report
-from rlm.models.resolve import build_lm
 
 METHODS = ("rlm", "rlm_no_sub", "direct", "dspy_rlm")
 LABELS = {"rlm": "RLM", "rlm_no_sub": "RLM (no sub-calls)", "direct": "base model", "dspy_rlm": "dspy.RLM"}
@@ -92,6 +91,12 @@ def summarise_suite(outcomes: list[Outcome]) -> dict[str, Any]:
     return {"table": table, "curve": curve, "failures": failures}
 
 
+def _write_json(args: argparse.Namespace, summary: dict[str, Any], outcomes: list[Outcome]) -> None:
+    report = {"args": {k: str(v) for k, v in vars(args).items()}, **summary, "outcomes": [asdict(o) for o in outcomes]}
+    with open(args.json, "w") as out:
+        json.dump(report, out, indent=2)
+
+
 def run_suite(args: argparse.Namespace) -> int:
     if args.suite != "paper":
         print(f"unknown suite {args.suite!r}: use paper", file=sys.stderr)
@@ -106,10 +111,8 @@ def run_suite(args: argparse.Namespace) -> int:
     count = args.items if args.items is not None else 2
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     needs_lm = set(methods) - set(RLM_METHODS)
-    lms = {
-        "direct": build_lm(args.model, api_base=args.api_base, max_tokens=args.answer_tokens) if needs_lm else None,
-        "agent": build_lm(args.model, api_base=args.api_base) if needs_lm else None,
-    }
+    direct_lm, agent_lm = lms_for(args) if needs_lm else (None, None)
+    lms = {"direct": direct_lm, "agent": agent_lm}
     outcomes: list[Outcome] = []
     for benchmark in benchmarks:
         for size in sizes:
@@ -117,6 +120,8 @@ def run_suite(args: argparse.Namespace) -> int:
                 for method in methods:
                     outcome = run_item(args, index, item, method, lms)
                     outcomes.append(outcome)
+                    if args.json:  # kept as it goes: a long run stopped half way keeps what it measured
+                        _write_json(args, {"partial": True}, outcomes)
                     cause = f" cause={outcome.extra['cause']}" if "cause" in outcome.extra else ""
                     print(f"[{outcome.score or 0.0:.2f}] {benchmark} {size} item {index} {method:>10}: "
                           f"{outcome.answer[:50]!r} (expected {outcome.expected[:40]!r}) {outcome.wall_s:.1f}s "
@@ -124,10 +129,7 @@ def run_suite(args: argparse.Namespace) -> int:
     summary = summarise_suite(outcomes)
     print_report(summary, args, LABELS)
     if args.json:
-        report = {"args": {k: str(v) for k, v in vars(args).items()}, **summary,
-                  "outcomes": [asdict(o) for o in outcomes]}  # fmt: skip
-        with open(args.json, "w") as out:
-            json.dump(report, out, indent=2)
+        _write_json(args, summary, outcomes)
     if args.plot:
         from rlm.benchmarks.plot import plot_curves
 
