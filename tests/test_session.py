@@ -13,7 +13,6 @@ from rlm.engine.prompts import INSTRUCTIONS
 from rlm.events import LimitReached
 from rlm.sandbox import registry
 from rlm.sandbox.local import LocalSandbox
-from rlm.session import _engine_carries_conversations
 
 
 def code(src: str) -> str:
@@ -112,11 +111,6 @@ def test_a_closed_session_says_so(make_lm):
 
 
 # --- the conversation carried over, and compacted ------------------------------------------------------
-needs_the_node_hook = pytest.mark.skipif(
-    not _engine_carries_conversations(),
-    reason="the node loop does not take a session's conversation yet (RLMModule.forward(conversation=...))",
-)
-
 VAULT_CONTEXT = "\n".join(
     f"{i:04d} INFO routine line {i}" if i != 60 else "0060 WARN VAULT code=4711" for i in range(120)
 )
@@ -138,7 +132,6 @@ def vault_model(messages: list[dict[str, str]]) -> str:
     return code("line = [l for l in context.splitlines() if 'VAULT' in l][0]\nFINAL(line.split('=')[1].split()[0])")
 
 
-@needs_the_node_hook
 def test_a_fact_from_question_one_survives_compaction_into_question_two(make_lm):
     lm, engine = make_lm(vault_model)
     events = []
@@ -165,7 +158,6 @@ def test_a_fact_from_question_one_survives_compaction_into_question_two(make_lm)
     assert [(c.question, c.step, c.summary) for c in session.compactions] == [(2, 1, SUMMARY)]
 
 
-@needs_the_node_hook
 def test_the_conversation_carries_over_without_a_note_of_earlier_answers(make_lm):
     lm, engine = make_lm([code("words = context.split()\nFINAL(len(words))"), code("FINAL(words[0])")])
     with RLM(model=lm).session("alpha beta gamma") as session:
@@ -179,7 +171,6 @@ def test_the_conversation_carries_over_without_a_note_of_earlier_answers(make_lm
     assert session.compactions == []
 
 
-@needs_the_node_hook
 def test_one_long_question_is_compacted_within_its_run(make_lm):
     from rlm.engine.module import RLMModule
 

@@ -20,6 +20,7 @@ from rlm.engine.result import RLMResult
 from rlm.errors import ConfigurationError
 from rlm.events import Event
 from rlm.models.resolve import LOCAL_MODEL, build_lm
+from rlm.models.retry import DEFAULT_MAX_WAIT_S, RetryPolicy, use_policy
 from rlm.tracking.graph import CallGraph
 from rlm.tracking.history import CallHistory
 from rlm.tracking.progress import ProgressPrinter
@@ -75,6 +76,7 @@ class RLM:
         max_cost_usd: float | None = None,
         max_time_s: float | None = None,
         compact_at_tokens: int | None = None,
+        max_retry_wait_s: float = DEFAULT_MAX_WAIT_S,
         strict: bool = False,
         exec_timeout: float = 30.0,
         max_step_seconds: float = 300.0,
@@ -121,16 +123,23 @@ class RLM:
             if compact_at_tokens is None
             else compact_at_tokens,
         )
+        # Provider retries are ours (models/retry.py: Retry-After capped and jittered, within max_time_s),
+        # so the LMs built here have DSPy's own retries off; an LM object passed in keeps its own.
+        retries = RetryPolicy(retries=lm_kwargs.pop("num_retries", 3), max_wait_s=max_retry_wait_s)
         lm_settings = dict(
             api_key=api_key,
             api_base=api_base,
             temperature=temperature,
             timeout=timeout,
             max_tokens=max_tokens,
+            num_retries=0,
             **lm_kwargs,
         )
         self.lm = build_lm(model, **lm_settings)
         self.recursive_lm = build_lm(recursive_model, **lm_settings) if recursive_model is not None else self.lm
+        for name, built in ((model, self.lm), (recursive_model, self.recursive_lm)):
+            if isinstance(name, str):
+                use_policy(built, retries)
         self.graph_output_path = Path(graph_output_path) if graph_output_path else None
         self.history_output_path = Path(history_output_path) if history_output_path else None
         self.enable_graph_tracking = enable_graph_tracking or self.graph_output_path is not None

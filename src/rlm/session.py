@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import inspect
 import threading
 from typing import TYPE_CHECKING, Any
 
 from rlm.engine.conversation import Compaction, Conversation, compact_threshold
-from rlm.engine.module import RLMModule, validate_inputs
+from rlm.engine.module import validate_inputs
 from rlm.engine.parsing import cut_after_code
 from rlm.engine.result import RLMResult, StepRecord
 from rlm.errors import ConfigurationError
@@ -27,10 +26,7 @@ from rlm.sandbox.registry import create_sandbox
 if TYPE_CHECKING:
     from rlm.facade import RLM
 
-# What the model is told about earlier questions when the engine cannot carry the conversation
-# over: the latest few, answers cut to this size.
-MAX_TURNS_SHOWN = 5
-MAX_ANSWER_SHOWN = 300
+# The variables named in the note on earlier questions' REPL state: the latest this many.
 MAX_NAMES_SHOWN = 30
 
 
@@ -76,7 +72,6 @@ class Session:
         # Estimated prompt tokens at which the root conversation is compacted into the model's summary.
         self.compact_at_tokens = compact_threshold(configured, rlm.lm)
         self.conversation = Conversation(self.compact_at_tokens)
-        self._carries = _engine_carries_conversations()
         self.turns: list[tuple[str, str]] = []  # (question, answer) of the questions asked so far
         self.names: list[str] = []  # top-level names the model's code assigned, first seen first
         self._lock = threading.Lock()  # one question at a time: they share one REPL
@@ -163,14 +158,11 @@ class Session:
         if self._sandbox is None:
             raise RuntimeError("this session is closed: open a new one with rlm.session(context)")
         note = self._note(self._sandbox)
-        if not self._carries:
-            return _KeptSandbox(self._sandbox), note, None
         self.conversation.begin_question()
         return _KeptSandbox(self._sandbox), note, self.conversation
 
     def _remember(self, query: str, result: RLMResult) -> None:
-        if self._carries:
-            self.conversation.end_question(closing_reply(result), [step.output for step in result.trajectory])
+        self.conversation.end_question(closing_reply(result), [step.output for step in result.trajectory])
         self.turns.append((query, result.answer))
         for name in assigned_names(result.trajectory):
             if name not in self.names:
@@ -181,15 +173,8 @@ class Session:
         if not self.turns:
             return ""
         variables = describe_variables(sandbox, self.names[-MAX_NAMES_SHOWN:])
-        if self._carries:  # the conversation itself (or its summary) holds the earlier questions
-            return "Your variables from earlier queries: " + "; ".join(variables) if variables else ""
-        lines = ["This is a session: the REPL still holds what your code made for earlier questions."]
-        for question, answer in self.turns[-MAX_TURNS_SHOWN:]:
-            shown = answer if len(answer) <= MAX_ANSWER_SHOWN else f"{answer[:MAX_ANSWER_SHOWN]}..."
-            lines.append(f"Earlier question: {question}\nIts answer: {shown}")
-        if variables:
-            lines.append("Your variables: " + "; ".join(variables))
-        return "\n".join(lines)
+        # the conversation itself (or its summary) holds the earlier questions and answers
+        return "Your variables from earlier queries: " + "; ".join(variables) if variables else ""
 
 
 def closing_reply(result: RLMResult) -> str:
@@ -197,12 +182,6 @@ def closing_reply(result: RLMResult) -> str:
     if result.finish_reason == "final" and result.trajectory:
         return cut_after_code(result.trajectory[-1].reply)
     return f"FINAL({result.answer})" if result.answer else "(I gave no answer.)"
-
-
-def _engine_carries_conversations() -> bool:
-    # Until the node loop takes a session's conversation (`RLMModule.forward(conversation=...)`),
-    # the model is told the earlier questions and answers in a note instead.
-    return "conversation" in inspect.signature(RLMModule.forward).parameters
 
 
 def assigned_names(trajectory: tuple[StepRecord, ...]) -> list[str]:

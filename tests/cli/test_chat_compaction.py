@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from rlm.engine.conversation import SUMMARY_REQUEST
 from rlm.engine.prompts import INSTRUCTIONS
-from rlm.session import _engine_carries_conversations
 from tests.cli.test_cli import model_args, run_cli
-
-needs_the_node_hook = pytest.mark.skipif(
-    not _engine_carries_conversations(),
-    reason="the node loop does not take a session's conversation yet (RLMModule.forward(conversation=...))",
-)
 
 
 def responder(body):
@@ -26,7 +18,6 @@ def responder(body):
     return "```python\nFINAL(str(len(context)))\n```"
 
 
-@needs_the_node_hook
 def test_history_shows_the_compaction_and_its_summary(openai_server, tmp_path):
     server = openai_server(responder)
     document = tmp_path / "notes.txt"

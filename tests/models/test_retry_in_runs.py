@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
-import rlm.engine.calls
 from rlm import RLM
 from rlm.models.retry import policy_for
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(rlm.engine.calls, "call_with_retries"),
-    reason="engine/calls.py does not send requests through models/retry.py yet",
-)
 
 
 def computed_answer(body):

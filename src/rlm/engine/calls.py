@@ -16,9 +16,11 @@ import dspy
 from rlm.engine.concurrency import RequestSlots
 from rlm.engine.limits import CallBudget
 from rlm.engine.step import ReplAdapter, render_messages
+from rlm.errors import RLMError
 from rlm.events import EventBus, LMCalled
 from rlm.models.errors import translate_lm_error
 from rlm.models.prompt_cache import cache_refused, step_cache
+from rlm.models.retry import acall_with_retries, call_with_retries, policy_for
 from rlm.tracking.redact import known_secrets, redact
 
 
@@ -178,18 +180,24 @@ def ask_step(
     stop: tuple[str, ...] = (),
 ) -> str:
     call = _Call(site, lm, purpose, _step_messages(predictor, inputs))
+
+    def attempt() -> Any:
+        config = _step_config(site, lm, stop)
+        try:
+            return predictor(**inputs, **config).reply
+        except Exception as exc:
+            if not _without_cache(exc, lm, config):
+                raise
+            return predictor(**inputs, **_step_config(site, lm, stop)).reply
+
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
             with site.requests.hold():
-                config = _step_config(site, lm, stop)
-                try:
-                    reply = predictor(**inputs, **config).reply
-                except Exception as exc:
-                    if not _without_cache(exc, lm, config):
-                        raise
-                    reply = predictor(**inputs, **_step_config(site, lm, stop)).reply
+                reply = call_with_retries(attempt, policy_for(lm), site.budget.deadline)
         except Exception as exc:
             call.report(tracker, None, exc)
+            if isinstance(exc, RLMError):  # a retry refused by the time budget
+                raise
             raise translate_lm_error(exc, call.model) from exc
     call.report(tracker, reply, None)
     return str(reply or "")
@@ -204,18 +212,24 @@ async def aask_step(
     stop: tuple[str, ...] = (),
 ) -> str:
     call = _Call(site, lm, purpose, _step_messages(predictor, inputs))
+
+    async def attempt() -> Any:
+        config = _step_config(site, lm, stop)
+        try:
+            return (await predictor.acall(**inputs, **config)).reply
+        except Exception as exc:
+            if not _without_cache(exc, lm, config):
+                raise
+            return (await predictor.acall(**inputs, **_step_config(site, lm, stop))).reply
+
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
             async with site.requests.ahold():
-                config = _step_config(site, lm, stop)
-                try:
-                    reply = (await predictor.acall(**inputs, **config)).reply
-                except Exception as exc:
-                    if not _without_cache(exc, lm, config):
-                        raise
-                    reply = (await predictor.acall(**inputs, **_step_config(site, lm, stop))).reply
+                reply = await acall_with_retries(attempt, policy_for(lm), site.budget.deadline)
         except Exception as exc:
             call.report(tracker, None, exc)
+            if isinstance(exc, RLMError):  # a retry refused by the time budget
+                raise
             raise translate_lm_error(exc, call.model) from exc
     call.report(tracker, reply, None)
     return str(reply or "")
@@ -226,9 +240,11 @@ def ask_plain(site: CallSite, lm: dspy.BaseLM, prompt: str, purpose: str) -> str
     with dspy.track_usage() as tracker:
         try:
             with site.requests.hold():
-                outputs = lm(prompt)
+                outputs = call_with_retries(lambda: lm(prompt), policy_for(lm), site.budget.deadline)
         except Exception as exc:
             call.report(tracker, None, exc)
+            if isinstance(exc, RLMError):  # a retry refused by the time budget
+                raise
             raise translate_lm_error(exc, call.model) from exc
     text = _first_text(outputs)
     call.report(tracker, text, None)
@@ -240,9 +256,11 @@ async def aask_plain(site: CallSite, lm: dspy.BaseLM, prompt: str, purpose: str)
     with dspy.track_usage() as tracker:
         try:
             async with site.requests.ahold():
-                outputs = await lm.acall(prompt)
+                outputs = await acall_with_retries(lambda: lm.acall(prompt), policy_for(lm), site.budget.deadline)
         except Exception as exc:
             call.report(tracker, None, exc)
+            if isinstance(exc, RLMError):  # a retry refused by the time budget
+                raise
             raise translate_lm_error(exc, call.model) from exc
     text = _first_text(outputs)
     call.report(tracker, text, None)

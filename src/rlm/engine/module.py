@@ -15,6 +15,7 @@ import dspy
 from rlm.config import RLMConfig
 from rlm.engine.answer_types import AnswerType
 from rlm.engine.concurrency import RequestSlots
+from rlm.engine.conversation import Conversation
 from rlm.engine.limits import CallBudget
 from rlm.engine.node import NodeOutcome, NodeRun
 from rlm.engine.result import RLMResult
@@ -49,25 +50,41 @@ class RLMModule(dspy.Module):
             resolve_sandbox_name(self.config.sandbox)  # an unknown name fails here, not mid-run
 
     def forward(
-        self, query: str, context: Any, output: Any = None, session: tuple[Sandbox, str] | None = None
+        self,
+        query: str,
+        context: Any,
+        output: Any = None,
+        session: tuple[Sandbox, str] | None = None,
+        conversation: Conversation | None = None,
     ) -> dspy.Prediction:
         """`output`: the type the answer must have (`RLMResult.value`); see `answer_types`.
-        `session`: a session's sandbox and its note for the model (`rlm.session`)."""
-        totals, node = self._prepare(query, context, output, session)
+        `session`: a session's sandbox and its note for the model (`rlm.session`); `conversation`:
+        its root conversation, carried over between its questions (`engine/conversation.py`)."""
+        totals, node = self._prepare(query, context, output, session, conversation)
         started = time.perf_counter()
         outcome = node.run()
         return self._prediction(outcome, totals, time.perf_counter() - started)
 
     async def aforward(
-        self, query: str, context: Any, output: Any = None, session: tuple[Sandbox, str] | None = None
+        self,
+        query: str,
+        context: Any,
+        output: Any = None,
+        session: tuple[Sandbox, str] | None = None,
+        conversation: Conversation | None = None,
     ) -> dspy.Prediction:
-        totals, node = self._prepare(query, context, output, session)
+        totals, node = self._prepare(query, context, output, session, conversation)
         started = time.perf_counter()
         outcome = await node.arun()
         return self._prediction(outcome, totals, time.perf_counter() - started)
 
     def _prepare(
-        self, query: str, context: Any, output: Any = None, session: tuple[Sandbox, str] | None = None
+        self,
+        query: str,
+        context: Any,
+        output: Any = None,
+        session: tuple[Sandbox, str] | None = None,
+        conversation: Conversation | None = None,
     ) -> tuple[UsageTotals, NodeRun]:
         validate_inputs(query, context)
         answer_type = AnswerType(output) if output is not None else None
@@ -101,6 +118,7 @@ class RLMModule(dspy.Module):
         root.answer_type = answer_type
         if session is not None:
             root.session_sandbox, root.session_note = session
+        root.conversation = conversation
         return totals, root
 
     @staticmethod

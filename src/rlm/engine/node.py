@@ -18,6 +18,7 @@ import dspy
 from rlm.engine import prompts
 from rlm.engine.answer_types import AnswerType
 from rlm.engine.calls import CallSite
+from rlm.engine.conversation import Conversation
 from rlm.engine.describe import describe_context, shows_whole
 from rlm.engine.grounding import Grounding, literal_final
 from rlm.engine.limits import BUDGET_REASONS, deadline_passed, prompt_cap
@@ -86,6 +87,7 @@ class NodeRun:
         # told about the session's earlier questions and the variables it made.
         self.session_sandbox: Sandbox | None = None
         self.session_note = ""
+        self.conversation: Conversation | None = None  # a session's root conversation, carried over
         self.steps_done = 0  # steps recorded so far: a node that fails still reports them
         self.node_id = tree.new_node_id()
         self.site = CallSite(self.node_id, depth, tree.bus, tree.budget, tree.requests, tree.run_key)
@@ -112,16 +114,21 @@ class NodeRun:
         told_to_answer = False
         # An answer the model typed must have been shown by an output first (engine/grounding.py).
         grounding = Grounding(self.query, enabled=not shows_whole(self.context))
+        # The turns before this question (a session's) and the compaction of long conversations.
+        conversation = self.conversation or Conversation.for_node(config, self.lm)
+        for text in conversation.evidence():
+            grounding.saw(0, "", text)
 
-        def ask(purpose: str = "step") -> Ask:
-            return Ask({"query": self.query, "context_info": context_info, "history": list(history)}, purpose)
+        def ask(purpose: str = "step") -> Generator[Ask, Any, Ask]:
+            inputs = {"query": self.query, "context_info": context_info, "history": list(history)}
+            return Ask((yield from conversation.prepare(inputs, self.host.log)), purpose)
 
         for iteration in range(1, limit + 1):
             if (out := self._out_of()) is not None:
                 reason = out
                 break
             try:
-                reply = yield ask()
+                reply = yield (yield from ask())
             except BudgetExceededError as exc:  # a sibling spent the budget since the check above
                 reason = BUDGET_REASONS[exc.limit]
                 break
@@ -186,7 +193,7 @@ class NodeRun:
         if deadline_passed(self.ceiling):
             return self._unfinished("time", trajectory)
         try:
-            reply = yield ask("answer_now")
+            reply = yield (yield from ask("answer_now"))
         except BudgetExceededError as exc:
             return self._unfinished(BUDGET_REASONS[exc.limit], trajectory)
         answer, literal = yield from self._last_answer(reply)
