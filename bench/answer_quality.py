@@ -91,10 +91,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8000, help="context size in tokens (default 8000)")
     parser.add_argument("--max-iterations", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=900, help="per LM call, s (a shared server queues calls)")
+    parser.add_argument("--only", help="comma-separated kinds to run (e.g. to re-run items a server failure spoilt)")
     parser.add_argument("--out", help="write every row as JSON here")
     args = parser.parse_args()
     rows = []
+    kinds = set(args.only.split(",")) if args.only else None
     for item in held_out_items(args.size):
+        if kinds is not None and item.kind not in kinds:
+            continue
         started = time.perf_counter()
         try:
             result = RLM(model=args.model, max_iterations=args.max_iterations, timeout=args.timeout).run(
