@@ -89,7 +89,7 @@ NO_CODE_NOTE = (
 
 GUESS_NOTE = (
     "That answer was not accepted: no output of your code has shown it, so it is a guess. "
-    "Compute it with code and finish with FINAL(variable), or print the evidence first."
+    "Compute it with code and finish with FINAL(variable), or first print the part of `context` that shows it."
 )
 
 ENGINE_TEXT_NOTE = (
