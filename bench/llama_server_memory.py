@@ -6,7 +6,7 @@
 Starts the bundled model's server on a spare port with the library's own arguments (1 GiB cache),
 either as `python -m llama_cpp.server` (stock: the cache counts only llama.cpp's state bytes) or
 through `rlm.models.llama_server_main` (bounded: each state's logits copy is counted too), sends
-distinct ~300-token prompts with one output token each, and prints the server's RSS after each.
+distinct ~700-token prompts (past the 512-token logits buffer) with one output token each, and prints the server's RSS after each.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main() -> None:
                 time.sleep(1)
         print(f"launcher {args.launcher}: RSS at start {rss_mb(server.pid):,.0f} MB", flush=True)
         for i in range(args.prompts):
-            words = " ".join(f"item{i}-{j}" for j in range(150))  # distinct from the first token on
+            words = " ".join(f"item{i}-{j}" for j in range(100))  # distinct from the first token on
             started = time.perf_counter()
             ask(args.port, f"Prompt {i}: {words}")
             print(
