@@ -6,7 +6,7 @@ import pytest
 
 from rlm import RLM
 from rlm.engine.describe import describe_context
-from rlm.engine.grounding import Grounding, code_literals, literal_final
+from rlm.engine.grounding import Grounding, code_literals
 from tests.conftest import last_user_message
 
 BIG = "filler text. " * 5000 + "The magic number is 4817. " + "more filler. " * 2000
@@ -79,15 +79,51 @@ def test_prose_after_the_first_step_is_checked_for_its_numbers_only():
     assert seen.unfounded(prose, literal=True, step=1)
 
 
+def literal(*steps: str) -> bool:
+    """Whether the FINAL of the last of these steps' code hands over a constant the model typed."""
+    seen = Grounding("q")
+    for step, code in enumerate(steps, start=1):
+        seen.saw(step, code, "")
+    return seen.final_is_literal(steps[-1])
+
+
 def test_a_final_is_literal_when_the_model_typed_its_value():
-    assert literal_final('FINAL("80")')
-    assert literal_final("FINAL(80)")
-    assert literal_final('answer = "80"\nFINAL(answer)')
-    assert literal_final('answer = "80"\nFINAL_VAR("answer")')
-    assert not literal_final("n = len(context)\nFINAL(n)")
-    assert not literal_final('FINAL(f"{n} records")')
-    assert not literal_final("FINAL(str(sum(counts.values())))")
+    assert literal('FINAL("80")')
+    assert literal("FINAL(80)")
+    assert literal("FINAL(40 * 2)")
+    assert literal("FINAL(str(80))")
+    assert literal('FINAL("%d" % 80)')
+    assert literal('answer = "80"\nFINAL(answer)')
+    assert literal('answer = "80"\nFINAL_VAR("answer")')
+    assert literal('answer = "80"', "FINAL(answer)")  # typed in one step, handed over in the next
     assert code_literals("print(context[:80])\nx = 'a'") == {"a"}
+
+
+def test_a_final_is_computed_when_code_made_or_changed_its_value():
+    assert not literal("n = len(context)\nFINAL(n)")
+    assert not literal('FINAL(f"{n} records")')
+    assert not literal("FINAL(str(sum(counts.values())))")
+    assert not literal("count = 0\nfor line in context.splitlines():\n    count += 1\nFINAL(count)")
+    assert not literal("best = None\nfor k in d:\n    best = k\nFINAL(best)")
+    assert not literal('x = "80"', "x = len(context)", "FINAL(x)")
+
+
+def test_common_right_answers_of_a_strong_model_are_founded():
+    seen = grounding_after("True", "spam lines: 167\nratio 0.3336", query="How many of the first 500 lines are spam?")
+    assert not seen.unfounded("Yes", literal=True, step=3)
+    assert not seen.unfounded("33.4%", literal=True, step=3)  # the answer's own rounding
+    assert not seen.unfounded("167 of the first 500 lines are spam", literal=True, step=3)  # 500 is the query's
+    assert seen.unfounded("500", literal=True, step=3)  # but never as the bare answer
+    assert seen.unfounded("80", literal=True, step=3)  # 0.8 is not 80: only a percentage reads a fraction
+    prose = "The three users who wrote most are listed above; they account for 167 lines, " * 2 + "the top 3."
+    assert not seen.unfounded(prose, literal=True, step=3)  # most of its numbers were shown
+
+
+def test_engine_text_in_an_answer_is_accepted_when_the_context_holds_it():
+    seen = grounding_after("Step 1 of 4: download the installer.")
+    markers = ("Step 1 of ", "(nothing printed)")
+    assert not seen.engine_text("Step 1 of 4: download the installer.", markers)
+    assert seen.engine_text("(nothing printed)", markers)
 
 
 def test_the_description_of_the_context_is_not_evidence(make_lm):
@@ -96,6 +132,14 @@ def test_the_description_of_the_context_is_not_evidence(make_lm):
     result = RLM(model=lm, max_iterations=2).run("What word starts the context?", BIG)
     assert "so it is a guess" in last_user_message(engine.calls[1])
     assert (result.answer, result.finish_reason) == ("", "unfounded")
+    assert result.trajectory[-1].reply == "FINAL('x')"  # the last reply is kept, after the steps
+    assert result.iterations == len(result.trajectory) - 1
+
+
+def test_a_budget_that_ran_out_stays_the_reason_when_the_last_reply_has_no_answer(make_lm):
+    lm, _ = make_lm([code("x = 1"), code("y = 2"), "I am not sure."])
+    result = RLM(model=lm, max_llm_calls=3).run("q", BIG)
+    assert (result.answer, result.finish_reason) == ("", "budget")
 
 
 def test_engine_text_is_refused_as_an_answer(make_lm):

@@ -20,7 +20,7 @@ from rlm.engine.answer_types import AnswerType
 from rlm.engine.calls import CallSite
 from rlm.engine.conversation import Conversation
 from rlm.engine.describe import describe_context, shows_whole
-from rlm.engine.grounding import Grounding, literal_final
+from rlm.engine.grounding import Grounding
 from rlm.engine.limits import BUDGET_REASONS, deadline_passed, prompt_cap
 from rlm.engine.parsing import TextFinal, count_code_blocks, cut_after_code, extract_code, find_text_final
 from rlm.engine.result import StepRecord
@@ -147,7 +147,7 @@ class NodeRun:
                 if count_code_blocks(reply) > 1:
                     notes.append(prompts.EXTRA_BLOCKS_NOTE)
                 if result.final_answer is not None:
-                    refused = self._refusal(grounding, result.final_answer, literal_final(code), iteration)
+                    refused = self._refusal(grounding, result.final_answer, grounding.final_is_literal(code), iteration)
                     if refused is None:
                         self._record(trajectory, iteration, reply, code, result.output, None)
                         return self._outcome(result.final_answer, "final", iteration, trajectory)
@@ -156,7 +156,7 @@ class NodeRun:
                 if repeats > 1:
                     notes.append(prompts.repeated_note(failed=error is not None, printed=bool(output.strip())))
             if text_final is not None and error is None:
-                answer, final_error, literal = yield from self._resolve_text_final(text_final)
+                answer, final_error, literal = yield from self._resolve_text_final(text_final, grounding)
                 if answer is not None:
                     refused = self._refusal(grounding, answer, literal, iteration)
                     if refused is None:
@@ -196,11 +196,12 @@ class NodeRun:
             reply = yield (yield from ask("answer_now"))
         except BudgetExceededError as exc:
             return self._unfinished(BUDGET_REASONS[exc.limit], trajectory)
-        answer, literal = yield from self._last_answer(reply)
+        step = len(trajectory) + 1
+        answer, literal = yield from self._last_answer(reply, grounding, step)
         missing = None
-        if answer is None or prompts.is_engine_text(answer):
+        if answer is None or grounding.engine_text(answer, prompts.ENGINE_MARKERS, (prompts.NO_ANSWER_MARKER,)):
             missing = "no_answer"
-        elif grounding.unfounded(answer, literal, len(trajectory) + 1):
+        elif grounding.unfounded(answer, literal, step):
             missing = "unfounded"
         if config.strict and self.depth == 0 and reason in _LIMIT_OF_REASON:
             raise BudgetExceededError(
@@ -210,12 +211,15 @@ class NodeRun:
                 partial_answer=None if missing else answer,
             )
         if missing is not None or answer is None:
-            return self._without_answer(missing or "no_answer", reply, trajectory)
+            # A budget that ran out is what the user must act on, so it stays the reason; a loop
+            # that ended by itself ends as what its last reply lacked.
+            reason = reason if reason in _LIMIT_OF_REASON else (missing or "no_answer")
+            return self._without_answer(reason, reply, trajectory)
         return self._outcome(answer, reason, len(trajectory), trajectory)
 
     def _refusal(self, grounding: Grounding, answer: str, literal: bool, iteration: int) -> str | None:
         """Why a FINAL answer is not accepted (told to the model), or None."""
-        if prompts.is_engine_text(answer):
+        if grounding.engine_text(answer, prompts.ENGINE_MARKERS, (prompts.NO_ANSWER_MARKER,)):
             return prompts.ENGINE_TEXT_NOTE
         if grounding.unfounded(answer, literal, iteration):
             return prompts.GUESS_NOTE
@@ -226,8 +230,11 @@ class NodeRun:
 
         A root returns an empty answer (or raises when strict); a child returns a note its parent's
         code can read, so the parent knows the sub-task failed rather than taking the text as found.
+        The last reply is kept as the trajectory's last entry (after `iterations`), so it is not lost.
         """
         why = prompts.UNFINISHED[reason]
+        if reason not in ("no_answer", "unfounded"):
+            why = f"{why}, and the last reply gave no answer founded on an output"
         if self.depth == 0 and self.tree.config.strict:
             raise NoAnswerError(
                 f"No answer: {why}. The last reply is attached as .last_reply. Raise max_iterations, "
@@ -236,8 +243,9 @@ class NodeRun:
                 reason=reason,
                 last_reply=reply,
             )
-        answer = "" if self.depth == 0 else f"[no answer: {why}]"
-        return NodeOutcome(answer, reason, len(trajectory), tuple(trajectory))
+        answer = "" if self.depth == 0 else f"{prompts.NO_ANSWER_MARKER} {why}]"
+        last = StepRecord(len(trajectory) + 1, reply, "", "", None)
+        return NodeOutcome(answer, reason, len(trajectory), (*trajectory, last))
 
     def _outcome(self, answer: str, reason: str, iterations: int, trajectory: list[StepRecord]) -> NodeOutcome:
         value = None
@@ -261,26 +269,30 @@ class NodeRun:
         why = prompts.UNFINISHED[reason]
         self.host.log.hit(_LIMIT_OF_REASON.get(reason, "max_step_seconds"), f"node ended: {why}")
         last = next((step.output for step in reversed(trajectory) if step.output.strip()), "")
-        answer = f"[no answer: {why}; its last output follows]\n{last}" if last else f"[no answer: {why}]"
+        marker = f"{prompts.NO_ANSWER_MARKER} {why}"
+        answer = f"{marker}; its last output follows]\n{last}" if last else f"{marker}]"
         return NodeOutcome(answer, reason, len(trajectory), tuple(trajectory))
 
-    def _resolve_text_final(self, final: TextFinal) -> Generator[Run, Any, tuple[str | None, str | None, bool]]:
+    def _resolve_text_final(
+        self, final: TextFinal, grounding: Grounding
+    ) -> Generator[Run, Any, tuple[str | None, str | None, bool]]:
         """A FINAL written as text: a variable it names wins over its literal text.
 
-        Returns (answer, error, literal): `literal` when the answer is text the model typed.
+        Returns (answer, error, literal): `literal` when the answer is text the model typed, or a
+        variable that holds only a constant it typed.
         """
         name = final.variable_name
         if name is not None:
             result: ExecutionResult = yield Run(f"FINAL_VAR({name!r})")
             if result.final_answer is not None:
-                return result.final_answer, None, False
+                return result.final_answer, None, grounding.holds_typed(name)
             if final.kind == "FINAL_VAR":
                 return None, result.error, False
         if final.kind == "FINAL_VAR":
             return None, f"FINAL_VAR needs a variable name, got {final.argument!r}", False
         return final.literal, None, True
 
-    def _last_answer(self, reply: str) -> Generator[Run, Any, tuple[str | None, bool]]:
+    def _last_answer(self, reply: str, grounding: Grounding, step: int) -> Generator[Run, Any, tuple[str | None, bool]]:
         """The answer of the last step and whether the model typed it; None when it gave none.
 
         A reply without FINAL is not an answer: its text is the model's reasoning or our own
@@ -288,14 +300,15 @@ class NodeRun:
         """
         text_final = find_text_final(reply)
         if text_final is not None:
-            answer, _, literal = yield from self._resolve_text_final(text_final)
+            answer, _, literal = yield from self._resolve_text_final(text_final, grounding)
             if answer is not None:
                 return answer, literal
         code = extract_code(reply)
         if code is not None:
             result: ExecutionResult = yield Run(code)
+            grounding.saw(step, code, result.output)
             if result.final_answer is not None:
-                return result.final_answer, literal_final(code)
+                return result.final_answer, grounding.final_is_literal(code)
         return None, False
 
     def _record(

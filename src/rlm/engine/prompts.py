@@ -111,11 +111,10 @@ def repeated_note(failed: bool, printed: bool) -> str:
 
 # Text the engine itself writes into the conversation. An answer that carries it was read off
 # our own messages, not found in `context`.
-_ENGINE_MARKERS = (NOTHING_PRINTED, "[no answer:", "That answer was not accepted", "Step 1 of ")
-
-
-def is_engine_text(answer: str) -> bool:
-    return any(marker in answer for marker in _ENGINE_MARKERS)
+# Text of our messages (`Grounding.engine_text` lets it through when an output showed it: then
+# `context` holds it), and text our host functions hand to the model's code, never an answer.
+ENGINE_MARKERS = (NOTHING_PRINTED, "That answer was not accepted", "Step 1 of ")
+NO_ANSWER_MARKER = "[no answer:"
 
 
 def answer_now(max_steps: int, reason: str) -> str:
