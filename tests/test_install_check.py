@@ -208,3 +208,15 @@ def test_the_warning_is_given_once_per_process(site, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         install_check.warn_about_conflicts()
+
+
+def test_import_rlm_works_from_a_zipapp(tmp_path):
+    # Inside a zip the package folder is no directory: the advisory check must never break the import.
+    archive = tmp_path / "app.pyz"
+    source = Path(rlm.__file__).parent
+    shutil.make_archive(str(tmp_path / "app"), "zip", root_dir=source.parent, base_dir="rlm")
+    (tmp_path / "app.zip").rename(archive)
+    script = f"import sys; sys.path.insert(0, {str(archive)!r}); import rlm; print(rlm.__file__)"
+    done = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "app.pyz" in done.stdout

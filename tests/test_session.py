@@ -191,3 +191,22 @@ def test_one_long_question_is_compacted_within_its_run(make_lm):
     assert len(compact_calls) == 1
     after = engine.calls[engine.calls.index(compact_calls[0]) + 1]
     assert after[:2] == engine.calls[0][:2] and after[2]["content"].startswith("Summary:")
+
+
+def test_a_failed_summary_call_does_not_end_the_run(make_lm):
+    from rlm.engine.module import RLMModule
+
+    def model(messages):
+        if SUMMARY_REQUEST in messages[-1]["content"]:
+            raise RuntimeError("the provider is down for this one call")
+        steps = sum(m["role"] == "assistant" for m in messages)
+        if steps >= 3:
+            return code("FINAL(context[1500:1510].strip())")
+        return code(f"print(context[{steps} * 1500:{steps + 1} * 1500])")
+
+    lm, engine = make_lm(model)
+    context = "a" * 1500 + " marker-B " + "b" * 1490 + "c" * 3000
+    module = RLMModule(RLMConfig(compact_at_tokens=(len(INSTRUCTIONS) + 3500) // 3), lm)
+    result = module(query="Which marker is there?", context=context).result
+    assert (result.answer, result.finish_reason) == ("marker-B", "final")
+    assert any(SUMMARY_REQUEST in c[-1]["content"] for c in engine.calls)  # it was tried, and failed

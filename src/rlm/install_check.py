@@ -36,9 +36,12 @@ def warn_about_conflicts() -> None:
     if _warned:
         return
     _warned = True
-    problems = find_conflicts()
-    if not _loaded_init_is_ours():
-        problems.insert(0, _replaced_init_message())
+    try:
+        problems = find_conflicts()
+        if not _loaded_init_is_ours():
+            problems.insert(0, _replaced_init_message())
+    except Exception:  # an advisory check never breaks `import rlm` (zipapps, odd file systems)
+        return
     if problems:
         warnings.warn("\n".join(problems), PackageConflictWarning, stacklevel=3)
 

@@ -15,7 +15,7 @@ from rlm.engine.conversation import (
     Conversation,
     compact_threshold,
 )
-from rlm.errors import BudgetExceededError
+from rlm.errors import BudgetExceededError, ProviderError
 
 
 def turn(n: int, size: int = 10) -> dict[str, str]:
@@ -75,7 +75,7 @@ def test_near_the_limit_the_older_turns_become_the_models_summary():
     assert asked.inputs["history"][-1]["observation"] == f"{history[1]['observation']}\n\n{SUMMARY_REQUEST}"
     assert (sent["query"], sent["context_info"]) == ("q1", "info")
     summary, latest = sent["history"]
-    assert summary["reply"] == "SUMMARY" and "The current query is: q1" in summary["observation"]
+    assert summary["reply"] == "SUMMARY" and "The current task:\n\nQuery: q1" in summary["observation"]
     assert latest == history[-1]
     record = conversation.compactions[0]
     assert (record.question, record.step, record.turns_folded) == (1, 4, 2)
@@ -105,6 +105,30 @@ def test_without_budget_for_a_summary_the_step_goes_uncompacted():
     step = inputs("q1", [turn(1), turn(2)])
     sent, asked = prepare(conversation, step, summary=BudgetExceededError("spent", limit="max_llm_calls"))
     assert asked is not None and sent == step and conversation.compactions == []
+
+
+def test_a_failed_summary_call_leaves_the_step_uncompacted_and_is_not_retried_on_every_step():
+    conversation = Conversation(compact_at_tokens=10)
+    step = inputs("q1", [turn(1), turn(2)])
+    sent, asked = prepare(conversation, step, summary=ProviderError("the provider failed after retries"))
+    assert asked is not None and sent == step and conversation.compactions == []
+    _, asked_again = prepare(conversation, inputs("q1", [turn(1), turn(2), turn(3)]))
+    assert asked_again is None  # not before the conversation grew by a quarter
+    _, asked_later = prepare(conversation, inputs("q1", [turn(n, 1000) for n in range(1, 5)]))
+    assert asked_later is not None
+
+
+def test_a_later_questions_task_survives_when_its_turn_is_folded():
+    conversation = Conversation(compact_at_tokens=(len(prompts.INSTRUCTIONS) + 2300) // 3)
+    conversation.begin_question()
+    prepare(conversation, inputs("q1", [turn(1, 1000), turn(2, 1000)]))
+    conversation.end_question("FINAL(7)")
+    conversation.begin_question()
+    task = "Answer as an int. Your variables from earlier queries: total = 7"
+    prepare(conversation, inputs("q2", [], task))  # compacts: the bridge to q2 is kept verbatim
+    sent, asked = prepare(conversation, inputs("q2", [turn(3, 1500), turn(4, 1500)], task))
+    assert asked is not None
+    assert task in sent["history"][0]["observation"]  # the summary's turn restates q2's task
 
 
 def test_an_empty_summary_replaces_nothing():

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlm.engine import prompts
 from rlm.engine.limits import CHARS_PER_TOKEN, _window_tokens
-from rlm.errors import BudgetExceededError
+from rlm.errors import RLMError
 
 if TYPE_CHECKING:
     from rlm.config import RLMConfig
@@ -66,13 +66,19 @@ def bridge_observation(query: str, context_info: str) -> str:
     )
 
 
-def continue_observation(query: str, compactions: int) -> str:
-    """What the model reads after its own summary, which replaced the turns before it."""
+def continue_observation(query: str, compactions: int, context_info: str = "") -> str:
+    """What the model reads after its own summary, which replaced the turns before it.
+
+    `context_info`: a later question's task message (answer shape, variables, sizes), which the
+    summary may have folded away with the turn that carried it; the first question's stays in the
+    opening message.
+    """
     times = "once" if compactions == 1 else f"{compactions} times"
+    current = prompts.first_message(query, context_info) if context_info else f"Query: {query}"
     return (
         f"Your conversation so far was replaced by the summary above (compacted {times}); the REPL still "
-        f"holds your variables. The current query is: {query}\nContinue from the summary; do not repeat "
-        "work it records."
+        f"holds your variables. The current task:\n\n{current}\n\nContinue from the summary; do not "
+        "repeat work it records."
     )
 
 
@@ -110,6 +116,7 @@ class Conversation:
         self._bridge_folded = False
         self._history: list[Turn] = []
         self._folded = 0
+        self._retry_at_tokens = 0  # after a failed summary: not before the prompt reaches this
 
     @classmethod
     def for_node(cls, config: RLMConfig, lm: object) -> Conversation:
@@ -156,7 +163,7 @@ class Conversation:
             self._bridge = {"reply": self._bridge_reply, "observation": bridge_observation(query, context_info)}
         turns = self._turns()
         tokens = self._estimate(turns)
-        if tokens < self.compact_at_tokens or not self._foldable(turns):
+        if tokens < max(self.compact_at_tokens, self._retry_at_tokens) or not self._foldable(turns):
             return self._inputs(turns)
         from rlm.engine.node import Ask  # node imports this module: import late
 
@@ -164,12 +171,21 @@ class Conversation:
         request = [*folded[:-1], {**folded[-1], "observation": f"{folded[-1]['observation']}\n\n{SUMMARY_REQUEST}"}]
         try:
             summary = yield Ask(self._inputs(request), "compact")
-        except BudgetExceededError:  # no call left for a summary: the step goes uncompacted
-            return self._inputs(turns)
-        summary = str(summary or "").strip()
+        except RLMError as exc:  # no call left, or the provider failed: the step goes uncompacted
+            summary, failure = "", f"{type(exc).__name__}: {exc}"
+        else:
+            summary, failure = str(summary or "").strip(), "the model wrote an empty summary"
         if not summary:
+            # try again only once the conversation has grown by a quarter, not on every step
+            self._retry_at_tokens = int(tokens * 1.25)
+            if log is not None:
+                log.hit("compact_at_tokens", f"compaction skipped ({failure}); the step goes uncompacted")
             return self._inputs(turns)
-        self._summary = {"reply": summary, "observation": continue_observation(query, len(self.compactions) + 1)}
+        later_task = context_info if self._bridge is not None else ""
+        self._summary = {
+            "reply": summary,
+            "observation": continue_observation(query, len(self.compactions) + 1, later_task),
+        }
         if len(history) > self._folded:  # the latest turn is this question's: all before it is folded
             self._folded = len(history) - 1
             self._bridge_folded = self._bridge is not None

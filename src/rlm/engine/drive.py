@@ -17,7 +17,7 @@ from rlm.engine.calls import aask_step, ask_step, model_name
 from rlm.engine.describe import context_length
 from rlm.engine.limits import clip_answer, clip_execution
 from rlm.engine.node import Ask, NodeOutcome, NodeRun
-from rlm.errors import BudgetExceededError
+from rlm.errors import BudgetExceededError, RLMError
 from rlm.events import NodeFinished, NodeStarted
 from rlm.sandbox.base import ExecutionResult, Sandbox
 
@@ -87,7 +87,9 @@ def drive(node: NodeRun) -> NodeOutcome:
             if isinstance(effect, Ask):
                 try:
                     value = ask_step(node.site, node.tree.predictor, node.lm, effect.inputs, effect.purpose, stop)
-                except BudgetExceededError as exc:  # the plan ends the node with what it has
+                except RLMError as exc:  # the plan ends the node with what it has, or skips a compaction
+                    if not (isinstance(exc, BudgetExceededError) or effect.purpose == "compact"):
+                        raise
                     value, throw = exc, True
             else:
                 opening.result()  # a sandbox that failed to start fails the node here
@@ -149,7 +151,9 @@ async def adrive(node: NodeRun) -> NodeOutcome:
                     value = await aask_step(
                         node.site, node.tree.predictor, node.lm, effect.inputs, effect.purpose, stop
                     )
-                except BudgetExceededError as exc:  # the plan ends the node with what it has
+                except RLMError as exc:  # the plan ends the node with what it has, or skips a compaction
+                    if not (isinstance(exc, BudgetExceededError) or effect.purpose == "compact"):
+                        raise
                     value, throw = exc, True
             else:
                 await opening  # a sandbox that failed to start fails the node here
