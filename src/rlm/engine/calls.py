@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,13 +193,12 @@ def ask_step(
 
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
-            with site.requests.hold():
-                reply = call_with_retries(attempt, policy_for(lm), site.budget.deadline)
+            reply = call_with_retries(_held(site, attempt), policy_for(lm), site.budget.deadline)
         except Exception as exc:
-            call.report(tracker, None, exc)
-            if isinstance(exc, RLMError):  # a retry refused by the time budget
+            error = _failed(call, tracker, exc)
+            if error is exc:
                 raise
-            raise translate_lm_error(exc, call.model) from exc
+            raise error from exc
     call.report(tracker, reply, None)
     return str(reply or "")
 
@@ -224,13 +224,12 @@ async def aask_step(
 
     with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
         try:
-            async with site.requests.ahold():
-                reply = await acall_with_retries(attempt, policy_for(lm), site.budget.deadline)
+            reply = await acall_with_retries(_aheld(site, attempt), policy_for(lm), site.budget.deadline)
         except Exception as exc:
-            call.report(tracker, None, exc)
-            if isinstance(exc, RLMError):  # a retry refused by the time budget
+            error = _failed(call, tracker, exc)
+            if error is exc:
                 raise
-            raise translate_lm_error(exc, call.model) from exc
+            raise error from exc
     call.report(tracker, reply, None)
     return str(reply or "")
 
@@ -239,13 +238,12 @@ def ask_plain(site: CallSite, lm: dspy.BaseLM, prompt: str, purpose: str) -> str
     call = _Call(site, lm, purpose, [{"role": "user", "content": prompt}])
     with dspy.track_usage() as tracker:
         try:
-            with site.requests.hold():
-                outputs = call_with_retries(lambda: lm(prompt), policy_for(lm), site.budget.deadline)
+            outputs = call_with_retries(_held(site, lambda: lm(prompt)), policy_for(lm), site.budget.deadline)
         except Exception as exc:
-            call.report(tracker, None, exc)
-            if isinstance(exc, RLMError):  # a retry refused by the time budget
+            error = _failed(call, tracker, exc)
+            if error is exc:
                 raise
-            raise translate_lm_error(exc, call.model) from exc
+            raise error from exc
     text = _first_text(outputs)
     call.report(tracker, text, None)
     return text
@@ -255,16 +253,41 @@ async def aask_plain(site: CallSite, lm: dspy.BaseLM, prompt: str, purpose: str)
     call = _Call(site, lm, purpose, [{"role": "user", "content": prompt}])
     with dspy.track_usage() as tracker:
         try:
-            async with site.requests.ahold():
-                outputs = await acall_with_retries(lambda: lm.acall(prompt), policy_for(lm), site.budget.deadline)
+            run = _aheld(site, lambda: lm.acall(prompt))
+            outputs = await acall_with_retries(run, policy_for(lm), site.budget.deadline)
         except Exception as exc:
-            call.report(tracker, None, exc)
-            if isinstance(exc, RLMError):  # a retry refused by the time budget
+            error = _failed(call, tracker, exc)
+            if error is exc:
                 raise
-            raise translate_lm_error(exc, call.model) from exc
+            raise error from exc
     text = _first_text(outputs)
     call.report(tracker, text, None)
     return text
+
+
+def _held(site: CallSite, request: Callable[[], Any]) -> Callable[[], Any]:
+    """`request` holding one of the tree's request slots while it is out, not while a retry waits."""
+
+    def run() -> Any:
+        with site.requests.hold():
+            return request()
+
+    return run
+
+
+def _aheld(site: CallSite, request: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+    async def run() -> Any:
+        async with site.requests.ahold():
+            return await request()
+
+    return run
+
+
+def _failed(call: _Call, tracker: Any, exc: Exception) -> Exception:
+    """Report a failed call; the error to raise: ours as it is (a retry refused by the time
+    budget), a provider's translated."""
+    call.report(tracker, None, exc)
+    return exc if isinstance(exc, RLMError) else translate_lm_error(exc, call.model)
 
 
 def _first_text(outputs: Any) -> str:
