@@ -109,6 +109,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     program = Path(args.program) if args.program else compile_program(args, out.with_suffix(".program.json"))
+    if not read_program(program).demos and read_program(program).instructions is None:
+        raise SystemExit(f"{program}: no training run earned its answer, so there is no optimized program to compare")
     info = read_program(program).info
     seeds = list(EVALUATION.seeds[: args.items])
     items = EVALUATION.items(args.items, args.size, "counting")
@@ -166,6 +168,10 @@ def print_table(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     gain = means.get("optimized", 0.0) - means.get("unoptimized", 0.0)
     print(f"\nmean accuracy: unoptimized {means.get('unoptimized', 0):.2f}, optimized {means.get('optimized', 0):.2f}; "
           f"gain {gain:+.2f}; run-to-run spread (largest max-min over repeats) {spread:.2f}")  # fmt: skip
+    failed = [r for r in runs if r.get("error")]
+    if failed:  # a run the library or the server failed says nothing about the program
+        print(f"no verdict: {len(failed)} of {len(runs)} runs failed with errors (first: {failed[0]['error'][:160]})")
+        return
     verdict = "helps by more than the spread" if gain > spread else "does NOT help by more than the spread"
     print(f"verdict: the optimized program {verdict}")
 

@@ -108,3 +108,11 @@ def test_gepa_keeps_an_instruction_that_scores_better_and_the_program_carries_it
     item = needle(600, seed=4242)
     RLM(model=user_lm, max_iterations=4, program=program.save(tmp_path / "p.json")).run(item.query, item.context)
     assert engine.calls[0][0] == {"role": "system", "content": taught}
+
+
+def test_a_training_run_that_raises_is_recorded_as_not_earned():
+    lm, _ = scripted_lm([])  # the scripted LM has no reply: the run raises
+    program = optimize(small_rlm(lm), training_items(1, 600, tasks=("needle",)))
+    (run,) = program.info["runs"]
+    assert run["score"] == 0.0 and "raised an error" in run["why"]
+    assert program.demos == ()

@@ -38,11 +38,20 @@ class TrajectoryBootstrap(dspy.BootstrapFewShot):
     of its conversation. The root's last call holds the whole conversation in its `history`.
     """
 
-    def __init__(self, metric: Callable[..., bool], max_demos: int, shape: DemoShape) -> None:
+    def __init__(
+        self,
+        metric: Callable[..., bool],
+        max_demos: int,
+        shape: DemoShape,
+        on_error: Callable[[dspy.Example], None] = lambda example: None,
+    ) -> None:
         self._shape = shape
+        self._on_error = on_error  # a run that raised never reaches the metric; DSPy only logs it
+        self._judged = False
         self._earned: tuple[list[Any], Any] | None = None  # the trace and trajectory of a run that scored
 
         def remembering(example: dspy.Example, prediction: Any, trace: Any = None) -> bool:
+            self._judged = True
             earned = bool(metric(example, prediction, trace))
             self._earned = (list(trace), prediction.result.trajectory) if earned and trace is not None else None
             return earned
@@ -50,9 +59,11 @@ class TrajectoryBootstrap(dspy.BootstrapFewShot):
         super().__init__(metric=remembering, max_bootstrapped_demos=max_demos, max_labeled_demos=0, max_rounds=1)
 
     def _bootstrap_one_example(self, example: dspy.Example, round_idx: int = 0) -> bool:
-        self._earned = None
+        self._earned, self._judged = None, False
         kept = len(self.name2traces["step"])
         earned = bool(super()._bootstrap_one_example(example, round_idx))
+        if not self._judged:
+            self._on_error(example)
         if earned and self._earned is not None:
             trace, steps = self._earned
             self.name2traces["step"][kept:] = [demo_from_trace(trace, example.query, steps, self._shape)]
@@ -90,19 +101,25 @@ def optimize(
     shape = demo_shape or DemoShape()
     verdicts: list[dict[str, Any]] = []
 
-    def heard(example: dspy.Example, prediction: Any) -> tuple[float, str]:
-        score, why = judge(example, prediction)
+    def record(example: dspy.Example, score: float, why: str) -> None:
         verdicts.append({"task": example.task, "kind": example.kind, "seed": example.seed, "score": score, "why": why})
         if on_item is not None:
             on_item(example, score, why)
+
+    def heard(example: dspy.Example, prediction: Any) -> tuple[float, str]:
+        score, why = judge(example, prediction)
+        record(example, score, why)
         return score, why
+
+    def failed(example: dspy.Example) -> None:
+        record(example, 0.0, "The run raised an error (DSPy logged it above), so it earned nothing.")
 
     student = RLMModule(rlm.config)  # no LMs of its own: optimizers copy it, and it runs on dspy.context's
     started = time.perf_counter()
     with dspy.context(lm=rlm.lm):
         if optimizer == "bootstrap":
             compiled = TrajectoryBootstrap(
-                lambda example, prediction, trace=None: heard(example, prediction)[0] == 1.0, max_demos, shape
+                lambda example, prediction, trace=None: heard(example, prediction)[0] == 1.0, max_demos, shape, failed
             ).compile(student, trainset=list(trainset))
         else:
             compiled = _gepa(student, trainset, valset, heard, max_metric_calls, reflection_lm or rlm.lm)
