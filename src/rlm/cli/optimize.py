@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-demo-tokens", type=int, default=None, help="prompt tokens the demos may add (default 2000)"
     )
     parser.add_argument("--max-iterations", type=int, default=6, help="steps per training run (default 6)")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds per LM request (default 120; raise it for a busy server)"
+    )
     parser.add_argument("--max-metric-calls", type=int, default=12, help="gepa: training runs it may make")
     parser.add_argument("--json", action="store_true", help="print the program's summary as JSON")
 
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             api_base=args.api_base,
             sandbox=args.sandbox or "auto",
             max_iterations=args.max_iterations,
+            timeout=args.timeout,
         )
         trainset = training_items(
             args.items, args.size, [task.strip() for task in args.tasks.split(",") if task.strip()], args.seed
