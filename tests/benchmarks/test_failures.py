@@ -35,6 +35,7 @@ LOOK = step("```python\nprint(len(context))\n```", "print(len(context))", "400")
          "out_of_steps"),
         (COUNT, "80", "final", [step("```python\nprint(context[:9])\n```", "print(context[:9])", "4,698,280"),
                                 step('FINAL("80")', n=2)], "", "guessed"),
+        (COUNT, "", "unfounded", [LOOK, step('FINAL("7")', n=2)], "", "guessed"),
         (NEEDLE, "1234567", "final", [step("```python\nprint(re.findall(r'\\d{7}', context))\n```", "print(...)",
                                             "['1234567', '8598454']"), step("FINAL(1234567)", n=2)], "",
          "misread_output"),

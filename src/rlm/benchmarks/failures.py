@@ -11,9 +11,10 @@ this order and the first that holds names the cause:
    run failed on a timed-out request.
 4. run_error - the run raised any other exception (e.g. the model server failed): not the model's.
 5. refused_right_answer - an earlier step's FINAL(...) held a right answer, yet the run went on.
-6. out_of_steps - the run ended without FINAL: steps, repeats or a call/token/cost budget ran out.
-7. guessed - the answer was written out literally in the last reply and no output of any step
-   showed it as a whole value ("80" is not shown by "4,698,280").
+6. guessed - the engine refused the last answer as unfounded (finish reason "unfounded"), or the
+   answer was written out literally in the last reply and no output of any step showed it as a
+   whole value ("80" is not shown by "4,698,280").
+7. out_of_steps - the run ended without FINAL: steps, repeats or a call/token/cost budget ran out.
 8. misread_output - an output showed the gold answer as a whole value, but the model answered
    something else.
 9. never_decomposed - no step called a sub-model (llm_query, llm_query_batched, recursive_llm)
@@ -38,8 +39,8 @@ CAUSES = (
     "timeout",
     "run_error",
     "refused_right_answer",
-    "out_of_steps",
     "guessed",
+    "out_of_steps",
     "misread_output",
     "never_decomposed",
     "wrong_code",
@@ -129,6 +130,8 @@ def classify(
         return "run_error"
     if any(item.score(value) >= 0.99 for s in steps[:-1] for value in final_literals(s.reply)):
         return "refused_right_answer"
+    if finish_reason == "unfounded":
+        return "guessed"
     if finish_reason != "final":
         return "out_of_steps"
     outputs = [s.output for s in steps]
