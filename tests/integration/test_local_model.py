@@ -75,8 +75,10 @@ def test_a_session_with_the_real_model_keeps_its_variables_for_the_next_question
         second = session.run("Using your variable lost from before, which order number comes first in it?")
     # A 1.5B model does not always do what it is asked (docs/BENCHMARKS.md records what it did); this
     # checks the session's mechanics with real model code: both questions ran in the one sandbox, the
-    # second was told about the earlier question and the variables, and neither run failed.
-    assert first.answer.strip() and second.answer.strip()
-    assert first.llm_calls >= 1 and second.llm_calls >= 1
+    # second carried on the first one's conversation, and neither run failed. An answer may be
+    # empty, but only when the run says why (no FINAL, or a value no output showed).
+    for result in (first, second):
+        assert result.answer.strip() or result.finish_reason in ("no_answer", "unfounded"), result
+        assert result.llm_calls >= 1
     assert session.turns[0][0].startswith("Put the lines")
     assert any(step.code for step in first.trajectory), "the model wrote no code for the first question"
