@@ -49,8 +49,8 @@ def test_the_real_model_drives_the_loop_with_its_own_code(local_server):
     # this checks that the whole loop ran on model-written code, not that the answer was right.
     assert any(step.code and not step.error for step in result.trajectory), "no model-written code ran"
     assert result.llm_calls >= 2 and result.completion_tokens > 0
-    assert result.answer.strip()
-    assert result.finish_reason in {"final", "max_iterations", "repeated", "budget"}
+    assert result.answer.strip() or result.finish_reason in ("no_answer", "unfounded")
+    assert result.finish_reason in {"final", "max_iterations", "repeated", "budget", "no_answer", "unfounded"}
 
 
 def test_the_server_honours_the_reply_limit(local_server):
