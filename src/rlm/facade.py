@@ -48,6 +48,14 @@ def _local_compact_at() -> int:
     return int(DEFAULT_CONTEXT_TOKENS * COMPACT_AT_SHARE)
 
 
+# Seconds an LM request may take. The bundled model's server answers one request at a time, slowly
+# on a busy CPU (a full 768-token reply is ~30 s on 2 idle cores, minutes under load): a request
+# that waits behind others is not dead, and a timed-out one is sent again, so its server does the
+# work twice. It gets a longer default; a timeout the user passes is kept as given.
+DEFAULT_TIMEOUT_S = 120.0
+LOCAL_TIMEOUT_S = 900.0
+
+
 class RLM:
     """A Recursive Language Model: ask questions of contexts far larger than the model's window.
 
@@ -64,7 +72,7 @@ class RLM:
         max_depth: int = 5,
         max_iterations: int = 20,
         temperature: float | None = None,
-        timeout: float | None = 120.0,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
         sandbox: str = "auto",
         enable_graph_tracking: bool = False,
         graph_output_path: str | Path | None = None,
@@ -99,6 +107,8 @@ class RLM:
         load_dotenv_file()
         # The bundled local model reads ~100 tokens/s: smaller outputs and sub-prompts keep steps short.
         small = isinstance(model, str) and model.strip() == LOCAL_MODEL
+        if small and timeout is DEFAULT_TIMEOUT_S:  # the default, not a value the user passed
+            timeout = LOCAL_TIMEOUT_S
         self.config = RLMConfig(
             max_depth=max_depth,
             max_iterations=max_iterations,

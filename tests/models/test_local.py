@@ -61,6 +61,10 @@ def test_model_local_uses_the_local_server_with_small_model_settings(monkeypatch
     assert rlm.lm.engine.dump_state()["api_base"] == "http://127.0.0.1:9999/v1"  # served natively
     assert rlm.lm.kwargs["temperature"] == 0.0 and rlm.lm.kwargs["max_tokens"] == 768
     assert rlm.config.max_output_chars == 2000 and rlm.config.sub_prompt_chars == 12_000
+    # a request queued behind others on the one-slot server is not dead: a longer default, not a resend
+    assert rlm.lm.engine.dump_state()["timeout"] == 900.0
+    assert RLM(model="local", timeout=60).lm.engine.dump_state()["timeout"] == 60
+    assert RLM(model="local", timeout=120.0).lm.engine.dump_state()["timeout"] == 120.0
 
 
 def test_local_model_steps_stop_at_the_end_of_a_code_block_and_sub_calls_do_not(monkeypatch, openai_server):
