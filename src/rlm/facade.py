@@ -91,7 +91,7 @@ class RLM:
         memory_limit_mb: int = 1024,
         max_output_chars: int | None = None,
         max_answer_chars: int = 100_000,
-        max_concurrency: int = 16,
+        max_concurrency: int | None = None,
         max_batch_items: int = 256,
         max_live_sandboxes: int = 16,
         sub_prompt_chars: int | None = None,
@@ -124,7 +124,9 @@ class RLM:
             memory_limit_mb=memory_limit_mb,
             max_output_chars=max_output_chars or (2000 if small else 4000),
             max_answer_chars=max_answer_chars,
-            max_concurrency=max_concurrency,
+            # The bundled model's server answers one request at a time: more in flight only queue
+            # there, where their read timeouts run (our own slots make them wait without one).
+            max_concurrency=max_concurrency if max_concurrency is not None else (1 if small else 16),
             max_batch_items=max_batch_items,
             sub_prompt_chars=sub_prompt_chars or (12_000 if small else 100_000),
             sub_model_note=SLOW_SUB_MODEL_NOTE if small else "",

@@ -65,6 +65,8 @@ def test_model_local_uses_the_local_server_with_small_model_settings(monkeypatch
     assert rlm.lm.engine.dump_state()["timeout"] == 900.0
     assert RLM(model="local", timeout=60).lm.engine.dump_state()["timeout"] == 60
     assert RLM(model="local", timeout=120.0).lm.engine.dump_state()["timeout"] == 120.0
+    # its server answers one request at a time: more in flight would queue there, under their timeouts
+    assert rlm.config.max_concurrency == 1 and RLM(model="local", max_concurrency=4).config.max_concurrency == 4
 
 
 def test_local_model_steps_stop_at_the_end_of_a_code_block_and_sub_calls_do_not(monkeypatch, openai_server):
