@@ -69,7 +69,8 @@ def test_a_session_with_the_real_model_keeps_its_variables_for_the_next_question
     from rlm import RLM
 
     lines = "\n".join(f"order {1000 + i}: status={'lost' if i % 7 == 3 else 'delivered'}" for i in range(200))
-    rlm = RLM(model="local", api_base=local_server.base_url, max_iterations=5)
+    # bounded steps and replies: the test checks the session's mechanics, and CI has a time limit
+    rlm = RLM(model="local", api_base=local_server.base_url, max_iterations=3, max_tokens=256)
     with rlm.session(lines) as session:
         first = session.run("Put the lines whose status is lost into a variable named lost, then answer how many.")
         second = session.run("Using your variable lost from before, which order number comes first in it?")

@@ -26,7 +26,7 @@ def test_a_program_compiled_with_the_real_model_loads_and_reaches_its_prompt(loc
     from rlm.events import LMCalled
     from rlm.optimize import optimize, read_program, training_items
 
-    trainer = RLM(model="local", api_base=local_server.base_url, max_iterations=4)
+    trainer = RLM(model="local", api_base=local_server.base_url, max_iterations=3, max_tokens=256)  # bounded: CI time
     program = optimize(trainer, training_items(1, size_tokens=2000, tasks=("needle",)), max_demos=1)
     path = program.save(tmp_path / "program.json")
     loaded = read_program(path)
@@ -35,7 +35,14 @@ def test_a_program_compiled_with_the_real_model_loads_and_reaches_its_prompt(loc
 
     calls: list[LMCalled] = []
     item = needle(2000, seed=4242)
-    asker = RLM(model="local", api_base=local_server.base_url, max_iterations=4, program=path, on_event=calls.append)
+    asker = RLM(
+        model="local",
+        api_base=local_server.base_url,
+        max_iterations=2,
+        max_tokens=256,
+        program=path,
+        on_event=calls.append,
+    )
     result = asker.run(item.query, item.context)
     assert result.llm_calls >= 1
     first = next(event for event in calls if isinstance(event, LMCalled))
