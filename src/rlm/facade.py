@@ -216,12 +216,13 @@ class RLM:
         output: Any,
         sandbox: Sandbox,
         note: str,
-        conversation: Conversation | None = None,
+        conversation: Conversation,
     ) -> RLMResult:
         self._new_run()
-        carried = {} if conversation is None else {"conversation": conversation}
         try:
-            prediction = self.module(query=query, context=context, output=output, session=(sandbox, note), **carried)
+            prediction = self.module(
+                query=query, context=context, output=output, session=(sandbox, note), conversation=conversation
+            )
         finally:
             self._write_outputs()
         return prediction.result
@@ -233,13 +234,12 @@ class RLM:
         output: Any,
         sandbox: Sandbox,
         note: str,
-        conversation: Conversation | None = None,
+        conversation: Conversation,
     ) -> RLMResult:
         self._new_run()
-        carried = {} if conversation is None else {"conversation": conversation}
         try:
             prediction = await self.module.acall(
-                query=query, context=context, output=output, session=(sandbox, note), **carried
+                query=query, context=context, output=output, session=(sandbox, note), conversation=conversation
             )
         finally:
             await asyncio.to_thread(self._write_outputs)

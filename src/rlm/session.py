@@ -154,7 +154,7 @@ class Session:
         if sandbox is not None:
             sandbox.close()
 
-    def _prepare(self) -> tuple[_KeptSandbox, str, Conversation | None]:
+    def _prepare(self) -> tuple[_KeptSandbox, str, Conversation]:
         if self._sandbox is None:
             raise RuntimeError("this session is closed: open a new one with rlm.session(context)")
         note = self._note(self._sandbox)
