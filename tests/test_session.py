@@ -171,9 +171,16 @@ def test_the_conversation_carries_over_without_a_note_of_earlier_answers(make_lm
     assert session.compactions == []
 
 
-def test_one_long_question_is_compacted_within_its_run(make_lm):
+def long_marker_run(lm):
+    """One question over a context read in 1,500-character chunks, compacted after about two of them."""
     from rlm.engine.module import RLMModule
 
+    context = "a" * 1500 + " marker-B " + "b" * 1490 + "c" * 3000
+    module = RLMModule(RLMConfig(compact_at_tokens=(len(INSTRUCTIONS) + 3500) // 3), lm)
+    return module(query="Which marker is there?", context=context).result
+
+
+def test_one_long_question_is_compacted_within_its_run(make_lm):
     def model(messages: list[dict[str, str]]) -> str:
         if SUMMARY_REQUEST in messages[-1]["content"]:
             return "Summary: printed chunks 0 and 1; chunk 1 held 'marker-B'."
@@ -183,9 +190,7 @@ def test_one_long_question_is_compacted_within_its_run(make_lm):
         return code(f"print(context[{steps} * 1500:{steps + 1} * 1500])")
 
     lm, engine = make_lm(model)
-    context = "a" * 1500 + " marker-B " + "b" * 1490 + "c" * 3000
-    module = RLMModule(RLMConfig(compact_at_tokens=(len(INSTRUCTIONS) + 3500) // 3), lm)
-    result = module(query="Which marker is there?", context=context).result
+    result = long_marker_run(lm)
     assert result.answer == "marker-B"
     compact_calls = [c for c in engine.calls if SUMMARY_REQUEST in c[-1]["content"]]
     assert len(compact_calls) == 1
@@ -194,8 +199,6 @@ def test_one_long_question_is_compacted_within_its_run(make_lm):
 
 
 def test_a_failed_summary_call_does_not_end_the_run(make_lm):
-    from rlm.engine.module import RLMModule
-
     def model(messages):
         if SUMMARY_REQUEST in messages[-1]["content"]:
             raise RuntimeError("the provider is down for this one call")
@@ -205,8 +208,6 @@ def test_a_failed_summary_call_does_not_end_the_run(make_lm):
         return code(f"print(context[{steps} * 1500:{steps + 1} * 1500])")
 
     lm, engine = make_lm(model)
-    context = "a" * 1500 + " marker-B " + "b" * 1490 + "c" * 3000
-    module = RLMModule(RLMConfig(compact_at_tokens=(len(INSTRUCTIONS) + 3500) // 3), lm)
-    result = module(query="Which marker is there?", context=context).result
+    result = long_marker_run(lm)
     assert (result.answer, result.finish_reason) == ("marker-B", "final")
     assert any(SUMMARY_REQUEST in c[-1]["content"] for c in engine.calls)  # it was tried, and failed
