@@ -22,6 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.servers import wait_until_serving
 from rlm.engine import prompts
 from rlm.models.local import model_path
 from rlm.models.prompt_cache import llama_server_cache_args
@@ -84,12 +85,7 @@ def measure(gguf: Path, threads: int, cached: bool) -> dict[str, float]:
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(command, stdout=log, stderr=log)
         try:
-            for _ in range(600):
-                try:
-                    urllib.request.urlopen(f"{base}/models", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.2)
+            wait_until_serving(base)
             step1, sub, step2 = conversation()
             first = post(base, step1)
             interleaved = post(base, sub)

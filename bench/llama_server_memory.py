@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.request
 
+from bench.servers import wait_until_serving
 from rlm.models.local import model_path
 from rlm.models.local_server import LocalServer
 
@@ -50,12 +51,7 @@ def main() -> None:
         command[1:3] = ["-m", "llama_cpp.server"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/v1/models", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(1)
+        wait_until_serving(f"http://127.0.0.1:{args.port}/v1")
         print(f"launcher {args.launcher}: RSS at start {rss_mb(server.pid):,.0f} MB", flush=True)
         for i in range(args.prompts):
             words = " ".join(f"item{i}-{j}" for j in range(100))  # distinct from the first token on
