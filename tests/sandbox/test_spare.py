@@ -146,19 +146,23 @@ def test_a_spare_that_died_while_waiting_is_not_handed_out(boxes):
     assert second.execute("print(1 + 1)", no_calls).output == "2\n"
 
 
+# A host script's start: one sandbox, and `workers()`, the processes the host's threads started.
+HOST_WITH_A_SANDBOX = (
+    "import os, time\n"
+    "from rlm.sandbox.local import LocalSandbox\n"
+    "box = LocalSandbox()\n"
+    "box.start()\n"
+    "def workers():\n"
+    "    pids = set()\n"
+    "    for task in os.listdir('/proc/self/task'):\n"
+    "        pids.update(open(f'/proc/self/task/{task}/children').read().split())\n"
+    "    return pids\n"
+)
+
+
 def test_no_spare_is_started_when_turned_off(tmp_path):
     script = tmp_path / "host.py"
-    script.write_text(
-        "import os, time\n"
-        "from rlm.sandbox.local import LocalSandbox\n"
-        "box = LocalSandbox()\n"
-        "box.start()\n"
-        "time.sleep(1.0)\n"
-        "pids = set()\n"
-        "for task in os.listdir('/proc/self/task'):\n"
-        "    pids.update(open(f'/proc/self/task/{task}/children').read().split())\n"
-        "print(len(pids), flush=True)\n"
-    )
+    script.write_text(f"{HOST_WITH_A_SANDBOX}time.sleep(1.0)\nprint(len(workers()), flush=True)\n")
     env = {**os.environ, "RLM_SANDBOX_SPARE": "0"}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -168,15 +172,7 @@ def test_no_spare_is_started_when_turned_off(tmp_path):
 def test_spares_die_with_a_host_killed_by_sigkill(tmp_path):
     script = tmp_path / "host.py"
     script.write_text(
-        "import os, time\n"
-        "from rlm.sandbox.local import LocalSandbox\n"
-        "box = LocalSandbox()\n"
-        "box.start()\n"
-        "def workers():\n"
-        "    pids = set()\n"
-        "    for task in os.listdir('/proc/self/task'):\n"
-        "        pids.update(open(f'/proc/self/task/{task}/children').read().split())\n"
-        "    return pids\n"
+        f"{HOST_WITH_A_SANDBOX}"
         "deadline = time.monotonic() + 15\n"
         "while len(workers()) < 2 and time.monotonic() < deadline:\n"
         "    time.sleep(0.02)\n"
