@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from rlm.benchmarks.tasks import oolong_counting
 from rlm.errors import ConfigurationError
-from rlm.optimize import EVALUATION, Shape, check_disjoint, shown_whole, to_example, training_items
+from rlm.optimize import EVALUATION, Shape, check_disjoint, to_example, training_items
 
 
 def test_training_items_take_turns_over_tasks_and_skip_held_out_shapes():
@@ -58,12 +56,3 @@ def test_evaluation_items_come_from_the_declared_seeds():
     assert [i.query for i in items] == [oolong_counting(500, seed).query for seed in EVALUATION.seeds[:2]]
     with pytest.raises(ConfigurationError, match="not a held-out task"):
         EVALUATION.items(2, 500, "needle")
-
-
-@given(st.integers(min_value=0, max_value=10**9), st.integers(min_value=1, max_value=999))
-def test_a_number_is_shown_only_as_a_whole_value(value, thousands):
-    assert shown_whole(str(value), f"count: {value}")
-    assert shown_whole(str(value), f"[{value}, 3]")
-    assert not shown_whole(str(value), f"{thousands},{value:03d}") or value >= 1000
-    assert not shown_whole(str(value), f"1{value}")
-    assert not shown_whole(str(value), f"{value}.5")

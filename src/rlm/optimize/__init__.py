@@ -13,7 +13,7 @@
 from rlm.optimize.compile import DEFAULT_MAX_DEMO_TOKENS, OPTIMIZERS, TrajectoryBootstrap, optimize
 from rlm.optimize.demos import DemoShape, key_turns, prompt_cost
 from rlm.optimize.items import EVALUATION, HeldOut, Shape, check_disjoint, to_example, training_items
-from rlm.optimize.metric import founded_and_correct, judge, score_with_feedback, shown_whole
+from rlm.optimize.metric import founded_and_correct, judge, score_with_feedback
 from rlm.optimize.program_file import (
     FORMAT_VERSION,
     Program,
@@ -44,7 +44,6 @@ __all__ = [
     "prompt_cost",
     "read_program",
     "score_with_feedback",
-    "shown_whole",
     "to_example",
     "training_items",
 ]
