@@ -216,3 +216,37 @@ def test_a_forged_final_signal_gives_no_answer(restricted):
     result = restricted.execute("raise Signal()", no_calls)
     assert result.final_answer is None and result.submitted is None
     assert restricted.execute("len(context)", no_calls).output == "11\n"
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="raw syscall numbers are x86_64's")
+def test_every_new_syscall_number_is_refused_whether_libseccomp_knows_its_name_or_not(unrestricted):
+    # setxattrat (463) once wrote security.capability onto a host file: libseccomp 2.5.4 did not
+    # know the name, so a denylist of names skipped it. Each number is called with null arguments;
+    # only the filter answers EPERM to that (a kernel without the call says ENOSYS, bad arguments EFAULT).
+    unified = range(jail.UNIFIED_SYSCALLS_FROM, jail.UNIFIED_SYSCALLS_TO + 1)
+    numbers = [n for n in unified if n not in jail.UNIFIED_ALLOWED]
+    action = (
+        "import errno\n"
+        f"let_through = []\nfor n in {numbers!r}:\n"
+        "    try:\n        sc(n, 0, 0, 0, 0, 0)\n        let_through.append(n)\n"
+        "    except OSError as exc:\n        if exc.errno != errno.EPERM:\n            let_through.append(n)\n"
+        "result = let_through"
+    )
+    assert attempt(unrestricted, action) == "OK: []\n"
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="raw syscall numbers are x86_64's")
+def test_the_worker_holds_no_capabilities_and_reads_no_extended_attributes(unrestricted, tmp_path):
+    target = tmp_path / "tagged.txt"
+    target.write_text("x")
+    os.setxattr(target, "user.origin", b"https://example.invalid/?token=secret")
+    capabilities = attempt(
+        unrestricted,
+        "header = (ctypes.c_uint32 * 2)(0x20080522, 0)\n"  # _LINUX_CAPABILITY_VERSION_3, this process
+        "data = (ctypes.c_uint32 * 6)()\n"
+        "sc(125, header, data)\n"  # capget
+        "result = list(data)",
+    )
+    assert capabilities == "OK: [0, 0, 0, 0, 0, 0]\n"  # effective, permitted, inheritable: none
+    assert attempt(unrestricted, f"result = os.getxattr({str(target)!r}, 'user.origin')").startswith("DENIED")
+    assert attempt(unrestricted, f"result = os.listxattr({str(target)!r})").startswith("DENIED")

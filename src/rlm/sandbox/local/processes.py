@@ -111,10 +111,21 @@ def spawn(command: list[str]) -> subprocess.Popen[bytes]:
         raise SandboxError(f"could not start the sandbox worker: {exc}") from exc
 
 
-def kill_group(process: subprocess.Popen[bytes]) -> None:
+def kill_now(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the worker's process group, unless it was already reaped.
+
+    Once reaped, its pid (and group id) may belong to an unrelated process: hostile code only has
+    to make its worker exit for a later `killpg` on the old number to hit someone else.
+    """
+    if process.returncode is not None:
+        return
     for kill in (lambda: os.killpg(process.pid, signal.SIGKILL), process.kill):
         with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
             kill()
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    kill_now(process)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
     for stream in (process.stdin, process.stdout):
@@ -132,9 +143,7 @@ class _Reaper:
         self._owner_pid = -1
 
     def retire(self, process: subprocess.Popen[bytes]) -> None:
-        for kill in (lambda: os.killpg(process.pid, signal.SIGKILL), process.kill):  # dead now; only the reaping waits
-            with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
-                kill()
+        kill_now(process)  # dead now; only the reaping waits
         with self._lock:
             if self._owner_pid != os.getpid():  # first use, or a forked host that lost the thread
                 self._queue = queue.SimpleQueue()
