@@ -175,3 +175,25 @@ def test_a_crashing_worker_never_raises_out_of_run(make_lm):
         registry._FACTORIES.pop("unrestricted-for-tests")
     assert result.answer == "10"
     assert "SIGSEGV" in (result.trajectory[0].error or "")
+
+
+def test_a_reaped_worker_is_never_signalled_again(monkeypatch):
+    # Its pid may already belong to an unrelated process: a killpg on the old number would kill that.
+    import subprocess
+    import sys
+
+    from rlm.sandbox.local import processes
+
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    signalled = []
+    monkeypatch.setattr(processes.os, "killpg", lambda pid, sig: signalled.append(pid))
+    processes.kill_now(done)
+    assert signalled == []
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        processes.kill_now(running)
+        assert signalled == [running.pid]
+    finally:
+        running.kill()
+        running.wait()
