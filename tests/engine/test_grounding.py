@@ -130,10 +130,20 @@ def test_the_description_of_the_context_is_not_evidence(make_lm):
     # 4,698,280-like figures and the preview are in the task message, never in an output
     lm, engine = make_lm([code("print(len(context))") + "\nFINAL('filler')", code("FINAL('filler')"), "FINAL('x')"])
     result = RLM(model=lm, max_iterations=2).run("What word starts the context?", BIG)
-    assert "so it is a guess" in last_user_message(engine.calls[1])
+    assert "a quote is not an output of your code" in last_user_message(engine.calls[1])
     assert (result.answer, result.finish_reason) == ("", "unfounded")
     assert result.trajectory[-1].reply == "FINAL('x')"  # the last reply is kept, after the steps
     assert result.iterations == len(result.trajectory) - 1
+
+
+def test_an_answer_only_the_preview_shows_is_refused_with_the_code_that_prints_that_part(make_lm):
+    context = "filler text. " * 3000 + "The code word is heliotrope."
+    lm, engine = make_lm(
+        [code("x = 1") + "\nFINAL('heliotrope')", code("print(context[-300:])"), "FINAL('heliotrope')"]
+    )
+    result = RLM(model=lm, max_iterations=3).run("What is the code word?", context)
+    assert "print(context[-300:])" in last_user_message(engine.calls[1])
+    assert (result.answer, result.finish_reason) == ("heliotrope", "final")
 
 
 def test_a_budget_that_ran_out_stays_the_reason_when_the_last_reply_has_no_answer(make_lm):

@@ -95,7 +95,8 @@ def test_errors_in_code_go_back_to_the_model_and_the_run_continues(make_lm):
 def test_reply_without_code_or_final_gets_a_nudge(make_lm):
     lm, engine = make_lm(["I am thinking about it.", "FINAL(done)"])
     assert RLM(model=lm).completion("q", "ctx") == "done"
-    assert "no ```python block" in last_user_message(engine.calls[1])
+    assert "no code to run and no FINAL" in last_user_message(engine.calls[1])
+    assert "opens with ```python" in last_user_message(engine.calls[1])
 
 
 def test_each_root_prompt_extends_the_previous_one(make_lm):
@@ -117,6 +118,16 @@ def test_a_last_reply_without_final_is_no_answer_not_the_reply_text(make_lm):
     lm, _ = make_lm([code("x = 1"), "The answer is probably 12."])
     result = RLM(model=lm, max_iterations=1).run("q", "ctx")
     assert (result.answer, result.finish_reason) == ("", "no_answer")
+
+
+def test_the_last_step_names_no_placeholder_the_model_could_copy_as_a_variable(make_lm):
+    # a small model told "Call FINAL(answer) now" wrote FINAL(answer): a NameError, no answer
+    lm, engine = make_lm([code("x = 1"), code("n = 7\nprint(n)"), "FINAL(n)"])
+    result = RLM(model=lm, max_iterations=2).run("q", "ctx")
+    last_step, answer_now = last_user_message(engine.calls[1]), last_user_message(engine.calls[2])
+    assert "this is the last step" in last_step and "Finish now with FINAL(" in last_step
+    assert "FINAL(answer)" not in last_step + answer_now
+    assert (result.answer, result.finish_reason) == ("7", "max_iterations")
 
 
 def test_strict_mode_raises_no_answer_error_with_the_last_reply(make_lm):

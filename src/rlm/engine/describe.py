@@ -11,6 +11,7 @@ from typing import Any
 HEAD_CHARS = 600
 TAIL_CHARS = 300
 MAX_LISTED_DOCUMENTS = 20
+DOCUMENT_HEAD_CHARS = 80
 CHARS_PER_TOKEN = 4  # a rough, provider-independent estimate; shown as "~" to the model
 
 
@@ -35,8 +36,8 @@ def describe_context(context: Any) -> str:
     size = f"{total:,} characters (~{total // CHARS_PER_TOKEN:,} tokens)"
     if isinstance(context, str):
         return (
-            f"`context` is a str of {size}. Read parts of it with slices such as context[:2000], "
-            f"or line by line with context.splitlines().\n{_preview(context)}"
+            f"`context` is a str of {size}. Slices such as context[:2000] show a part of it; "
+            f"context.splitlines() gives its lines to search.\n{_preview(context)}"
         )
     if isinstance(context, dict):
         first = next(iter(context), None)
@@ -64,6 +65,25 @@ def shows_whole(context: Any) -> bool:
     return isinstance(context, str) and len(context) <= HEAD_CHARS + TAIL_CHARS
 
 
+def quoted_parts(context: Any) -> list[tuple[str, str]]:
+    """The parts of `context` its description quotes, each with the expression that prints it."""
+    if isinstance(context, str):
+        if shows_whole(context):
+            return [("context", context)]
+        return [(f"context[:{HEAD_CHARS}]", context[:HEAD_CHARS]), (f"context[-{TAIL_CHARS}:]", context[-TAIL_CHARS:])]
+    if isinstance(context, dict):
+        named = _first(context.items())
+    elif isinstance(context, (list, tuple)):
+        named = list(enumerate(_first(context)))
+    else:
+        return []
+    return [
+        (f"context[{key!r}][:{DOCUMENT_HEAD_CHARS}]", doc[:DOCUMENT_HEAD_CHARS])
+        for key, doc in named
+        if isinstance(doc, str)
+    ]
+
+
 def _document_length(document: Any) -> int:
     return len(document) if isinstance(document, str) else len(str(document))
 
@@ -80,7 +100,7 @@ def _reading_hint(expression: str, document: Any) -> str:
 
 def _describe_document(document: Any) -> str:
     if isinstance(document, str):
-        head = document[:80].replace("\n", " ")
+        head = document[:DOCUMENT_HEAD_CHARS].replace("\n", " ")
         return f"str, {len(document):,} chars, starts {head!r}"
     return f"{_shape(document)}, {_document_length(document):,} chars as text"
 

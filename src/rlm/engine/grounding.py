@@ -149,6 +149,13 @@ class Grounding:
         return any(e.shows_text(text, step) for e in self._evidence)
 
 
+def shows(text: str, answer: str) -> bool:
+    """Whether `text`, were it an output, would found `answer` (the same rules as for outputs)."""
+    grounding = Grounding("")
+    grounding.saw(0, "", text)
+    return not grounding.unfounded(answer, literal=True, step=1)
+
+
 def code_literals(code: str) -> set[str]:
     """The constants a step's code writes as values: passed to a call or assigned to a name.
 

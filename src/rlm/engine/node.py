@@ -19,8 +19,8 @@ from rlm.engine import prompts
 from rlm.engine.answer_types import AnswerType
 from rlm.engine.calls import CallSite
 from rlm.engine.conversation import Conversation
-from rlm.engine.describe import describe_context, shows_whole
-from rlm.engine.grounding import Grounding
+from rlm.engine.describe import describe_context, quoted_parts, shows_whole
+from rlm.engine.grounding import Grounding, shows
 from rlm.engine.limits import BUDGET_REASONS, deadline_passed, prompt_cap
 from rlm.engine.parsing import TextFinal, count_code_blocks, cut_after_code, extract_code, find_text_final
 from rlm.engine.result import StepRecord
@@ -222,7 +222,8 @@ class NodeRun:
         if grounding.engine_text(answer, prompts.ENGINE_MARKERS, (prompts.NO_ANSWER_MARKER,)):
             return prompts.ENGINE_TEXT_NOTE
         if grounding.unfounded(answer, literal, iteration):
-            return prompts.GUESS_NOTE
+            quoted = next((where for where, text in quoted_parts(self.context) if shows(text, answer)), None)
+            return prompts.GUESS_NOTE if quoted is None else prompts.preview_guess_note(quoted)
         return None if self.answer_type is None else self.answer_type.refusal(answer)
 
     def _without_answer(self, reason: str, reply: str, trajectory: list[StepRecord]) -> NodeOutcome:

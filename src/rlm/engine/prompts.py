@@ -30,16 +30,19 @@ for a part that needs several steps of its own.
 No files, no network.
 
 How to work:
-1. Explore before relying on anything: print the size and a small sample of `context`, the way \
-the task's description of it shows, to learn its format.
-2. What code can decide, decide with code over all of the context: search, parse, filter, count, \
-compare. Print small results; long output is cut.
-3. What needs reading or judgement, delegate: split the relevant text into chunks that fit a \
-sub-call, ask llm_query_batched the same focused question about every chunk, then combine the \
-answers with code (count, add up, pick, join).
-4. Finish only with what you found: FINAL(variable) for a value your code computed, or FINAL of a \
-value exactly as an output showed it. If a step failed or printed nothing useful, change the code \
-instead of running it again.
+1. Look once: print the size and a small sample of `context`, the way the task's description of \
+it shows, to learn its format.
+2. Then narrow it down with code over all of the context, never by reading it piece by piece: \
+search it for the query's key words or for the kind of value asked for (a list of the lines where \
+re.search(pattern, line) matches), then parse, filter, count (collections.Counter) or compare what \
+matches. Print small results, such as how many matched and the first few; long output is cut.
+3. Read what your code printed. If it shows the answer, finish now: FINAL(x) with x the variable \
+that holds the value your code computed, or FINAL of the value exactly as the output showed it. \
+If a step failed or printed nothing useful, change the code instead of running it again.
+4. Only when code cannot decide, because the answer needs reading or judgement, delegate: split \
+the relevant text into chunks that fit a sub-call, ask llm_query_batched the same focused question \
+about every chunk (each prompt holds the question and then its chunk), then combine the answers \
+with code (count, add up, pick, join) and finish as in 3.
 """
 
 
@@ -58,10 +61,25 @@ SLOW_SUB_MODEL_NOTE = (
 CODE_BLOCK_END = "\n```\n"
 
 
+# Names no placeholder: a small model told "FINAL(answer)" writes exactly that, and `answer` is
+# not a variable of its REPL.
+FINISH_NOW = (
+    "Finish now with FINAL( ) holding your best answer from what you found: the value an output "
+    "showed, or the variable that holds it."
+)
+
+
+# Said after every output: small models go on running code after an output answered the query
+# unless the choice to finish is put to them where they read last.
+FINISH_OR_GO_ON = "If an output above answers the query, finish with FINAL now; if not, write the next code."
+
+
 def step_line(step: int, max_steps: int) -> str:
     if step >= max_steps:
-        return f"Step {step} of {max_steps}: this is the last step. Call FINAL(answer) now."
-    return f"Step {step} of {max_steps}."
+        return f"Step {step} of {max_steps}: this is the last step. {FINISH_NOW}"
+    if step == 1:
+        return f"Step {step} of {max_steps}."
+    return f"Step {step} of {max_steps}. {FINISH_OR_GO_ON}"
 
 
 def first_message(query: str, context_info: str) -> str:
@@ -83,14 +101,23 @@ def observation(output: str, error: str | None, note: str, closing: str) -> str:
 
 
 NO_CODE_NOTE = (
-    "Your reply had no ```python block and no FINAL(...). Write code to explore `context`, "
-    "or give the answer with FINAL(answer)."
+    "Your reply had no code to run and no FINAL(...). Write code to explore `context` in a block "
+    "that opens with ```python, or give the answer with FINAL(...)."
 )
 
 GUESS_NOTE = (
     "That answer was not accepted: no output of your code has shown it, so it is a guess. "
     "Compute it with code and finish with FINAL(variable), or first print the part of `context` that shows it."
 )
+
+
+def preview_guess_note(expression: str) -> str:
+    """Said when a refused answer is in the task message's quote of `context`, not in an output."""
+    return (
+        "That answer was not accepted: only the task message's quote of `context` shows it, and a quote "
+        f"is not an output of your code. Print that part with print({expression}) to check it, then call FINAL."
+    )
+
 
 ENGINE_TEXT_NOTE = (
     "That answer was not accepted: it is the REPL's own text, not something found in `context`. "
@@ -127,7 +154,7 @@ def answer_now(max_steps: int, reason: str) -> str:
         "budget_time": "The run's time budget is used up.",
         "time": "The time for this task is used up.",
     }[reason]
-    return f"{why} Reply now with FINAL(answer): your best answer from what you found. Write no code."
+    return f"{why} {FINISH_NOW} Write no other code."
 
 
 # Why a child node ended without a last answer; its parent's code reads this in place of one.
