@@ -70,8 +70,12 @@ FINISH_NOW = (
 
 
 # Said after every output: small models go on running code after an output answered the query
-# unless the choice to finish is put to them where they read last.
-FINISH_OR_GO_ON = "If an output above answers the query, finish with FINAL now; if not, write the next code."
+# unless the choice to finish is put to them where they read last. The second sentence because
+# they then take "0 matches" of a search with the wrong words for the value asked for.
+FINISH_OR_GO_ON = (
+    "If an output above shows what the query asks for, finish with FINAL now; if not, write the next code. "
+    "A search that matched nothing means: try other words, before you conclude it is absent."
+)
 
 
 def step_line(step: int, max_steps: int) -> str:
