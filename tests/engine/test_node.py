@@ -120,6 +120,17 @@ def test_a_last_reply_without_final_is_no_answer_not_the_reply_text(make_lm):
     assert (result.answer, result.finish_reason) == ("", "no_answer")
 
 
+def test_after_each_output_the_model_is_asked_whether_to_finish(make_lm):
+    # small models ran on after an output had shown the answer; the choice is put to them each step
+    lm, engine = make_lm([code("print(3)"), "FINAL(3)"])
+    assert RLM(model=lm, max_iterations=5).completion("q", "x" * 5000) == "3"
+    assert "Step 1 of 5." in engine.calls[0][-1]["content"]
+    assert "finish with FINAL now" not in engine.calls[0][-1]["content"]
+    step_two = last_user_message(engine.calls[1])
+    assert "Step 2 of 5. If an output above shows what the query asks for, finish with FINAL now" in step_two
+    assert "matched nothing" in step_two
+
+
 def test_the_last_step_names_no_placeholder_the_model_could_copy_as_a_variable(make_lm):
     # a small model told "Call FINAL(answer) now" wrote FINAL(answer): a NameError, no answer
     lm, engine = make_lm([code("x = 1"), code("n = 7\nprint(n)"), "FINAL(n)"])
