@@ -59,7 +59,7 @@ class ContextSpec:
 
     def load(self) -> Any:
         """The context: inline data as given; one file as its text; folders or several files as a dict."""
-        from rlm.cli.context_files import load_context  # files, folders, binary-file checks: one reader
+        from rlm.context_files import load_context  # files, folders, binary-file checks: one reader
 
         def read_context(paths: list[str]) -> Any:
             # No size cap: an item names its context outright (the 50 MB cap guards `rlm ask`'s

@@ -21,7 +21,7 @@ SUMMARY_SHOWN = 160  # characters of a compaction's summary that /history shows
 
 def run(args: argparse.Namespace) -> int:
     from rlm import RLMError
-    from rlm.cli.context_files import load_context
+    from rlm.context_files import load_context
 
     try:
         context, loaded = load_context(args.context, args.include, args.exclude, args.max_bytes)

@@ -16,8 +16,9 @@ import signal
 import sys
 from typing import Any
 
+from rlm.context_files import DEFAULT_MAX_BYTES
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_MAX_BYTES = 50_000_000  # folders' cap (about 12M tokens); here so that --help stays light
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 128 + signal.SIGINT, 128 + signal.SIGPIPE  # as the shell reports them
 
 
@@ -195,7 +196,7 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
 
 def ask(args: argparse.Namespace) -> int:
     from rlm import RLMError
-    from rlm.cli.context_files import load_context
+    from rlm.context_files import load_context
     from rlm.events import StepExecuted
 
     finished_steps: list[StepExecuted] = []

@@ -11,12 +11,16 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pathspec
-
-from rlm.cli.main import DEFAULT_MAX_BYTES
 from rlm.errors import ContextError
+
+if TYPE_CHECKING:
+    import pathspec
+
+# About 12M tokens: a mistaken `--context /` stops here. The CLI's --help shows it, so this
+# module imports pathspec only when it reads a folder.
+DEFAULT_MAX_BYTES = 50_000_000
 
 # Folders often hold things no one means as context, ignored or not.
 SKIPPED_DIRS = {"__pycache__", "node_modules", "venv", "site-packages", "dist-packages"}
@@ -96,6 +100,8 @@ def _count(report: LoadReport, text: str, max_bytes: int, source: str) -> None:
 
 
 def _globs(patterns: list[str]) -> pathspec.PathSpec:
+    import pathspec
+
     return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
 
 
@@ -103,6 +109,8 @@ def _folder_files(
     root: Path, wanted: pathspec.PathSpec | None, unwanted: pathspec.PathSpec, report: LoadReport
 ) -> list[Path]:
     """Files under `root` in sorted order, without hidden, ignored, excluded or not-included ones."""
+    import pathspec
+
     ignores: list[tuple[Path, pathspec.PathSpec]] = []
     found: list[Path] = []
     for folder, dirs, files in os.walk(root):
