@@ -146,6 +146,14 @@ def test_an_answer_only_the_preview_shows_is_refused_with_the_code_that_prints_t
     assert (result.answer, result.finish_reason) == ("heliotrope", "final")
 
 
+def test_an_empty_final_is_no_answer(make_lm):
+    # a FINAL of an empty variable (sub-calls that returned "") read as a finished run before
+    lm, engine = make_lm([code("found = ''\nFINAL(found)"), code("FINAL('   ')"), "FINAL('')"])
+    result = RLM(model=lm, max_iterations=2).run("Where does she live?", BIG)
+    assert "it is empty" in last_user_message(engine.calls[1])
+    assert (result.answer, result.finish_reason) == ("", "no_answer")
+
+
 def test_a_budget_that_ran_out_stays_the_reason_when_the_last_reply_has_no_answer(make_lm):
     lm, _ = make_lm([code("x = 1"), code("y = 2"), "I am not sure."])
     result = RLM(model=lm, max_llm_calls=3).run("q", BIG)

@@ -199,7 +199,11 @@ class NodeRun:
         step = len(trajectory) + 1
         answer, literal = yield from self._last_answer(reply, grounding, step)
         missing = None
-        if answer is None or grounding.engine_text(answer, prompts.ENGINE_MARKERS, (prompts.NO_ANSWER_MARKER,)):
+        if (
+            answer is None
+            or not answer.strip()
+            or grounding.engine_text(answer, prompts.ENGINE_MARKERS, (prompts.NO_ANSWER_MARKER,))
+        ):
             missing = "no_answer"
         elif grounding.unfounded(answer, literal, step):
             missing = "unfounded"
@@ -219,6 +223,8 @@ class NodeRun:
 
     def _refusal(self, grounding: Grounding, answer: str, literal: bool, iteration: int) -> str | None:
         """Why a FINAL answer is not accepted (told to the model), or None."""
+        if not answer.strip():
+            return prompts.EMPTY_ANSWER_NOTE
         if grounding.engine_text(answer, prompts.ENGINE_MARKERS, (prompts.NO_ANSWER_MARKER,)):
             return prompts.ENGINE_TEXT_NOTE
         if grounding.unfounded(answer, literal, iteration):

@@ -123,6 +123,12 @@ def preview_guess_note(expression: str) -> str:
     )
 
 
+# An empty FINAL reads as a finished run with nothing in it; it is no answer.
+EMPTY_ANSWER_NOTE = (
+    "That answer was not accepted: it is empty. Print the value you mean to give, check it is there, "
+    "then call FINAL with it."
+)
+
 ENGINE_TEXT_NOTE = (
     "That answer was not accepted: it is the REPL's own text, not something found in `context`. "
     "Find the answer with code, then call FINAL(answer)."
