@@ -122,13 +122,15 @@ def test_a_last_reply_without_final_is_no_answer_not_the_reply_text(make_lm):
 
 def test_after_each_output_the_model_is_asked_whether_to_finish(make_lm):
     # small models ran on after an output had shown the answer; the choice is put to them each step
-    lm, engine = make_lm([code("print(3)"), "FINAL(3)"])
+    lm, engine = make_lm([code("x = 3"), code("print(x)"), code("print(y)"), "FINAL(3)"])
     assert RLM(model=lm, max_iterations=5).completion("q", "x" * 5000) == "3"
-    assert "Step 1 of 5." in engine.calls[0][-1]["content"]
     assert "finish with FINAL now" not in engine.calls[0][-1]["content"]
-    step_two = last_user_message(engine.calls[1])
-    assert "Step 2 of 5. If an output above shows what the query asks for, finish with FINAL now" in step_two
-    assert "matched nothing" in step_two
+    # nothing printed, or an error: no output to finish from (asked then, small models guess)
+    assert last_user_message(engine.calls[1]).endswith("Step 2 of 5.")
+    assert last_user_message(engine.calls[3]).endswith("Step 4 of 5.")
+    step_three = last_user_message(engine.calls[2])
+    assert "Step 3 of 5. If an output above shows what the query asks for, finish with FINAL now" in step_three
+    assert "matched nothing" in step_three
 
 
 def test_the_last_step_names_no_placeholder_the_model_could_copy_as_a_variable(make_lm):

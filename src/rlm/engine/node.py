@@ -172,7 +172,12 @@ class NodeRun:
             elif (out := self._out_of()) is not None:
                 reason = out
             stopping = reason != "max_iterations" or iteration == limit
-            closing = prompts.answer_now(limit, reason) if stopping else prompts.step_line(iteration + 1, limit)
+            judge_output = bool(output.strip()) and error is None
+            closing = (
+                prompts.answer_now(limit, reason)
+                if stopping
+                else prompts.step_line(iteration + 1, limit, judge_output=judge_output)
+            )
             observation = prompts.observation(output, error, " ".join(notes), closing)
             history.append({"reply": cut_after_code(reply), "observation": observation})
             if stopping:

@@ -79,10 +79,12 @@ FINISH_OR_GO_ON = (
 )
 
 
-def step_line(step: int, max_steps: int) -> str:
+def step_line(step: int, max_steps: int, judge_output: bool = False) -> str:
+    """The line that opens a step; `judge_output` when the step before printed something and did
+    not fail: only then is there an output to finish from (asked after nothing, models guess)."""
     if step >= max_steps:
         return f"Step {step} of {max_steps}: this is the last step. {FINISH_NOW}"
-    if step == 1:
+    if not judge_output:
         return f"Step {step} of {max_steps}."
     return f"Step {step} of {max_steps}. {FINISH_OR_GO_ON}"
 
