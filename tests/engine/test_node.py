@@ -133,6 +133,16 @@ def test_after_each_output_the_model_is_asked_whether_to_finish(make_lm):
     assert "matched nothing" in step_three
 
 
+def test_a_block_of_comments_only_is_not_code_and_is_not_counted_as_repeated(make_lm):
+    # "# No code needed here" three times ended a run as `repeated` with nothing ever searched
+    comments = code("# No code needed here")
+    lm, engine = make_lm([comments, comments, comments, code("print(context.count('x'))"), "FINAL(5000)"])
+    result = RLM(model=lm, max_iterations=6).run("How many x?", "x" * 5000)
+    assert "held only comments" in last_user_message(engine.calls[1])
+    assert "no code to run" not in last_user_message(engine.calls[1])
+    assert (result.answer, result.finish_reason) == ("5000", "final")
+
+
 def test_the_last_step_names_no_placeholder_the_model_could_copy_as_a_variable(make_lm):
     # a small model told "Call FINAL(answer) now" wrote FINAL(answer): a NameError, no answer
     lm, engine = make_lm([code("x = 1"), code("n = 7\nprint(n)"), "FINAL(n)"])

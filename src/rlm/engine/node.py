@@ -22,7 +22,14 @@ from rlm.engine.conversation import Conversation
 from rlm.engine.describe import describe_context, quoted_parts, shows_whole
 from rlm.engine.grounding import Grounding, shows
 from rlm.engine.limits import BUDGET_REASONS, deadline_passed, prompt_cap
-from rlm.engine.parsing import TextFinal, count_code_blocks, cut_after_code, extract_code, find_text_final
+from rlm.engine.parsing import (
+    TextFinal,
+    count_code_blocks,
+    cut_after_code,
+    extract_code,
+    find_text_final,
+    holds_statements,
+)
 from rlm.engine.result import StepRecord
 from rlm.engine.slots import Slot
 from rlm.engine.tree import Tree
@@ -136,6 +143,9 @@ class NodeRun:
             text_final = find_text_final(reply)
             output, error = "", None
             notes: list[str] = []
+            if code is not None and not holds_statements(code):
+                code = None
+                notes.append(prompts.COMMENTS_ONLY_NOTE)
             repeats = 0
             if code is not None:
                 key = " ".join(code.split())
@@ -164,7 +174,7 @@ class NodeRun:
                         return self._outcome(answer, "final", iteration, trajectory)
                     notes.append(refused)
                 error = final_error
-            elif code is None and text_final is None:
+            elif code is None and text_final is None and not notes:
                 notes.append(prompts.NO_CODE_NOTE)
             self._record(trajectory, iteration, reply, code or "", output, error)
             if repeats > config.max_repeated_steps:

@@ -66,6 +66,17 @@ def extract_code(reply: str) -> str | None:
     return blocks[0].group(2).strip("\n") if blocks else None
 
 
+def holds_statements(code: str) -> bool:
+    """Whether code does anything: a block of comments only ("# No code needed here") does not.
+
+    Code that does not parse counts as code: running it shows the model its syntax error.
+    """
+    try:
+        return bool(ast.parse(code).body)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return True
+
+
 def count_code_blocks(reply: str) -> int:
     return len(_code_blocks(reply))
 

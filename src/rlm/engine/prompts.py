@@ -112,6 +112,11 @@ NO_CODE_NOTE = (
     "that opens with ```python, or give the answer with FINAL(...)."
 )
 
+COMMENTS_ONLY_NOTE = (
+    "Your code block held only comments, so nothing ran. The answer is decided by `context`, which you "
+    "see only through code: write code that searches it."
+)
+
 GUESS_NOTE = (
     "That answer was not accepted: no output of your code has shown it, so it is a guess. "
     "Compute it with code and finish with FINAL(variable), or first print the part of `context` that shows it."
