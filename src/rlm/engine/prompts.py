@@ -113,8 +113,8 @@ NO_CODE_NOTE = (
 )
 
 COMMENTS_ONLY_NOTE = (
-    "Your code block held only comments, so nothing ran. The answer is decided by `context`, which you "
-    "see only through code: write code that searches it."
+    "Your code block held only comments, so nothing ran. If an output above already shows the answer, "
+    "call FINAL with it; if not, write code that searches `context`."
 )
 
 GUESS_NOTE = (
