@@ -133,14 +133,24 @@ def test_after_each_output_the_model_is_asked_whether_to_finish(make_lm):
     assert "matched nothing" in step_three
 
 
-def test_a_block_of_comments_only_is_not_code_and_is_not_counted_as_repeated(make_lm):
-    # "# No code needed here" three times ended a run as `repeated` with nothing ever searched
+def test_a_block_of_comments_only_is_not_run_and_the_model_is_told_so(make_lm):
+    # a model wrote "# No code needed here" after an output had shown the answer
     comments = code("# No code needed here")
-    lm, engine = make_lm([comments, comments, comments, code("print(context.count('x'))"), "FINAL(5000)"])
+    lm, engine = make_lm([comments, code("print(context.count('x'))"), comments, "FINAL(5000)"])
     result = RLM(model=lm, max_iterations=6).run("How many x?", "x" * 5000)
-    assert "held only comments" in last_user_message(engine.calls[1])
-    assert "no code to run" not in last_user_message(engine.calls[1])
+    told = last_user_message(engine.calls[1])
+    assert "held only comments, so nothing ran" in told and "no code to run" not in told
+    assert "already shows the answer, call FINAL" in last_user_message(engine.calls[3])
     assert (result.answer, result.finish_reason) == ("5000", "final")
+    assert result.trajectory[0].code == ""  # nothing ran
+
+
+def test_the_same_comments_only_block_again_and_again_is_a_loop(make_lm):
+    comments = code("# No code needed here")
+    lm, _ = make_lm([comments] * 3 + ["FINAL(x)"])
+    result = RLM(model=lm, max_iterations=8).run("q", "x" * 5000)
+    assert result.iterations == 3  # ended as a loop, not after all 8 steps
+    assert result.finish_reason in ("no_answer", "unfounded")
 
 
 def test_the_last_step_names_no_placeholder_the_model_could_copy_as_a_variable(make_lm):

@@ -143,14 +143,15 @@ class NodeRun:
             text_final = find_text_final(reply)
             output, error = "", None
             notes: list[str] = []
-            if code is not None and not holds_statements(code):
-                code = None
-                notes.append(prompts.COMMENTS_ONLY_NOTE)
             repeats = 0
             if code is not None:
                 key = " ".join(code.split())
                 runs[key] += 1
                 repeats = runs[key]
+                if not holds_statements(code):  # nothing to run; sent again, it is still a loop
+                    notes.append(prompts.COMMENTS_ONLY_NOTE)
+                    code = None
+            if code is not None:
                 result = yield Run(code)
                 output, error = result.output, result.error
                 grounding.saw(iteration, code, output)
