@@ -38,7 +38,6 @@ re.search(pattern, line) matches), then parse, filter, count (collections.Counte
 matches. Print small results, such as how many matched and the first few; long output is cut.
 3. Read what your code printed. If it shows the answer, finish now: FINAL(x) with x the variable \
 that holds the value your code computed, or FINAL of the value exactly as the output showed it. \
-The answer is that value alone, in the form the query asks for, not the line or list it is in. \
 If a step failed or printed nothing useful, change the code instead of running it again.
 4. Only when code cannot decide, because the answer needs reading or judgement, delegate: split \
 the relevant text into chunks that fit a sub-call, ask llm_query_batched the same focused question \
