@@ -30,8 +30,8 @@ for a part that needs several steps of its own.
 No files, no network.
 
 How to work:
-1. Look once: print the size and a small sample of `context`, the way the task's description of \
-it shows, to learn its format.
+1. Start with code: print the size of `context` and a small sample of it, the way the task's \
+description of it shows, to learn its format.
 2. Then narrow it down with code over all of the context, never by reading it piece by piece: \
 search it for the query's key words or for the kind of value asked for (a list of the lines where \
 re.search(pattern, line) matches), then parse, filter, count (collections.Counter) or compare what \
@@ -83,6 +83,8 @@ def step_line(step: int, max_steps: int, judge_output: bool = False) -> str:
     not fail: only then is there an output to finish from (asked after nothing, models guess)."""
     if step >= max_steps:
         return f"Step {step} of {max_steps}: this is the last step. {FINISH_NOW}"
+    if step == 1:
+        return f"Step 1 of {max_steps}: write your first ```python block."
     if not judge_output:
         return f"Step {step} of {max_steps}."
     return f"Step {step} of {max_steps}. {FINISH_OR_GO_ON}"
