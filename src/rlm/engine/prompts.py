@@ -85,7 +85,7 @@ def step_line(step: int, max_steps: int, judge_output: bool = False) -> str:
         return f"Step {step} of {max_steps}: this is the last step. {FINISH_NOW}"
     if step == 1:
         return f"Step 1 of {max_steps}: write your first ```python block."
-    if not judge_output:
+    if not judge_output or step == 2:  # step 1 looked at the format: its sample is no answer
         return f"Step {step} of {max_steps}."
     return f"Step {step} of {max_steps}. {FINISH_OR_GO_ON}"
 
