@@ -69,7 +69,7 @@ FINISH_NOW = (
 )
 
 
-# Said after every output: small models go on running code after an output answered the query
+# Said after an output from the third step on: small models went on running code after an output answered the query
 # unless the choice to finish is put to them where they read last. The second sentence because
 # they then take "0 matches" of a search with the wrong words for the value asked for.
 FINISH_OR_GO_ON = (
