@@ -10,11 +10,12 @@ rlm serve-local
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from rlm.context_files import DEFAULT_MAX_BYTES
 
@@ -391,6 +392,23 @@ def serve_local(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if code == EXIT_INTERRUPTED and argv is None:  # the `rlm` command itself, not a caller in Python
+        _exit_abandoning_requests(code)
+    return code
+
+
+def _exit_abandoning_requests(code: int) -> NoReturn:
+    """Exit at once after Ctrl-C. A normal exit first joins the thread pools' workers, so it waits
+    for an LM request in flight (up to the request timeout, minutes on a local model); the cleanup
+    registered with atexit (letting go of the bundled server) still runs."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _main(argv: list[str] | None) -> int:
     from rlm.install_check import warn_about_conflicts
 
     warn_about_conflicts()  # again here: another project's rlm/__init__.py, installed over ours, skips it
