@@ -102,13 +102,13 @@ def ask(env: dict[str, str], delay: float = 0.0) -> subprocess.Popen:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL])
 def test_the_server_rlm_ask_started_stops_when_rlm_ask_is_stopped(stand_in, signum):
-    asking = ask(stand_in, delay=120)  # the answer never comes in time: the signal lands mid-request
+    asking = ask(stand_in, delay=600)  # the answer never comes in time: the signal lands mid-request
     wait_for(lambda: record_of(stand_in).exists(), what="the server to start")
     (server_pid,) = servers_started(stand_in)
     time.sleep(0.5)
     asking.send_signal(signum)
-    # well before the answer would have come (120 s): it stopped on the signal, even on a loaded machine
-    asking.communicate(timeout=60)
+    # well before the answer would have come (600 s): it stopped on the signal, even on a loaded machine
+    asking.communicate(timeout=120)
     wait_for(lambda: not alive(server_pid), timeout=10, what="the server to stop")
     wait_for(lambda: port_free(stand_in) and not record_of(stand_in).exists(), timeout=5, what="the port")
 
