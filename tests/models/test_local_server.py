@@ -97,7 +97,10 @@ def port_free(env: dict[str, str]) -> bool:
 
 def ask(env: dict[str, str], delay: float = 0.0) -> subprocess.Popen:
     doc = Path(env["FAKE_LLAMA_ARGV"]).with_name("doc.txt")
-    return rlm("ask", "How long?", "-c", str(doc), "-m", "local", env={**env, "FAKE_LLAMA_DELAY": str(delay)})
+    # SIGINT as a terminal would deliver it: a shell's background job (how CI may run) inherits it
+    # ignored, and a child whose SIGINT is ignored never sees Ctrl-C
+    return rlm("ask", "How long?", "-c", str(doc), "-m", "local", env={**env, "FAKE_LLAMA_DELAY": str(delay)},
+               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL])
