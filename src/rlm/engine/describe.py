@@ -68,8 +68,6 @@ def shows_whole(context: Any) -> bool:
 def quoted_parts(context: Any) -> list[tuple[str, str]]:
     """The parts of `context` its description quotes, each with the expression that prints it."""
     if isinstance(context, str):
-        if shows_whole(context):
-            return [("context", context)]
         return [(f"context[:{HEAD_CHARS}]", context[:HEAD_CHARS]), (f"context[-{TAIL_CHARS}:]", context[-TAIL_CHARS:])]
     if isinstance(context, dict):
         named = _first(context.items())

@@ -144,11 +144,12 @@ class NodeRun:
             output, error = "", None
             notes: list[str] = []
             repeats = 0
+            comments_only = code is not None and not holds_statements(code)
             if code is not None:
                 key = " ".join(code.split())
                 runs[key] += 1
                 repeats = runs[key]
-                if not holds_statements(code):  # nothing to run; sent again, it is still a loop
+                if comments_only:  # nothing to run; sent again, it is still a loop
                     notes.append(prompts.COMMENTS_ONLY_NOTE)
                     code = None
             if code is not None:
@@ -175,7 +176,7 @@ class NodeRun:
                         return self._outcome(answer, "final", iteration, trajectory)
                     notes.append(refused)
                 error = final_error
-            elif code is None and text_final is None and not notes:
+            elif code is None and text_final is None and not comments_only:
                 notes.append(prompts.NO_CODE_NOTE)
             self._record(trajectory, iteration, reply, code or "", output, error)
             if repeats > config.max_repeated_steps:
