@@ -90,7 +90,10 @@ DENIED_SYSCALLS = (
     "setgroups", "capset", "personality",
     # kernel-facing interfaces with a history of escapes, or that bypass seccomp (io_uring)
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
-    "io_uring_register", "keyctl", "add_key", "request_key", "fanotify_init",
+    "io_uring_register", "keyctl", "add_key", "request_key", "fanotify_init", "modify_ldt",
+    # legacy AIO: io_setup draws on one quota for the whole machine (fs.aio-max-nr); a worker that
+    # took it made every other process's io_setup fail with EAGAIN while it lived
+    "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
     # the machine itself
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
     "swapon", "swapoff", "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
@@ -119,6 +122,13 @@ _INT_MASK = 0xFFFFFFFF  # the kernel reads `int` arguments from the low 32 bits 
 # Landlock scopes signals only from ABI 6 on.
 # F_SETLEASE and F_NOTIFY: a lease or a directory watch reaches other processes' use of the file.
 _F_SIGNAL_COMMANDS = (8, 10, 15, 1024, 1026)
+
+# ioctl command families of filesystems, matched on the command's type byte (bits 8-15 in every
+# encoding): 'f' (FS_IOC_SETFLAGS, ext4's EXT4_IOC_*, fscrypt, fs-verity), 'X' (FS_IOC_FSSETXATTR,
+# XFS), 'v' (FS_IOC_SETVERSION), btrfs (0x94: subvolumes, snapshots) and f2fs (0xf5). Landlock
+# governs ioctls on devices only; through a descriptor opened read-only, these changed a host file's
+# inode flags and generation (and can seal it with fs-verity). The worker needs none of them.
+_FS_IOCTL_TYPES = (0x66, 0x58, 0x76, 0x94, 0xF5)
 
 
 class _ArgCompare(ctypes.Structure):
@@ -280,6 +290,7 @@ def enter(readable: list[str], listable: Sequence[str] = ()) -> JailSupport:
     # signals at another process. Masked compares: a value with high bits set must not slip by.
     conditional = [("prctl", _int_equals(0, _PR_SET_PDEATHSIG))]
     conditional += [(name, _int_equals(1, command)) for name in ("fcntl", "fcntl64") for command in _F_SIGNAL_COMMANDS]
+    conditional += [("ioctl", _ArgCompare(1, _SCMP_CMP_MASKED_EQ, 0xFF00, kind << 8)) for kind in _FS_IOCTL_TYPES]
     _drop_capabilities(libc)
     numbers = [n for n in range(UNIFIED_SYSCALLS_FROM, UNIFIED_SYSCALLS_TO + 1) if n not in UNIFIED_ALLOWED]
     _load_seccomp(DENIED_SYSCALLS, conditional=conditional, numbers=numbers)
