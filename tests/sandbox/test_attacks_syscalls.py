@@ -14,6 +14,7 @@ import os
 import signal
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +87,20 @@ SYSCALL_ATTEMPTS = {
     ),
     "robust-list-of-host": "result = sc(274, host, ctypes.byref(ctypes.c_void_p()), ctypes.byref(ctypes.c_size_t()))",
     "prlimit-of-host": "limit = (ctypes.c_ulong * 2)(1, 1)\nresult = sc(302, host, 9, ctypes.byref(limit), 0)",
+    "capget-of-host": (
+        "header = (ctypes.c_uint32 * 2)(0x20080522, host)\n"
+        "data = (ctypes.c_uint32 * 6)()\n"
+        "result = sc(125, header, data)"
+    ),
+    # reading another process's limits, priority or scheduling told the host's settings and which pids exist
+    "prlimit-read-host": "old = (ctypes.c_ulong * 2)()\nresult = sc(302, host, 7, 0, ctypes.byref(old))",
+    "getpriority-of-host": "result = sc(140, 0, host)",
+    "ioprio-get-of-host": "result = sc(252, 1, host)",
+    "getpgid-of-host": "result = sc(121, host)",
+    "getsid-of-host": "result = sc(124, host)",
+    "sched-getaffinity-of-host": "mask = ctypes.c_ulong(0)\nresult = sc(204, host, 8, ctypes.byref(mask))",
+    "sched-getscheduler-of-host": "result = sc(145, host)",
+    "pid-with-high-bits": "old = (ctypes.c_ulong * 2)()\nresult = sc(302, (1 << 32) | host, 7, 0, ctypes.byref(old))",
     "prlimit-raise-own-cap": (
         "limit = (ctypes.c_ulong * 2)(2**63, 2**63)\nresult = sc(302, 0, 9, ctypes.byref(limit), 0)"
     ),
@@ -240,13 +255,16 @@ def test_the_worker_holds_no_capabilities_and_reads_no_extended_attributes(unres
     target = tmp_path / "tagged.txt"
     target.write_text("x")
     os.setxattr(target, "user.origin", b"https://example.invalid/?token=secret")
-    capabilities = attempt(
-        unrestricted,
-        "header = (ctypes.c_uint32 * 2)(0x20080522, 0)\n"  # _LINUX_CAPABILITY_VERSION_3, this process
-        "data = (ctypes.c_uint32 * 6)()\n"
-        "sc(125, header, data)\n"  # capget
-        "result = list(data)",
+    attempt(unrestricted, "result = 1")  # the worker is up and jailed
+    status = Path(f"/proc/{unrestricted._process.pid}/status").read_text()  # read by the host
+    capability_sets = {
+        line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines() if line.startswith("Cap")
+    }
+    assert capability_sets == {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapBnd": 0, "CapAmb": 0}
+    # capget takes its pid inside a struct the filter cannot read, so it is refused for every pid
+    capget = (
+        "header = (ctypes.c_uint32 * 2)(0x20080522, 0)\ndata = (ctypes.c_uint32 * 6)()\nresult = sc(125, header, data)"
     )
-    assert capabilities == "OK: [0, 0, 0, 0, 0, 0]\n"  # effective, permitted, inheritable: none
+    assert attempt(unrestricted, capget).startswith("DENIED")
     assert attempt(unrestricted, f"result = os.getxattr({str(target)!r}, 'user.origin')").startswith("DENIED")
     assert attempt(unrestricted, f"result = os.listxattr({str(target)!r})").startswith("DENIED")

@@ -88,6 +88,9 @@ DENIED_SYSCALLS = (
     # identity and privilege
     "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid",
     "setgroups", "capset", "personality",
+    # capget takes its target pid inside a struct the filter cannot read: it told host processes'
+    # capabilities, and which pids exist (the worker's own are all dropped, see _drop_capabilities)
+    "capget",
     # kernel-facing interfaces with a history of escapes, or that bypass seccomp (io_uring)
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "keyctl", "add_key", "request_key", "fanotify_init", "modify_ldt",
@@ -129,6 +132,16 @@ _F_SIGNAL_COMMANDS = (8, 10, 15, 1024, 1026)
 # governs ioctls on devices only; through a descriptor opened read-only, these changed a host file's
 # inode flags and generation (and can seal it with fs-verity). The worker needs none of them.
 _FS_IOCTL_TYPES = (0x66, 0x58, 0x76, 0x94, 0xF5)
+
+
+# Calls that read another process's limits, scheduling or priority when given its pid (or a process
+# group or user id): allowed only for 0, "this process". Otherwise they told the host's limits and
+# nice values and which pids exist. (syscall name, index of the pid argument)
+_SELF_ONLY_PID_ARGUMENTS = (
+    ("prlimit64", 0), ("getpriority", 1), ("ioprio_get", 1), ("getpgid", 0), ("getsid", 0),
+    ("sched_getaffinity", 0), ("sched_getparam", 0), ("sched_getscheduler", 0), ("sched_getattr", 0),
+    ("sched_rr_get_interval", 0),
+)  # fmt: skip
 
 
 class _ArgCompare(ctypes.Structure):
@@ -291,6 +304,8 @@ def enter(readable: list[str], listable: Sequence[str] = ()) -> JailSupport:
     conditional = [("prctl", _int_equals(0, _PR_SET_PDEATHSIG))]
     conditional += [(name, _int_equals(1, command)) for name in ("fcntl", "fcntl64") for command in _F_SIGNAL_COMMANDS]
     conditional += [("ioctl", _ArgCompare(1, _SCMP_CMP_MASKED_EQ, 0xFF00, kind << 8)) for kind in _FS_IOCTL_TYPES]
+    # Compared on all 64 bits: a pid whose low 32 bits are 0 is this process to the kernel, refused too.
+    conditional += [(name, _ArgCompare(index, _SCMP_CMP_NE, 0, 0)) for name, index in _SELF_ONLY_PID_ARGUMENTS]
     _drop_capabilities(libc)
     numbers = [n for n in range(UNIFIED_SYSCALLS_FROM, UNIFIED_SYSCALLS_TO + 1) if n not in UNIFIED_ALLOWED]
     _load_seccomp(DENIED_SYSCALLS, conditional=conditional, numbers=numbers)
