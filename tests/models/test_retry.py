@@ -12,7 +12,7 @@ from email.utils import format_datetime
 import dspy
 import pytest
 
-from rlm.errors import BudgetExceededError, ConfigurationError
+from rlm.errors import BudgetExceededError, ConfigurationError, ProviderError
 from rlm.models.resolve import build_lm
 from rlm.models.retry import (
     NO_RETRIES,
@@ -121,11 +121,14 @@ def test_an_http_date_retry_after_is_honoured(rate_limited):
     assert 25 <= waits[0] <= 30  # the date has one-second resolution and time passed since it was written
 
 
-def test_an_hour_long_retry_after_waits_only_the_cap(rate_limited):
+def test_a_retry_after_beyond_the_cap_ends_the_retries_at_once_and_names_the_wait(rate_limited):
+    # Sent after the cap instead, the request would come before the time the provider named, be
+    # refused again, and spend an attempt.
     server, lm = rate_limited("3600")
     waits, sleep = recorder()
-    assert call_with_retries(lambda: lm("hi"), RetryPolicy(max_wait_s=60), sleep=sleep) == ["answered"]
-    assert waits == [60] and len(server.requests) == 2
+    with pytest.raises(ProviderError, match=r"no retry before 3,600 s, longer than max_retry_wait_s \(60 s\)"):
+        call_with_retries(lambda: lm("hi"), RetryPolicy(max_wait_s=60), sleep=sleep)
+    assert waits == [] and len(server.requests) == 1
 
 
 def test_a_retry_that_would_overrun_the_time_budget_is_not_attempted(rate_limited):

@@ -26,13 +26,14 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
-from rlm.errors import BudgetExceededError
+from rlm.errors import BudgetExceededError, ProviderError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# How long one wait may last, whatever the provider asks: a longer Retry-After is cut to this.
+# How long one wait may last. A provider's Retry-After beyond it ends the retries (a request sent
+# before the time it named is refused again, and spends an attempt); backoff waits are cut to it.
 DEFAULT_MAX_WAIT_S = 60.0
 
 
@@ -180,6 +181,13 @@ def _allowed_wait(
     clock: Callable[[], float],
     rng: Callable[[], float],
 ) -> float:
+    hint = retry_after_seconds(exc)
+    if hint is not None and hint > policy.max_wait_s:
+        raise ProviderError(
+            f"the provider refused the request ({type(exc).__name__}: {str(exc)[:200]}) and asks for no retry "
+            f"before {hint:,.0f} s, longer than max_retry_wait_s ({policy.max_wait_s:g} s), so it is not retried: "
+            "raise max_retry_wait_s to wait that long, or try again later"
+        ) from exc
     wait = policy.wait(exc, attempt, rng)
     if deadline is not None:
         left = deadline - clock()
