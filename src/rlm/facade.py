@@ -104,6 +104,17 @@ class RLM:
         """`program`: a file written by `rlm optimize` (the step's compiled demos/instructions)."""
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ConfigurationError(f"timeout must be positive seconds per LM request (or None), got {timeout!r}")
+        _refuse_settings_without_a_named_model(
+            model,
+            recursive_model,
+            api_key=api_key,
+            api_base=api_base,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            timeout=None if timeout is DEFAULT_TIMEOUT_S else timeout,
+            max_retry_wait_s=None if max_retry_wait_s == DEFAULT_MAX_WAIT_S else max_retry_wait_s,
+            **lm_kwargs,
+        )
         load_dotenv_file()
         # The bundled local model reads ~100 tokens/s: smaller outputs and sub-prompts keep steps short.
         small = isinstance(model, str) and model.strip() == LOCAL_MODEL
@@ -289,3 +300,17 @@ class RLM:
             self._graph.save(self.graph_output_path)
         if self.history_output_path is not None:
             self._history.save(self.history_output_path)
+
+
+def _refuse_settings_without_a_named_model(model: Any, recursive_model: Any, **settings: Any) -> None:
+    """LM settings configure the models RLM builds from a name; a dspy.BaseLM object passes through
+    untouched, so with no name given they would be dropped without a word."""
+    if isinstance(model, str) or isinstance(recursive_model, str):
+        return
+    given = sorted(name for name, value in settings.items() if value is not None)
+    if given:
+        raise ConfigurationError(
+            f"{', '.join(given)} configure models that RLM builds from a name, but model= (and recursive_model=) "
+            "are LM objects, which are used as they are: set these on the LM object itself "
+            "(e.g. dspy.LM('openai/gpt-4o-mini', temperature=0.2, num_retries=5)), or pass the model by name"
+        )

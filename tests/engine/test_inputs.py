@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlm import RLM, ConfigurationError, ContextError, NodeFinished
+from rlm.models.retry import policy_for
 
 
 class Opaque:
@@ -32,6 +33,21 @@ def test_a_timeout_that_is_not_positive_seconds_is_refused(make_lm, timeout):
     lm, _ = make_lm([])
     with pytest.raises(ConfigurationError, match="timeout must be positive seconds"):
         RLM(model=lm, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    "settings", [{"num_retries": 5}, {"temperature": 0.2}, {"max_retry_wait_s": 5}, {"api_base": "http://x/v1"}]
+)
+def test_lm_settings_with_only_lm_objects_are_refused_not_dropped(make_lm, settings):
+    lm, _ = make_lm([])
+    with pytest.raises(ConfigurationError, match=f"{next(iter(settings))} configure models that RLM builds"):
+        RLM(model=lm, **settings)
+
+
+def test_lm_settings_apply_to_the_model_given_by_name_beside_an_lm_object(make_lm):
+    lm, _ = make_lm([])
+    rlm = RLM(model="openai/m", recursive_model=lm, api_base="http://127.0.0.1:9/v1", num_retries=5)
+    assert rlm.recursive_lm is lm and policy_for(rlm.lm).retries == 5
 
 
 def test_a_failed_run_reports_the_steps_it_finished(make_lm):
