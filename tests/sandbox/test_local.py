@@ -156,3 +156,15 @@ def test_a_missing_attribute_is_pythons_attribute_error_not_none(sandbox):
     result = sandbox.execute("print(getattr([], 'nope', 5), hasattr([], 'nope'), hasattr([], 'append'))", no_calls)
     assert result.output == "5 False True\n"
     assert "AttributeError" in (sandbox.execute("getattr([], 'nope')", no_calls).error or "")
+
+
+def test_offered_functions_show_their_name_and_no_address(sandbox):
+    result = sandbox.execute("print(FINAL, FINAL_VAR, llm_query, llm_query_batched, recursive_llm)", no_calls)
+    assert (
+        result.output
+        == " ".join(
+            f"<REPL function {name}>"
+            for name in ("FINAL", "FINAL_VAR", "llm_query", "llm_query_batched", "recursive_llm")
+        )
+        + "\n"
+    )

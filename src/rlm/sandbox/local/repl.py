@@ -39,6 +39,26 @@ def on_cpu_timeout(signum: int, frame: Any) -> None:
     raise TimeoutError("the step used up its time limit and was stopped")
 
 
+HOST_FUNCTIONS = ("llm_query", "llm_query_batched", "recursive_llm", "recursive_llm_batched")
+
+
+class ReplFunction:
+    """A function offered to the model's code, shown by its name only: a bound method's or a
+    closure's repr named this module's classes and gave a heap address (a help to memory attacks)."""
+
+    __slots__ = ("_function", "_name")
+
+    def __init__(self, name: str, function: Any) -> None:
+        self._name = name
+        self._function = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<REPL function {self._name}>"
+
+
 class Session:
     """The REPL's state and every entry point the model's code reaches (FINAL, llm_query, tools).
 
@@ -59,16 +79,13 @@ class Session:
         # under a timer, never where their finalizers would run unbounded.
         self.displaced: list[Any] = []
         self.stepping = False
+        offered = {
+            "FINAL": self.final_answer,
+            "FINAL_VAR": self.final_var,
+            **{name: self._host_function(name) for name in HOST_FUNCTIONS},
+        }
         self.namespace = make_globals(
-            {
-                "FINAL": self.final_answer,
-                "FINAL_VAR": self.final_var,
-                "llm_query": self._host_function("llm_query"),
-                "llm_query_batched": self._host_function("llm_query_batched"),
-                "recursive_llm": self._host_function("recursive_llm"),
-                "recursive_llm_batched": self._host_function("recursive_llm_batched"),
-                "SubcallError": SubcallError,
-            }
+            {name: ReplFunction(name, function) for name, function in offered.items()} | {"SubcallError": SubcallError}
         )
         gc.disable()  # collections run only inside steps; see execute
 
@@ -162,11 +179,11 @@ class Session:
             if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
                 return {"type": "error", "error": f"invalid tool name {name!r}"}
             self._displace(name)
-            self.namespace[name] = self._tool(name)
+            self.namespace[name] = ReplFunction(name, self._tool(name))
         if request.get("submit_fields") is not None:
             self.submit_fields = [str(n) for n in request["submit_fields"]]
             self._displace("SUBMIT")
-            self.namespace["SUBMIT"] = self.submit
+            self.namespace["SUBMIT"] = ReplFunction("SUBMIT", self.submit)
         return {"type": "defined"}
 
     def set_variables(self, request: dict[str, Any]) -> dict[str, Any]:
