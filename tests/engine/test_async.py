@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from rlm import RLM
@@ -67,3 +68,20 @@ def test_step_stop_sequences_reach_the_model_in_both_drivers(make_lm):
         else:
             asyncio.run(program.acall(query="q", context="ctx"))
         assert engine.stops == [("\n```\n",), ("\n```\n",)], driver
+
+
+async def test_cancelling_arun_stops_its_sub_calls(make_lm):
+    # The step's code would go on asking; once the run is cancelled, no further sub-call may reach
+    # the model, and the step's own code ends (its sub-calls fail) so the sandbox closes.
+    code = "answers = []\nfor i in range(8):\n    answers.append(llm_query(f'q{i}'))\nFINAL(len(answers))"
+    root, _ = make_lm([f"```python\n{code}\n```"])
+    sub, sub_engine = make_lm(lambda m: "ok", model="scripted/sub", delay_s=0.3)
+    task = asyncio.create_task(RLM(model=root, recursive_model=sub).arun("q", "ctx"))
+    while not sub_engine.calls:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    asked = len(sub_engine.calls)
+    await asyncio.sleep(0.8)  # time for more of the loop's calls, were they still made
+    assert len(sub_engine.calls) == asked <= 2  # the one under way when cancelled (and a racing next)

@@ -9,6 +9,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -129,9 +130,11 @@ async def adrive(node: NodeRun) -> NodeOutcome:
     # a shared pool that the children need to start their sandboxes.
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rlm-{node.node_id}")
 
+    subcalls = SubcallsInFlight()
+
     def bridge(fn: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         # Runs on the sandbox thread; the sub-call itself is awaited on the event loop.
-        return asyncio.run_coroutine_threadsafe(node.host.acall(fn, args, kwargs), loop).result()
+        return subcalls.wait(asyncio.run_coroutine_threadsafe(node.host.acall(fn, args, kwargs), loop))
 
     outcome = None
     sandbox: Sandbox | None = None
@@ -173,6 +176,9 @@ async def adrive(node: NodeRun) -> NodeOutcome:
         end(node, None, exc)
         raise
     finally:
+        # Cancelled (or failed) while a step runs on the worker thread: that step's code must not
+        # go on starting sub-calls, and the ones under way stop; close waits for the step to end.
+        subcalls.stop()
         try:
             if opening is not None:
                 await asyncio.wait({opening})  # close must not race a start still under way
@@ -185,6 +191,34 @@ async def adrive(node: NodeRun) -> NodeOutcome:
             slot.release()
         if outcome is not None:
             end(node, outcome, None)
+
+
+class SubcallsInFlight:
+    """The sub-calls a node's step has on the event loop, stopped together when the node ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: set[Future[Any]] = set()
+        self._stopped = False
+
+    def wait(self, future: Future[Any]) -> Any:
+        with self._lock:
+            self._futures.add(future)
+            if self._stopped:
+                future.cancel()
+        try:
+            return future.result()
+        except FutureCancelled:
+            raise RuntimeError("the run was cancelled: its sub-calls are stopped") from None
+        finally:
+            with self._lock:
+                self._futures.discard(future)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            for future in self._futures:
+                future.cancel()
 
 
 def _opener(sandbox: Sandbox, context: Any) -> Callable[[], None]:
