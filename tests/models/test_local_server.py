@@ -187,6 +187,34 @@ def test_the_server_log_is_capped_with_one_rotated_file(stand_in, monkeypatch):
     assert port_free(stand_in)
 
 
+def test_a_server_killed_after_serving_is_started_again_while_it_is_used(stand_in):
+    # As the kernel's OOM killer does: SIGKILL to the server, not to its guard. A run using it must
+    # not find the port dead for the rest of its life.
+    server = local_server.LocalServer(port=int(stand_in["RLM_LOCAL_PORT"]), restart_after_uptime_s=0.5)
+    server.start()
+    try:
+        time.sleep(0.6)
+        first = servers_started(stand_in)[-1]
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: len(servers_started(stand_in)) == 2 and server.is_up(), what="a second server")
+        assert server.record() is not None  # the same guard, still recorded
+        assert "starting it again (1 of 3)" in server.log_path.read_text()
+    finally:
+        server.stop()
+    wait_for(lambda: port_free(stand_in), what="the port to be free")
+
+
+def test_a_server_that_dies_at_start_is_not_started_again(stand_in):
+    server = local_server.LocalServer(port=int(stand_in["RLM_LOCAL_PORT"]))  # restarts only after 30 s served
+    server.start()
+    try:
+        os.kill(servers_started(stand_in)[-1], signal.SIGKILL)
+        wait_for(lambda: server.record() is None, what="the guard to give up")
+        assert len(servers_started(stand_in)) == 1
+    finally:
+        server.stop()
+
+
 def test_threads_default_to_half_the_cores_or_rlm_local_threads(monkeypatch):
     monkeypatch.delenv("RLM_LOCAL_THREADS", raising=False)
     assert local_server.default_threads() == max(1, min(8, len(os.sched_getaffinity(0)) // 2))

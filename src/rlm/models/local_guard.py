@@ -1,6 +1,7 @@
-"""The local model server's guard: runs llama.cpp's server as its child and stops it when no process
-uses it any more. Started by `rlm.models.local_server` as a plain script (`python -I local_guard.py
-SPEC`), so it imports only the standard library; `local_server` imports `live_users` from here.
+"""The local model server's guard: runs llama.cpp's server as its child, starts it again if it dies
+while used (the kernel's OOM killer), and stops it when no process uses it any more. Started by
+`rlm.models.local_server` as a plain script (`python -I local_guard.py SPEC`), so it imports only
+the standard library; `local_server` imports `live_users` from here.
 
 Each process using the server holds an flock on its own file under the users folder. The kernel
 drops that lock when the process dies, however it dies (SIGKILL included), so the guard sees it
@@ -25,6 +26,11 @@ from typing import Any
 PR_SET_PDEATHSIG = 1
 CHECK_EVERY_S = 0.5
 STOP_GRACE_S = 3.0  # llama.cpp's server ignores SIGTERM while it answers: SIGKILL after this
+# A server that dies after serving this long (the kernel's OOM killer, a crash) is started again
+# while processes use it, at most MAX_RESTARTS times; one that dies sooner failed to start, and
+# starting it again would only hide why.
+RESTART_AFTER_UPTIME_S = 30.0
+MAX_RESTARTS = 3
 
 
 def live_users(users_dir: Path, remove_stale: bool = True) -> int:
@@ -90,6 +96,27 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
+def _launch(command: list[str]) -> tuple[subprocess.Popen[bytes], int | None, float]:
+    """The server process, its output's descriptor, and when it started."""
+    server = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_server_child_setup,  # the guard has one thread: safe here
+    )
+    assert server.stdout is not None
+    return server, server.stdout.fileno(), time.monotonic()
+
+
+def _drain(output: int | None, log: CappedLog) -> None:
+    """What a server that ended still had to say."""
+    if output is not None:
+        with contextlib.suppress(OSError):
+            while data := os.read(output, 1 << 16):
+                log.write(data)
+
+
 def _forget_record(record: Path) -> None:
     with contextlib.suppress(FileNotFoundError, ValueError):
         if json.loads(record.read_text()).get("guard_pid") == os.getpid():
@@ -103,15 +130,9 @@ def main(spec: dict[str, Any]) -> int:
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(number, lambda signum, _frame: stop_requested.append(signum))
     log.write(f"== guard {os.getpid()} starting: {' '.join(spec['command'])}\n".encode())
-    server = subprocess.Popen(
-        spec["command"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_server_child_setup,  # the guard has one thread: safe here
-    )
-    assert server.stdout is not None
-    output: int | None = server.stdout.fileno()
+    server, output, started = _launch(spec["command"])
+    restart_after = float(spec.get("restart_after_uptime_s", RESTART_AFTER_UPTIME_S))
+    restarts = 0
     lock_fd = os.open(spec["lock"], os.O_RDWR | os.O_CREAT, 0o600)
     next_check = time.monotonic() + CHECK_EVERY_S
     reason = ""
@@ -128,6 +149,21 @@ def main(spec: dict[str, Any]) -> int:
             time.sleep(0.2)
         if server.poll() is not None:
             reason = f"the server exited with code {server.returncode}"
+            served_s = time.monotonic() - started
+            if (
+                not stop_requested
+                and served_s >= restart_after
+                and restarts < MAX_RESTARTS
+                and live_users(users, remove_stale=False) > 0
+            ):
+                restarts += 1
+                log.write(
+                    f"== guard {os.getpid()}: {reason} after {served_s:.0f} s (-9 is SIGKILL, often the kernel's "
+                    f"OOM killer: see dmesg); starting it again ({restarts} of {MAX_RESTARTS})\n".encode()
+                )
+                _drain(output, log)
+                server, output, started = _launch(spec["command"])
+                reason = ""
         elif stop_requested:
             reason = f"signal {stop_requested[0]}"
         elif time.monotonic() >= next_check:
@@ -146,10 +182,7 @@ def main(spec: dict[str, Any]) -> int:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
     _stop(server)
     _forget_record(record)
-    if output is not None:
-        with contextlib.suppress(OSError):
-            while data := os.read(output, 1 << 16):
-                log.write(data)
+    _drain(output, log)
     log.write(f"== guard {os.getpid()} stopped the server: {reason}\n".encode())
     return 0
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from rlm.errors import ConfigurationError
 from rlm.models.local import EXPECTED_SHA256, INSTALL_HINT, cache_dir, model_path
-from rlm.models.local_guard import live_users
+from rlm.models.local_guard import RESTART_AFTER_UPTIME_S, live_users
 from rlm.models.prompt_cache import llama_server_cache_args
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,10 @@ class LocalServer:
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         threads: int | None = None,
         log_cap_bytes: int = LOG_CAP_BYTES,
+        restart_after_uptime_s: float = RESTART_AFTER_UPTIME_S,
     ) -> None:
         self.host, self.port = host, port
+        self.restart_after_uptime_s = restart_after_uptime_s  # the guard restarts a server that served this long
         self.context_tokens = context_tokens
         self.threads = threads or default_threads()
         self.log_cap_bytes = log_cap_bytes
@@ -162,6 +164,7 @@ class LocalServer:
             "lock": str(self._lock_path),
             "log": str(self.log_path),
             "log_cap": self.log_cap_bytes,
+            "restart_after_uptime_s": self.restart_after_uptime_s,
         }
         # The guard is in its own session: a Ctrl-C or hang-up meant for the terminal reaches the
         # processes using the server, and the guard follows them through their user files.
@@ -210,6 +213,11 @@ class LocalServer:
             str(self.threads),
             "--n_batch",
             "512",
+            # The server's default (true) keeps every prompt token's logits: a float per vocabulary
+            # entry (151,936 here, 0.6 MB a token), for logprobs that nothing here asks for. A
+            # 7.4k-token prompt then held 4.5 GB of them, and each saved or restored state a copy.
+            "--logits_all",
+            "false",
             # Keeps the root's prompt state across interleaved sub-calls (docs/BENCHMARKS.md: a root
             # step after a sub-call 18.9 -> 10.7 s). Each state costs its KV bytes plus a 311 MB
             # logits copy (llama_server_main counts both), so 1 GiB holds the last three prompts.
