@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from rlm.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rlm.batch import batch, load_results
     from rlm.batch.progress import summary_table
-    from rlm.cli.main import default_model
+    from rlm.cli.common import default_model
     from rlm.errors import RLMError
 
     optional = {

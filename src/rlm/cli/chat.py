@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from rlm.cli.main import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _for_the_cli, build_rlm
+from rlm.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, build_rlm, for_the_cli
 
 COMMANDS = "/reset (forget questions and variables), /history, /save FILE, /quit"
 SUMMARY_SHOWN = 160  # characters of a compaction's summary that /history shows
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         context, loaded = load_context(args.context, args.include, args.exclude, args.max_bytes)
         session = build_rlm(args).session(context, compact_at_tokens=getattr(args, "compact_at", None))
     except RLMError as exc:
-        print(f"rlm: {_for_the_cli(exc)}", file=sys.stderr)
+        print(f"rlm: {for_the_cli(exc)}", file=sys.stderr)
         return EXIT_USAGE
     interactive = sys.stdin.isatty()
     print(f"rlm: {loaded.line()}; ask a question per line, or {COMMANDS}", file=sys.stderr)
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                 print("rlm: interrupted; the REPL was reset (earlier questions forgotten)", file=sys.stderr)
                 continue
             except RLMError as exc:
-                print(f"rlm: {type(exc).__name__}: {_for_the_cli(exc)}", file=sys.stderr)
+                print(f"rlm: {type(exc).__name__}: {for_the_cli(exc)}", file=sys.stderr)
                 continue
             print(result.answer, flush=True)
             compactions = [

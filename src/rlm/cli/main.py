@@ -10,79 +10,10 @@ rlm serve-local
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import sys
-from typing import Any
 
-from rlm.context_files import DEFAULT_MAX_BYTES
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 128 + signal.SIGINT, 128 + signal.SIGPIPE  # as the shell reports them
-
-
-def default_model() -> str:
-    """RLM_MODEL, else gpt-4o-mini when OPENAI_API_KEY is set, else the bundled local model."""
-    if os.environ.get("RLM_MODEL"):
-        return os.environ["RLM_MODEL"]
-    return "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
-
-
-def build_rlm(args: argparse.Namespace, **settings: Any) -> Any:
-    """The RLM for `ask` and `chat`, from the options `add_context_and_model_options` added."""
-    from rlm import RLM
-
-    return RLM(
-        model=args.model or default_model(),
-        recursive_model=args.recursive_model,
-        api_base=args.api_base,
-        sandbox=args.sandbox,
-        max_depth=args.max_depth,
-        max_iterations=args.max_iterations,
-        verbose=args.verbose,
-        program=args.program,
-        **settings,
-    )
-
-
-def add_context_and_model_options(parser: argparse.ArgumentParser) -> None:
-    """What `ask` and `chat` share: where the context comes from, and which models run."""
-    parser.add_argument(
-        "--context",
-        "-c",
-        nargs="+",
-        required=True,
-        metavar="PATH",
-        help="files, folders (each file becomes a document), or - for stdin",
-    )
-    parser.add_argument(
-        "--include",
-        action="append",
-        metavar="GLOB",
-        help="folders: read only files matching GLOB ('*.py', 'docs/**'); repeatable",
-    )
-    parser.add_argument(
-        "--exclude", action="append", metavar="GLOB", help="folders: leave out paths matching GLOB; repeatable"
-    )
-    parser.add_argument(
-        "--max-bytes",
-        type=int,
-        default=DEFAULT_MAX_BYTES,
-        help=f"stop with an error past this much text (default {DEFAULT_MAX_BYTES:,}); folders skip hidden "
-        "paths and what .gitignore ignores",
-    )
-    parser.add_argument("--model", "-m", default=None, help="LiteLLM model name, or 'local' (default: see below)")
-    parser.add_argument("--recursive-model", default=None, help="model for sub-calls and child RLMs")
-    parser.add_argument("--api-base", default=None, help="endpoint of an OpenAI-compatible server")
-    parser.add_argument(
-        "--sandbox",
-        default=None,
-        help="auto | restricted | restricted-policy-only | e2b (default: RLM_SANDBOX or auto)",
-    )
-    parser.add_argument("--max-depth", type=int, default=5, help="depth of the RLM tree (default 5)")
-    parser.add_argument("--max-iterations", type=int, default=20, help="steps per node (default 20)")
-    parser.add_argument("--program", metavar="FILE", help="a program compiled by `rlm optimize` (demos for the model)")
+from rlm.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_context_and_model_options
 
 
 def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
@@ -194,107 +125,6 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
     return parser
 
 
-def ask(args: argparse.Namespace) -> int:
-    from rlm import RLMError
-    from rlm.context_files import load_context
-    from rlm.events import StepExecuted
-
-    finished_steps: list[StepExecuted] = []
-
-    def count_steps(event: object) -> None:
-        if isinstance(event, StepExecuted):
-            finished_steps.append(event)
-
-    try:
-        context, loaded = load_context(args.context, args.include, args.exclude, args.max_bytes)
-        if any(os.path.isdir(path) for path in args.context):  # a folder's reach is the surprise worth a line
-            print(f"rlm: {loaded.line()}", file=sys.stderr)
-        rlm = build_rlm(args, graph_output_path=args.graph, history_output_path=args.history, on_event=count_steps)
-    except RLMError as exc:
-        print(f"rlm: {_for_the_cli(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        output = parse_output_type(args.output) if args.output else None
-        result = rlm.run(args.question, context, output=output)
-    except RLMError as exc:
-        print(f"rlm: {type(exc).__name__}: {_for_the_cli(exc)}", file=sys.stderr)
-        return EXIT_USAGE if _is_user_fixable(exc) else EXIT_FAILED
-    except KeyboardInterrupt:
-        written = [name for name in (args.history, args.graph) if name]
-        saved = f"; wrote {' and '.join(written)}" if written else ""
-        print(f"rlm: interrupted after {len(finished_steps)} finished steps{saved}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if args.json:
-        data = result.to_dict()
-        if output is not None:
-            data["value"] = _jsonable(result.value)
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-    elif output is not None and result.value is not None:
-        print(json.dumps(_jsonable(result.value), ensure_ascii=False))
-    elif output is not None:  # scripts expect the typed value: prose on stdout would mislead them
-        print(f"rlm: no answer fitted --output {args.output} ({result.finish_reason}); the last answer was: "
-              f"{result.answer}", file=sys.stderr)  # fmt: skip
-        return EXIT_FAILED
-    else:
-        print(result.answer)
-        if args.verbose:
-            cost = "unknown" if result.cost is None else f"${result.cost:.4f}"
-            print(
-                f"[{result.finish_reason}; {result.iterations} steps; {result.llm_calls} LM calls; "
-                f"{result.prompt_tokens}+{result.completion_tokens} tokens; cost {cost}; {result.wall_time_s:.1f} s]",
-                file=sys.stderr,
-            )
-    return EXIT_OK
-
-
-# The names a --output type expression may use; anything else is refused before any evaluation.
-_OUTPUT_TYPE_NAMES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
-
-
-def parse_output_type(text: str) -> Any:
-    """`--output`: a type expression over builtins ('list[int]'), or a DSPy-style field list."""
-    import ast
-
-    from rlm.errors import ConfigurationError
-
-    if ":" in text:
-        return text  # a field list: answer_types reads it
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
-        raise ConfigurationError(f"--output {text!r} is not a type such as 'list[int]'") from None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id not in _OUTPUT_TYPE_NAMES:
-            raise ConfigurationError(f"--output may use {', '.join(_OUTPUT_TYPE_NAMES)}; got {node.id!r}")
-        if not isinstance(node, (ast.Expression, ast.Name, ast.Subscript, ast.Tuple, ast.Load)):
-            raise ConfigurationError(f"--output {text!r} is not a type such as 'list[int]' or 'dict[str, int]'")
-    return eval(compile(tree, "<--output>", "eval"), {"__builtins__": {}}, dict(_OUTPUT_TYPE_NAMES))
-
-
-def _jsonable(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump()
-    return value
-
-
-def _for_the_cli(exc: Exception) -> str:
-    """The library's message, with the Python-only fix `api_key=...` replaced by the command line's way."""
-    from rlm.errors import APIKeyNotFoundError
-
-    text = str(exc)
-    if isinstance(exc, APIKeyNotFoundError):
-        text = text.replace(" or pass api_key=...", "").replace("pass api_key=... or ", "")
-        text += "; `rlm ask` reads keys from the environment and from a .env file in the current folder"
-    return text
-
-
-def _is_user_fixable(exc: Exception) -> bool:
-    from rlm.errors import APIKeyNotFoundError, ConfigurationError, ContextError, ModelNotFoundError
-
-    return isinstance(exc, (APIKeyNotFoundError, ConfigurationError, ContextError, ModelNotFoundError))
-
-
 def bench(args: argparse.Namespace) -> int:
     from rlm.benchmarks.harness import run
     from rlm.errors import RLMError
@@ -304,6 +134,18 @@ def bench(args: argparse.Namespace) -> int:
     except RLMError as exc:
         print(f"rlm: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def ask(args: argparse.Namespace) -> int:
+    from rlm.cli.ask import run
+
+    return run(args)
+
+
+def serve_local(args: argparse.Namespace) -> int:
+    from rlm.cli.serve import run
+
+    return run(args)
 
 
 def chat(args: argparse.Namespace) -> int:
@@ -350,43 +192,6 @@ def view(args: argparse.Namespace) -> int:
 
         Path(args.html).write_text(render_graph_html(data), encoding="utf-8")
         print(f"wrote {args.html}", file=sys.stderr)
-    return EXIT_OK
-
-
-def serve_local(args: argparse.Namespace) -> int:
-    from rlm.errors import RLMError
-    from rlm.models.local_server import DEFAULT_PORT, LocalServer
-
-    try:
-        port = args.port or int(os.environ.get("RLM_LOCAL_PORT") or DEFAULT_PORT)
-        if args.threads is not None and args.threads < 1:
-            raise RLMError(f"--threads must be at least 1, got {args.threads}")
-        server = LocalServer(port=port, context_tokens=args.context_tokens, threads=args.threads)
-        already = server.record() is not None
-        server.start()
-    except (RLMError, ValueError) as exc:
-        print(f"rlm: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if already or server.process is None:
-        print(f"rlm: the local model's server already runs on {server.base_url}; kept up until Ctrl-C", flush=True)
-    else:
-        print(
-            f"local model served at {server.base_url} (model name 'local', {server.threads} threads); "
-            f"log {server.log_path}; Ctrl-C stops it",
-            flush=True,
-        )
-
-    def stop(*_: Any) -> None:
-        raise SystemExit(EXIT_OK)
-
-    for number in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, stop)
-    try:
-        signal.pause()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()  # the server ends once no other process uses it
     return EXIT_OK
 
 

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from rlm.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rlm import RLM, RLMError
-    from rlm.cli.main import _for_the_cli, default_model
+    from rlm.cli.common import default_model, for_the_cli
     from rlm.optimize import DEFAULT_MAX_DEMO_TOKENS, DemoShape, optimize, training_items
 
     def heard(example: object, score: float, why: str) -> None:
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         )
         path = program.save(args.out)
     except RLMError as exc:
-        print(f"rlm: {_for_the_cli(exc)}", file=sys.stderr)
+        print(f"rlm: {for_the_cli(exc)}", file=sys.stderr)
         return EXIT_USAGE
     summary = {
         "path": str(path),

@@ -1,0 +1,94 @@
+"""What the `rlm` commands share: exit codes, the default model, the context and model options,
+and the library's error messages in the command line's terms."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from typing import Any
+
+from rlm.context_files import DEFAULT_MAX_BYTES
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 128 + signal.SIGINT, 128 + signal.SIGPIPE  # as the shell reports them
+
+
+def default_model() -> str:
+    """RLM_MODEL, else gpt-4o-mini when OPENAI_API_KEY is set, else the bundled local model."""
+    if os.environ.get("RLM_MODEL"):
+        return os.environ["RLM_MODEL"]
+    return "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
+
+
+def build_rlm(args: argparse.Namespace, **settings: Any) -> Any:
+    """The RLM for `ask` and `chat`, from the options `add_context_and_model_options` added."""
+    from rlm import RLM
+
+    return RLM(
+        model=args.model or default_model(),
+        recursive_model=args.recursive_model,
+        api_base=args.api_base,
+        sandbox=args.sandbox,
+        max_depth=args.max_depth,
+        max_iterations=args.max_iterations,
+        verbose=args.verbose,
+        program=args.program,
+        **settings,
+    )
+
+
+def add_context_and_model_options(parser: argparse.ArgumentParser) -> None:
+    """What `ask` and `chat` share: where the context comes from, and which models run."""
+    parser.add_argument(
+        "--context",
+        "-c",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="files, folders (each file becomes a document), or - for stdin",
+    )
+    parser.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="folders: read only files matching GLOB ('*.py', 'docs/**'); repeatable",
+    )
+    parser.add_argument(
+        "--exclude", action="append", metavar="GLOB", help="folders: leave out paths matching GLOB; repeatable"
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        help=f"stop with an error past this much text (default {DEFAULT_MAX_BYTES:,}); folders skip hidden "
+        "paths and what .gitignore ignores",
+    )
+    parser.add_argument("--model", "-m", default=None, help="LiteLLM model name, or 'local' (default: see below)")
+    parser.add_argument("--recursive-model", default=None, help="model for sub-calls and child RLMs")
+    parser.add_argument("--api-base", default=None, help="endpoint of an OpenAI-compatible server")
+    parser.add_argument(
+        "--sandbox",
+        default=None,
+        help="auto | restricted | restricted-policy-only | e2b (default: RLM_SANDBOX or auto)",
+    )
+    parser.add_argument("--max-depth", type=int, default=5, help="depth of the RLM tree (default 5)")
+    parser.add_argument("--max-iterations", type=int, default=20, help="steps per node (default 20)")
+    parser.add_argument("--program", metavar="FILE", help="a program compiled by `rlm optimize` (demos for the model)")
+
+
+def for_the_cli(exc: Exception) -> str:
+    """The library's message, with the Python-only fix `api_key=...` replaced by the command line's way."""
+    from rlm.errors import APIKeyNotFoundError
+
+    text = str(exc)
+    if isinstance(exc, APIKeyNotFoundError):
+        text = text.replace(" or pass api_key=...", "").replace("pass api_key=... or ", "")
+        text += "; `rlm ask` reads keys from the environment and from a .env file in the current folder"
+    return text
+
+
+def is_user_fixable(exc: Exception) -> bool:
+    from rlm.errors import APIKeyNotFoundError, ConfigurationError, ContextError, ModelNotFoundError
+
+    return isinstance(exc, (APIKeyNotFoundError, ConfigurationError, ContextError, ModelNotFoundError))
