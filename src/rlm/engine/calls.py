@@ -6,9 +6,10 @@ only asks for a reply.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,13 +120,27 @@ class _Call:
         site.budget.take(closing=purpose == "answer_now" and site.depth == 0)
         self.model = model_name(lm)
         self.started = time.perf_counter()
+        self.tracker: Any = None  # DSPy's usage tracker, while `tracked` runs
+
+    @contextlib.contextmanager
+    def tracked(self) -> Iterator[None]:
+        """The call's usage scope: a failure is reported, and raised as the library's error."""
+        with dspy.track_usage() as tracker:
+            self.tracker = tracker
+            try:
+                yield
+            except Exception as exc:
+                self.report(None, exc)
+                if isinstance(exc, RLMError):  # ours as it is (a retry refused by the time budget)
+                    raise
+                raise translate_lm_error(exc, self.model) from exc
 
     def _secrets(self) -> tuple[str, ...]:
         # Error text goes into the history and graph files: a provider may quote the key in it.
         return known_secrets([getattr(self.lm, "kwargs", {}).get("api_key")])
 
-    def report(self, tracker: Any, output: str | None, error: BaseException | None) -> None:
-        tokens = _tokens(tracker)
+    def report(self, output: str | None, error: BaseException | None) -> None:
+        tokens = _tokens(self.tracker)
         cost = estimate_cost(self.model, tokens.prompt, tokens.completion, tokens.cached, tokens.cache_written)
         self.site.bus.emit(
             LMCalled(
@@ -191,15 +206,9 @@ def ask_step(
                 raise
             return predictor(**inputs, **_step_config(site, lm, stop)).reply
 
-    with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
-        try:
-            reply = call_with_retries(_held(site, attempt), policy_for(lm), site.budget.deadline)
-        except Exception as exc:
-            error = _failed(call, tracker, exc)
-            if error is exc:
-                raise
-            raise error from exc
-    call.report(tracker, reply, None)
+    with call.tracked(), dspy.context(lm=lm, adapter=ReplAdapter()):
+        reply = call_with_retries(_held(site, attempt), policy_for(lm), site.budget.deadline)
+    call.report(reply, None)
     return str(reply or "")
 
 
@@ -222,46 +231,27 @@ async def aask_step(
                 raise
             return (await predictor.acall(**inputs, **_step_config(site, lm, stop))).reply
 
-    with dspy.track_usage() as tracker, dspy.context(lm=lm, adapter=ReplAdapter()):
-        try:
-            reply = await acall_with_retries(_aheld(site, attempt), policy_for(lm), site.budget.deadline)
-        except Exception as exc:
-            error = _failed(call, tracker, exc)
-            if error is exc:
-                raise
-            raise error from exc
-    call.report(tracker, reply, None)
+    with call.tracked(), dspy.context(lm=lm, adapter=ReplAdapter()):
+        reply = await acall_with_retries(_aheld(site, attempt), policy_for(lm), site.budget.deadline)
+    call.report(reply, None)
     return str(reply or "")
 
 
 def ask_plain(site: CallSite, lm: dspy.BaseLM, prompt: str, purpose: str) -> str:
     call = _Call(site, lm, purpose, [{"role": "user", "content": prompt}])
-    with dspy.track_usage() as tracker:
-        try:
-            outputs = call_with_retries(_held(site, lambda: lm(prompt)), policy_for(lm), site.budget.deadline)
-        except Exception as exc:
-            error = _failed(call, tracker, exc)
-            if error is exc:
-                raise
-            raise error from exc
+    with call.tracked():
+        outputs = call_with_retries(_held(site, lambda: lm(prompt)), policy_for(lm), site.budget.deadline)
     text = _first_text(outputs)
-    call.report(tracker, text, None)
+    call.report(text, None)
     return text
 
 
 async def aask_plain(site: CallSite, lm: dspy.BaseLM, prompt: str, purpose: str) -> str:
     call = _Call(site, lm, purpose, [{"role": "user", "content": prompt}])
-    with dspy.track_usage() as tracker:
-        try:
-            run = _aheld(site, lambda: lm.acall(prompt))
-            outputs = await acall_with_retries(run, policy_for(lm), site.budget.deadline)
-        except Exception as exc:
-            error = _failed(call, tracker, exc)
-            if error is exc:
-                raise
-            raise error from exc
+    with call.tracked():
+        outputs = await acall_with_retries(_aheld(site, lambda: lm.acall(prompt)), policy_for(lm), site.budget.deadline)
     text = _first_text(outputs)
-    call.report(tracker, text, None)
+    call.report(text, None)
     return text
 
 
@@ -281,13 +271,6 @@ def _aheld(site: CallSite, request: Callable[[], Awaitable[Any]]) -> Callable[[]
             return await request()
 
     return run
-
-
-def _failed(call: _Call, tracker: Any, exc: Exception) -> Exception:
-    """Report a failed call; the error to raise: ours as it is (a retry refused by the time
-    budget), a provider's translated."""
-    call.report(tracker, None, exc)
-    return exc if isinstance(exc, RLMError) else translate_lm_error(exc, call.model)
 
 
 def _first_text(outputs: Any) -> str:
