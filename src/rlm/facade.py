@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -162,8 +161,8 @@ class RLM:
         self.lm = build_lm(model, **lm_settings)
         self.recursive_lm = build_lm(recursive_model, **lm_settings) if recursive_model is not None else self.lm
         for name, built in ((model, self.lm), (recursive_model, self.recursive_lm)):
-            if isinstance(name, str):  # the bundled server keeps working on a request given up on
-                use_policy(built, replace(retries, retry_read_timeouts=name.strip() != LOCAL_MODEL))
+            if isinstance(name, str):
+                use_policy(built, retries)
         self.graph_output_path = Path(graph_output_path) if graph_output_path else None
         self.history_output_path = Path(history_output_path) if history_output_path else None
         self.enable_graph_tracking = enable_graph_tracking or self.graph_output_path is not None

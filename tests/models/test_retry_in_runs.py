@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-import pytest
-
-from rlm import RLM, ProviderError
+from rlm import RLM
 from rlm.models.retry import policy_for
 
 
@@ -37,18 +33,3 @@ def test_the_facades_lms_retry_with_our_policy_and_not_dspys(openai_server, make
     assert (policy_for(model.lm).retries, policy_for(model.lm).max_wait_s) == (5, 20)
     lm, _ = make_lm([])
     assert policy_for(RLM(model=lm).lm).retries == 0  # an LM passed in keeps DSPy's own retries
-
-
-def test_the_bundled_model_s_read_timeouts_are_not_retried_but_other_servers_are(openai_server):
-    # llama.cpp's server goes on with a request its client gave up on, one request at a time: a
-    # retry would queue behind it and do its work again.
-    slow = openai_server(lambda body: "late", delay_s=1.5)
-    bundled = RLM(model="local", api_base=slow.base_url, timeout=0.3, num_retries=2)
-    with pytest.raises(ProviderError):
-        bundled.completion("q", "ctx")
-    elsewhere = openai_server(lambda body: "late", delay_s=1.5)
-    other = RLM(model="openai/m", api_base=elsewhere.base_url, timeout=0.3, num_retries=2, max_retry_wait_s=0.01)
-    with pytest.raises(ProviderError):
-        other.completion("q", "ctx")
-    time.sleep(1.6)  # the abandoned requests arrive in full
-    assert (len(slow.requests), len(elsewhere.requests)) == (1, 3)

@@ -55,10 +55,6 @@ class RetryPolicy:
     max_wait_s: float = DEFAULT_MAX_WAIT_S
     jitter: float = 0.25
     base_s: float = 1.0
-    # False for a server that goes on with a request its client stopped waiting for and answers
-    # one at a time (the bundled llama.cpp server): a retry queues behind the abandoned request and
-    # then does its work again, so a slow answer took three times as long before it failed.
-    retry_read_timeouts: bool = True
 
     def __post_init__(self) -> None:
         from rlm.errors import ConfigurationError
@@ -147,7 +143,7 @@ def call_with_retries(
         try:
             return call()
         except Exception as exc:
-            if attempt >= policy.retries or not is_retryable(exc) or _abandoned_too_soon(exc, policy):
+            if attempt >= policy.retries or not is_retryable(exc):
                 raise
             wait = _allowed_wait(exc, attempt, policy, deadline, clock, rng)
         attempt += 1
@@ -170,7 +166,7 @@ async def acall_with_retries(
         try:
             return await call()
         except Exception as exc:
-            if attempt >= policy.retries or not is_retryable(exc) or _abandoned_too_soon(exc, policy):
+            if attempt >= policy.retries or not is_retryable(exc):
                 raise
             wait = _allowed_wait(exc, attempt, policy, deadline, clock, rng)
         attempt += 1
@@ -209,25 +205,6 @@ def _allowed_wait(
         f"{type(exc).__name__}: {str(exc)[:200]}",
     )
     return wait
-
-
-# Names, not classes: the read timeouts of httpx (DSPy's native client), the OpenAI SDK and DSPy
-# itself, without importing any of them. A connect timeout is not one: that request never arrived.
-_READ_TIMEOUTS = frozenset({"ReadTimeout", "APITimeoutError", "LMTimeoutError"})
-
-
-def _abandoned_too_soon(exc: BaseException, policy: RetryPolicy) -> bool:
-    """Whether `exc` is a read timeout that `policy` does not retry."""
-    if policy.retry_read_timeouts:
-        return False
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if _READ_TIMEOUTS & {cls.__name__ for cls in type(current).__mro__}:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _dspy_retryable(exc: BaseException) -> bool:
