@@ -219,8 +219,9 @@ class LocalServer:
             "--logits_all",
             "false",
             # Keeps the root's prompt state across interleaved sub-calls (docs/BENCHMARKS.md: a root
-            # step after a sub-call 18.9 -> 10.7 s). Each state costs its KV bytes plus a 311 MB
-            # logits copy (llama_server_main counts both), so 1 GiB holds the last three prompts.
+            # step after a sub-call 18.9 -> 10.7 s). A state costs its KV bytes (~29 kB a token for
+            # this model) and, with logits_all false, no logits copy (llama_server_main), so 1 GiB
+            # holds about ten 3k-token prompts.
             *llama_server_cache_args(1 << 30),
         ]
 
