@@ -29,7 +29,8 @@ from rlm.benchmarks.failures import classify, count_causes
 from rlm.benchmarks.tasks import SIZES, TASKS, make_items
 from rlm.engine.calls import estimate_cost
 from rlm.engine.result import RLMResult
-from rlm.models.resolve import build_lm
+from rlm.facade import DEFAULT_TIMEOUT_S, LOCAL_TIMEOUT_S
+from rlm.models.resolve import LOCAL_MODEL, build_lm
 
 CHARS_PER_TOKEN = 4
 
@@ -228,8 +229,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-iterations", type=int, default=8)
     parser.add_argument("--max-depth", type=int, default=5)
     parser.add_argument("--max-llm-calls", type=int, default=200)
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per LM request (a shared local "
-                        "server answers late: raise it)")  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per LM request (default: the "
+                        "library's, 900 for the bundled model, which answers late when shared, else 120)")  # fmt: skip
     parser.add_argument("--window", type=int, default=16384, help="the model's window in tokens, for direct")
     parser.add_argument("--answer-tokens", type=int, default=256)
     parser.add_argument("--json", metavar="FILE", help="also write every outcome as JSON")
@@ -254,6 +255,8 @@ def lms_for(args: argparse.Namespace) -> tuple[dspy.BaseLM, dspy.BaseLM]:
 def run(args: argparse.Namespace) -> int:
     # LiteLLM's bundled price table, not a download at import (these machines have no internet)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if args.timeout is None:  # the one RLM(...) would pick; direct prompting and dspy.RLM get the same
+        args.timeout = LOCAL_TIMEOUT_S if str(args.model).strip() == LOCAL_MODEL else DEFAULT_TIMEOUT_S
     if getattr(args, "suite", None):
         from rlm.benchmarks.suite import run_suite
 
