@@ -33,9 +33,10 @@ How to work:
 1. Start with code: print the size of `context` and a small sample of it, the way the task's \
 description of it shows, to learn its format.
 2. Then narrow it down with code over all of the context, never by reading it piece by piece: \
-search it for the query's key words or for the kind of value asked for (a list of the lines where \
-re.search(pattern, line) matches), then parse, filter, count (collections.Counter) or compare what \
-matches. Print small results, such as how many matched and the first few; long output is cut.
+search it for one or two distinctive words of the query, not the whole question, or for the kind of \
+value asked for (a list of the lines where re.search(pattern, line) matches), then parse, filter, \
+count (collections.Counter) or compare what matches. Print small results, such as how many matched \
+and the first few; long output is cut.
 3. Read what your code printed. If it shows the answer, finish now: FINAL(x) with x the variable \
 that holds the value your code computed, or FINAL of the value exactly as the output showed it. \
 If a step failed or printed nothing useful, change the code instead of running it again.
