@@ -52,16 +52,18 @@ def scripted_models():
 
 def main() -> int:
     os.makedirs("out", exist_ok=True)
+    api_base = None  # scripted models are LM objects: settings for named models do not apply
     if "--scripted" in sys.argv:
         model, recursive_model = scripted_models()
     else:
         model = os.environ.get("RLM_MODEL", "gpt-4o-mini")
         recursive_model = os.environ.get("RLM_RECURSIVE_MODEL")
+        api_base = os.environ.get("RLM_API_BASE")
     try:
         rlm = RLM(
             model=model,
             recursive_model=recursive_model,
-            api_base=os.environ.get("RLM_API_BASE"),
+            api_base=api_base,
             graph_output_path="out/graph.html",
             history_output_path="out/history.json",
             verbose=True,

@@ -95,6 +95,8 @@ SYSCALL_ATTEMPTS = {
     # reading another process's limits, priority or scheduling told the host's settings and which pids exist
     "prlimit-read-host": "old = (ctypes.c_ulong * 2)()\nresult = sc(302, host, 7, 0, ctypes.byref(old))",
     "getpriority-of-host": "result = sc(140, 0, host)",
+    "getpriority-of-every-process-of-the-user": "result = sc(140, 2, 0)",  # PRIO_USER, this user
+    "ioprio-get-of-every-process-of-the-user": "result = sc(252, 3, 0)",  # IOPRIO_WHO_USER
     "ioprio-get-of-host": "result = sc(252, 1, host)",
     "getpgid-of-host": "result = sc(121, host)",
     "getsid-of-host": "result = sc(124, host)",
@@ -206,7 +208,9 @@ POLICY_ATTEMPTS = {
     "except-star": "try:\n    1 / 0\nexcept* ZeroDivisionError as group:\n    print(group.exceptions)",
     "forged-facade-underscore-read": "import re\nF = type(re)\nprint(getattr(F('x', {}), '__class__'))",
     "real-facade-names-through-getattr": "import json\nprint(getattr(json, '_names'))",
-    "method-type-rebinds-host-function": "M = type(FINAL)\nprint(getattr(M(len, 1), '__self__'))",
+    "method-type-rebinds-host-function": (
+        "class K:\n    def m(self):\n        pass\nM = type(K().m)\nprint(getattr(M(len, FINAL), '__self__'))"
+    ),
     "function-type-needs-code": "T = type(lambda: 0)\nT(None, {})",
     "offered-function-internals": "getattr(llm_query, '_function')",
     "format-spec-attribute-walk": "format(context, '{0.__class__}')",

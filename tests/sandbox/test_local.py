@@ -168,3 +168,9 @@ def test_offered_functions_show_their_name_and_no_address(sandbox):
         )
         + "\n"
     )
+
+
+def test_a_wrong_call_of_final_names_final_not_the_worker_s_classes(sandbox):
+    result = sandbox.execute("FINAL(1, 2)", no_calls)
+    assert "FINAL() takes 1 positional argument but 2 were given" in result.error
+    assert "Session" not in result.error

@@ -144,6 +144,9 @@ _SELF_ONLY_PID_ARGUMENTS = (
 )  # fmt: skip
 
 
+_PRIO_PROCESS, _IOPRIO_WHO_PROCESS = 0, 1
+
+
 class _ArgCompare(ctypes.Structure):
     """libseccomp's `struct scmp_arg_cmp`."""
 
@@ -306,6 +309,10 @@ def enter(readable: list[str], listable: Sequence[str] = ()) -> JailSupport:
     conditional += [("ioctl", _ArgCompare(1, _SCMP_CMP_MASKED_EQ, 0xFF00, kind << 8)) for kind in _FS_IOCTL_TYPES]
     # Compared on all 64 bits: a pid whose low 32 bits are 0 is this process to the kernel, refused too.
     conditional += [(name, _ArgCompare(index, _SCMP_CMP_NE, 0, 0)) for name, index in _SELF_ONLY_PID_ARGUMENTS]
+    # ... and their "who" 0 means this process only when "which" names a process: as PRIO_USER or
+    # IOPRIO_WHO_USER it means every process of this user on the host
+    conditional += [("getpriority", _ArgCompare(0, _SCMP_CMP_NE, _PRIO_PROCESS, 0))]
+    conditional += [("ioprio_get", _ArgCompare(0, _SCMP_CMP_NE, _IOPRIO_WHO_PROCESS, 0))]
     _drop_capabilities(libc)
     numbers = [n for n in range(UNIFIED_SYSCALLS_FROM, UNIFIED_SYSCALLS_TO + 1) if n not in UNIFIED_ALLOWED]
     _load_seccomp(DENIED_SYSCALLS, conditional=conditional, numbers=numbers)

@@ -79,9 +79,18 @@ class Session:
         # under a timer, never where their finalizers would run unbounded.
         self.displaced: list[Any] = []
         self.stepping = False
+
+        # Named as the REPL names them: a wrong call's TypeError names FINAL, not this class
+        def FINAL(answer: Any) -> None:
+            self.final_answer(answer)
+
+        def FINAL_VAR(name: Any) -> None:
+            self.final_var(name)
+
+        FINAL.__qualname__, FINAL_VAR.__qualname__ = "FINAL", "FINAL_VAR"
         offered = {
-            "FINAL": self.final_answer,
-            "FINAL_VAR": self.final_var,
+            "FINAL": FINAL,
+            "FINAL_VAR": FINAL_VAR,
             **{name: self._host_function(name) for name in HOST_FUNCTIONS},
         }
         self.namespace = make_globals(
