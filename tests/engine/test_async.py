@@ -85,3 +85,20 @@ async def test_cancelling_arun_stops_its_sub_calls(make_lm):
     asked = len(sub_engine.calls)
     await asyncio.sleep(0.8)  # time for more of the loop's calls, were they still made
     assert len(sub_engine.calls) == asked <= 2  # the one under way when cancelled (and a racing next)
+
+
+async def test_a_cancelled_run_ends_its_child_nodes_before_it_returns(make_lm):
+    from rlm.events import NodeFinished, NodeStarted
+
+    root, _ = make_lm(["```python\nFINAL(recursive_llm('inner', context[:3]))\n```"])
+    child, child_engine = make_lm(lambda m: "```python\nx = 1\n```", model="scripted/sub", delay_s=0.3)
+    events: list[object] = []
+    task = asyncio.create_task(RLM(model=root, recursive_model=child, on_event=events.append).arun("q", "abcdef"))
+    while not child_engine.calls:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    started = [e.node_id for e in events if isinstance(e, NodeStarted)]
+    finished = [e.node_id for e in events if isinstance(e, NodeFinished)]
+    assert len(started) == 2 and sorted(finished) == sorted(started)  # the child ended, and said so, first

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -130,11 +130,11 @@ async def adrive(node: NodeRun) -> NodeOutcome:
     # a shared pool that the children need to start their sandboxes.
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rlm-{node.node_id}")
 
-    subcalls = SubcallsInFlight()
+    subcalls = SubcallsInFlight(loop)
 
     def bridge(fn: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         # Runs on the sandbox thread; the sub-call itself is awaited on the event loop.
-        return subcalls.wait(asyncio.run_coroutine_threadsafe(node.host.acall(fn, args, kwargs), loop))
+        return subcalls.run(node.host.acall(fn, args, kwargs))
 
     outcome = None
     sandbox: Sandbox | None = None
@@ -177,8 +177,9 @@ async def adrive(node: NodeRun) -> NodeOutcome:
         raise
     finally:
         # Cancelled (or failed) while a step runs on the worker thread: that step's code must not
-        # go on starting sub-calls, and the ones under way stop; close waits for the step to end.
-        subcalls.stop()
+        # go on starting sub-calls, and the ones under way stop (their child nodes close their
+        # sandboxes and report their end before this node does); close waits for the step to end.
+        await subcalls.stop()
         try:
             if opening is not None:
                 await asyncio.wait({opening})  # close must not race a start still under way
@@ -196,12 +197,16 @@ async def adrive(node: NodeRun) -> NodeOutcome:
 class SubcallsInFlight:
     """The sub-calls a node's step has on the event loop, stopped together when the node ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._lock = threading.Lock()
         self._futures: set[Future[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = False
 
-    def wait(self, future: Future[Any]) -> Any:
+    def run(self, call: Coroutine[Any, Any, Any]) -> Any:
+        """`call`'s result, on the sandbox thread; an error once the node has stopped its sub-calls."""
+        future = asyncio.run_coroutine_threadsafe(self._tracked(call), self._loop)
         with self._lock:
             self._futures.add(future)
             if self._stopped:
@@ -214,11 +219,23 @@ class SubcallsInFlight:
             with self._lock:
                 self._futures.discard(future)
 
-    def stop(self) -> None:
+    async def _tracked(self, call: Coroutine[Any, Any, Any]) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # on the loop's thread only, as is `stop`'s read of it
+        try:
+            return await call
+        finally:
+            self._tasks.discard(task)
+
+    async def stop(self) -> None:
+        """Cancel the sub-calls under way and refuse new ones; return once they have ended."""
         with self._lock:
             self._stopped = True
             for future in self._futures:
                 future.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _opener(sandbox: Sandbox, context: Any) -> Callable[[], None]:
