@@ -27,10 +27,13 @@ PR_SET_PDEATHSIG = 1
 CHECK_EVERY_S = 0.5
 STOP_GRACE_S = 3.0  # llama.cpp's server ignores SIGTERM while it answers: SIGKILL after this
 # A server that dies after serving this long (the kernel's OOM killer, a crash) is started again
-# while processes use it, at most MAX_RESTARTS times; one that dies sooner failed to start, and
-# starting it again would only hide why.
+# while processes use it, at most MAX_RESTARTS times; one that dies sooner, or before it served,
+# failed to start, and starting it again would only hide why.
 RESTART_AFTER_UPTIME_S = 30.0
 MAX_RESTARTS = 3
+# llama-cpp-python's server runs on uvicorn, which prints this once it listens. A server that never
+# prints it is never restarted: the safe side.
+SERVING_LINE = b"Uvicorn running on"
 
 
 def live_users(users_dir: Path, remove_stale: bool = True) -> int:
@@ -130,7 +133,8 @@ def main(spec: dict[str, Any]) -> int:
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(number, lambda signum, _frame: stop_requested.append(signum))
     log.write(f"== guard {os.getpid()} starting: {' '.join(spec['command'])}\n".encode())
-    server, output, started = _launch(spec["command"])
+    server, output, _ = _launch(spec["command"])
+    serving_since: float | None = None
     restart_after = float(spec.get("restart_after_uptime_s", RESTART_AFTER_UPTIME_S))
     restarts = 0
     lock_fd = os.open(spec["lock"], os.O_RDWR | os.O_CREAT, 0o600)
@@ -143,15 +147,18 @@ def main(spec: dict[str, Any]) -> int:
                 data = os.read(output, 1 << 16)
                 if data:
                     log.write(data)
+                    if serving_since is None and SERVING_LINE in data:  # split across reads: not seen, not restarted
+                        serving_since = time.monotonic()
                 else:
                     output = None
         else:
             time.sleep(0.2)
         if server.poll() is not None:
             reason = f"the server exited with code {server.returncode}"
-            served_s = time.monotonic() - started
+            served_s = 0.0 if serving_since is None else time.monotonic() - serving_since
             if (
                 not stop_requested
+                and serving_since is not None
                 and served_s >= restart_after
                 and restarts < MAX_RESTARTS
                 and live_users(users, remove_stale=False) > 0
@@ -161,9 +168,11 @@ def main(spec: dict[str, Any]) -> int:
                     f"== guard {os.getpid()}: {reason} after {served_s:.0f} s (-9 is SIGKILL, often the kernel's "
                     f"OOM killer: see dmesg); starting it again ({restarts} of {MAX_RESTARTS})\n".encode()
                 )
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.pid, signal.SIGKILL)  # what it started must not hold its output open
                 _drain(output, log)
-                server, output, started = _launch(spec["command"])
-                reason = ""
+                server, output, _ = _launch(spec["command"])
+                serving_since, reason = None, ""
         elif stop_requested:
             reason = f"signal {stop_requested[0]}"
         elif time.monotonic() >= next_check:

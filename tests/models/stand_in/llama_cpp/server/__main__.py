@@ -68,5 +68,6 @@ class Handler(BaseHTTPRequestHandler):
 
 server = ThreadingHTTPServer((args.host, args.port), Handler)
 server.daemon_threads = True
-print(f"stand-in serving {args.model_alias} on {args.host}:{args.port}", flush=True)
+# the line uvicorn prints once llama-cpp-python's server listens (the guard reads it)
+print(f"stand-in serving {args.model_alias}; Uvicorn running on http://{args.host}:{args.port}", flush=True)
 server.serve_forever()
