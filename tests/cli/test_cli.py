@@ -212,9 +212,12 @@ def test_ctrl_c_during_ask_exits_130_with_one_line_and_the_finished_steps(openai
     (tmp_path / "doc.txt").write_text("text")
     history = tmp_path / "h.json"
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    # SIGINT at its default, as from a terminal: under a shell's background job (how a CI may run
+    # the tests) it is inherited ignored, and the child would never see Ctrl-C
     asking = subprocess.Popen(
         [str(RLM_SCRIPT), "ask", "q", "-c", str(tmp_path / "doc.txt"), *model_args(server), "--history", str(history)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while len(server.requests) < 2:
