@@ -97,10 +97,15 @@ def port_free(env: dict[str, str]) -> bool:
 
 def ask(env: dict[str, str], delay: float = 0.0) -> subprocess.Popen:
     doc = Path(env["FAKE_LLAMA_ARGV"]).with_name("doc.txt")
-    # SIGINT as a terminal would deliver it: a shell's background job (how CI may run) inherits it
-    # ignored, and a child whose SIGINT is ignored never sees Ctrl-C
+    # SIGINT and SIGHUP as a terminal would deliver them: a shell's background job (how CI may run)
+    # inherits SIGINT ignored, and `nohup` SIGHUP; a child that ignores them never sees them
     return rlm("ask", "How long?", "-c", str(doc), "-m", "local", env={**env, "FAKE_LLAMA_DELAY": str(delay)},
-               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+               preexec_fn=_terminal_signals)  # fmt: skip
+
+
+def _terminal_signals() -> None:
+    for number in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL])
