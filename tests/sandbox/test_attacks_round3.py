@@ -24,7 +24,7 @@ import pytest
 
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
-from tests.sandbox.conftest import no_calls
+from tests.sandbox.conftest import assert_refused_and_box_intact, no_calls
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -277,15 +277,6 @@ def test_a_worker_cannot_leave_the_process_group_the_host_kills():
 
 
 # --- the Python policy, with the jail on ---------------------------------------------------------------
-@pytest.fixture(scope="module")
-def restricted():
-    box = LocalSandbox(SandboxLimits(exec_timeout=3.0, memory_limit_mb=256, max_output_chars=2000))
-    box.start()
-    box.load("the context")
-    yield box
-    box.close()
-
-
 POLICY_ATTEMPTS = {
     "reduce-getattr-to-gi-frame": "import functools\ng = (x for x in [1])\nfunctools.reduce(getattr, ['gi_frame'], g)",
     "partial-getattr-to-tb-frame": (
@@ -316,10 +307,7 @@ POLICY_ATTEMPTS = {
 
 @pytest.mark.parametrize("code", list(POLICY_ATTEMPTS.values()), ids=list(POLICY_ATTEMPTS))
 def test_policy_routes_are_refused(restricted, code):
-    result = restricted.execute(code, no_calls)
-    assert result.error is not None, f"not refused; output was {result.output!r}"
-    assert result.final_answer is None
-    assert restricted.execute("len(context)", no_calls).output == "11\n"
+    assert_refused_and_box_intact(restricted, code)
 
 
 def test_a_facade_made_by_the_code_answers_only_its_own_names(restricted):

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
-from tests.sandbox.conftest import no_calls
+from tests.sandbox.conftest import assert_refused_and_box_intact, no_calls
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -195,15 +194,6 @@ def test_sigio_owner_cannot_signal_the_host(unrestricted):
 
 
 # --- the policy ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def restricted():
-    box = LocalSandbox(SandboxLimits(exec_timeout=3.0, memory_limit_mb=256, max_output_chars=2000))
-    box.start()
-    box.load("the context")
-    yield box
-    box.close()
-
-
 POLICY_ATTEMPTS = {
     "except-star": "try:\n    1 / 0\nexcept* ZeroDivisionError as group:\n    print(group.exceptions)",
     "forged-facade-underscore-read": "import re\nF = type(re)\nprint(getattr(F('x', {}), '__class__'))",
@@ -223,10 +213,7 @@ POLICY_ATTEMPTS = {
 
 @pytest.mark.parametrize("code", list(POLICY_ATTEMPTS.values()), ids=list(POLICY_ATTEMPTS))
 def test_policy_routes_are_refused(restricted, code):
-    result = restricted.execute(code, no_calls)
-    assert result.error is not None, f"not refused; output was {result.output!r}"
-    assert result.final_answer is None
-    assert restricted.execute("len(context)", no_calls).output == "11\n"
+    assert_refused_and_box_intact(restricted, code)
 
 
 def test_a_forged_final_signal_gives_no_answer(restricted):
