@@ -366,7 +366,4 @@ def _check_arguments(name: str, args: tuple[Any, ...]) -> None:
 
 
 def _is_user_value(name: str) -> bool:
-    return name not in {
-        "FINAL", "FINAL_VAR", "SUBMIT", "llm_query", "llm_query_batched", "recursive_llm",
-        "recursive_llm_batched", "SubcallError",
-    }  # fmt: skip
+    return name not in {"FINAL", "FINAL_VAR", "SUBMIT", "SubcallError", *HOST_FUNCTIONS}
