@@ -102,6 +102,8 @@ SYSCALL_ATTEMPTS = {
     "sched-getaffinity-of-host": "mask = ctypes.c_ulong(0)\nresult = sc(204, host, 8, ctypes.byref(mask))",
     "sched-getscheduler-of-host": "result = sc(145, host)",
     "pid-with-high-bits": "old = (ctypes.c_ulong * 2)()\nresult = sc(302, (1 << 32) | host, 7, 0, ctypes.byref(old))",
+    # sysinfo is not namespaced: the machine's process count and load
+    "sysinfo": "result = sc(99, ctypes.create_string_buffer(128))",
     "prlimit-raise-own-cap": (
         "limit = (ctypes.c_ulong * 2)(2**63, 2**63)\nresult = sc(302, 0, 9, ctypes.byref(limit), 0)"
     ),

@@ -1,6 +1,6 @@
 """Escape attempts through objects the model's code makes and hands back to the worker.
 
-The worker's trusted code must never run a method of the model's after the step's CPU timer is
+The worker's trusted code must never run a method of the model's after the step's timer is
 off, nor rely on one at any time: classes with dunder methods of the model's choosing cannot be
 built (no real `type`, no metaclass), and whatever reaches FINAL, SUBMIT, llm_query, tools, the
 trailing expression or the error report is copied to exact built-in types first. Every hostile

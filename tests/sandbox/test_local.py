@@ -107,6 +107,28 @@ def test_worker_lives_in_its_own_network_namespace(sandbox):
     assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
 
 
+def test_time_spent_in_host_calls_does_not_count_against_the_step(sandbox):
+    def slow_host(fn, args, kwargs):
+        time.sleep(3.0)  # longer than the step's 2 s limit
+        return f"{fn} answered"
+
+    sandbox.define_tools(["slow_tool"])
+    result = sandbox.execute("first = slow_tool()\nprint(first, slow_tool())", slow_host)
+    assert result.error is None and result.output == "slow_tool answered slow_tool answered\n"
+
+
+def test_a_step_that_waits_without_using_cpu_meets_its_own_timeout_and_keeps_the_session():
+    """The step's timer counts wall time, as the host's hard kill does: a blocking wait is cut by
+    the code's own TimeoutError, and the REPL keeps its variables (a CPU timer never fired here,
+    so the host killed the worker and the variables were lost)."""
+    with LocalSandbox(SandboxLimits(exec_timeout=1.0), python_policy=False) as box:
+        box.load("context")
+        box.execute("kept = 'still here'", no_calls)
+        result = box.execute("import time\ntime.sleep(30)", no_calls)
+        assert "TimeoutError" in result.error and not result.restarted, result.error
+        assert box.execute("print(kept)", no_calls).output == "still here\n"
+
+
 def test_infinite_loop_is_stopped_within_the_limit_and_the_session_continues(sandbox):
     sandbox.execute("kept = 'still here'", no_calls)
     started = time.perf_counter()

@@ -91,6 +91,8 @@ DENIED_SYSCALLS = (
     # capget takes its target pid inside a struct the filter cannot read: it told host processes'
     # capabilities, and which pids exist (the worker's own are all dropped, see _drop_capabilities)
     "capget",
+    # sysinfo is not namespaced: it told the machine's process count and load
+    "sysinfo",
     # kernel-facing interfaces with a history of escapes, or that bypass seccomp (io_uring)
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "keyctl", "add_key", "request_key", "fanotify_init", "modify_ldt",
@@ -126,12 +128,30 @@ _INT_MASK = 0xFFFFFFFF  # the kernel reads `int` arguments from the low 32 bits 
 # F_SETLEASE and F_NOTIFY: a lease or a directory watch reaches other processes' use of the file.
 _F_SIGNAL_COMMANDS = (8, 10, 15, 1024, 1026)
 
-# ioctl command families of filesystems, matched on the command's type byte (bits 8-15 in every
-# encoding): 'f' (FS_IOC_SETFLAGS, ext4's EXT4_IOC_*, fscrypt, fs-verity), 'X' (FS_IOC_FSSETXATTR,
-# XFS), 'v' (FS_IOC_SETVERSION), btrfs (0x94: subvolumes, snapshots) and f2fs (0xf5). Landlock
-# governs ioctls on devices only; through a descriptor opened read-only, these changed a host file's
-# inode flags and generation (and can seal it with fs-verity). The worker needs none of them.
-_FS_IOCTL_TYPES = (0x66, 0x58, 0x76, 0x94, 0xF5)
+# ioctl commands are allowed by family, matched on the command's type byte (bits 8-15 in every
+# encoding), and only the terminal family 'T' is: Python's runtime uses FIOCLEX/FIONCLEX
+# (set_inheritable), TCGETS (isatty), TIOCGWINSZ and FIONREAD, all 'T'. Landlock governs ioctls on
+# devices only; through a descriptor opened read-only, filesystem families ('f' FS_IOC_SETFLAGS and
+# ext4, 'X' FS_IOC_FSSETXATTR and XFS, 'v' FS_IOC_SETVERSION, btrfs 0x94, f2fs 0xf5, ocfs2, ...)
+# changed a host file's inode flags and generation. A list of the families to refuse held only for
+# the filesystems someone had looked at, so every other family is refused. The worker has no
+# terminal (its session is new, its stdio are pipes), so 'T' reaches none.
+_IOCTL_TYPE_ALLOWED = 0x54
+
+
+def _ioctl_families_refused(allowed: int) -> list[tuple[int, int]]:
+    """(mask, value) pairs over an ioctl command that together match every type byte but `allowed`.
+
+    libseccomp compares an argument once per rule, so "not this family" cannot be one rule, and a
+    rule per refused family (255) tripled the filter's build time at every worker start. For each
+    bit of the type byte, from the top: the families that agree with `allowed` above that bit and
+    differ in it. Any other family differs first in exactly one such bit: eight rules.
+    """
+    pairs = []
+    for bit in range(7, -1, -1):
+        mask = (0xFF << bit) & 0xFF
+        pairs.append((mask << 8, ((allowed ^ (1 << bit)) & mask) << 8))
+    return pairs
 
 
 # Calls that read another process's limits, scheduling or priority when given its pid (or a process
@@ -306,7 +326,10 @@ def enter(readable: list[str], listable: Sequence[str] = ()) -> JailSupport:
     # signals at another process. Masked compares: a value with high bits set must not slip by.
     conditional = [("prctl", _int_equals(0, _PR_SET_PDEATHSIG))]
     conditional += [(name, _int_equals(1, command)) for name in ("fcntl", "fcntl64") for command in _F_SIGNAL_COMMANDS]
-    conditional += [("ioctl", _ArgCompare(1, _SCMP_CMP_MASKED_EQ, 0xFF00, kind << 8)) for kind in _FS_IOCTL_TYPES]
+    conditional += [
+        ("ioctl", _ArgCompare(1, _SCMP_CMP_MASKED_EQ, mask, value))
+        for mask, value in _ioctl_families_refused(_IOCTL_TYPE_ALLOWED)
+    ]
     # Compared on all 64 bits: a pid whose low 32 bits are 0 is this process to the kernel, refused too.
     conditional += [(name, _ArgCompare(index, _SCMP_CMP_NE, 0, 0)) for name, index in _SELF_ONLY_PID_ARGUMENTS]
     # ... and their "who" 0 means this process only when "which" names a process: as PRIO_USER or

@@ -35,7 +35,17 @@ class _FinalSignal(BaseException):
     """Stops the step once FINAL / FINAL_VAR has recorded the answer."""
 
 
-def on_cpu_timeout(signum: int, frame: Any) -> None:
+# The step's timer counts wall time while the model's code runs, paused during host calls. The
+# host's hard kill (limit + 1 s) counts wall time too, so on a machine busier than its cores the
+# code meets its TimeoutError, and keeps its variables, before the host kills the worker and loses
+# them. A CPU timer fell behind the host's clock under load: with three model servers on 2 cores a
+# runaway loop with a 2 s limit was killed by the host at 3 s every time, its REPL state gone.
+# Wall time also stops code that waits without using CPU (a blocking call is interrupted).
+STEP_TIMER = signal.ITIMER_REAL
+STEP_SIGNAL = signal.SIGALRM
+
+
+def on_step_timeout(signum: int, frame: Any) -> None:
     raise TimeoutError("the step used up its time limit and was stopped")
 
 
@@ -63,7 +73,7 @@ class Session:
     """The REPL's state and every entry point the model's code reaches (FINAL, llm_query, tools).
 
     What crosses from the model's objects into this class is copied to exact built-in types (see
-    safe_values) while the step's CPU timer runs; nothing here calls a method of the model's after
+    safe_values) while the step's timer runs; nothing here calls a method of the model's after
     the step, and no object of the model's is released outside a step (its destruction could run a
     generator's `finally`), so automatic garbage collection runs only during steps.
     """
@@ -147,10 +157,10 @@ class Session:
     def _call_host(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if not self.stepping:  # e.g. a finalizer released by `load`
             raise SubcallError(f"{name} can only be called while a step runs")
-        # The CPU timer must not fire inside the protocol code, and host time is not ours to count.
+        # The step timer must not fire inside the protocol code, and host time is not ours to count.
         remaining, interval = _stop_timer()
         if remaining <= 0:  # no step is running, or its time ran out on the way here
-            signal.setitimer(signal.ITIMER_PROF, _AFTER_TIMEOUT_S, _AFTER_TIMEOUT_S)
+            signal.setitimer(STEP_TIMER, _AFTER_TIMEOUT_S, _AFTER_TIMEOUT_S)
             raise TimeoutError("the step used up its time limit and was stopped")
         # No collection while the timer is off: a finalizer of the model's garbage (a generator's
         # `finally`) would run untimed.
@@ -160,7 +170,7 @@ class Session:
             protocol.send(self.channel_out, {"type": "call", "fn": name, "args": args, "kwargs": kwargs})
             reply = protocol.receive(self.channel_in)
         finally:
-            signal.setitimer(signal.ITIMER_PROF, remaining, interval)
+            signal.setitimer(STEP_TIMER, remaining, interval)
             if collecting:
                 gc.enable()
         if "error" in reply:
@@ -214,7 +224,7 @@ class Session:
         if not self.displaced:
             return
         try:
-            signal.setitimer(signal.ITIMER_PROF, _AFTER_TIMEOUT_S, _AFTER_TIMEOUT_S)
+            signal.setitimer(STEP_TIMER, _AFTER_TIMEOUT_S, _AFTER_TIMEOUT_S)
             self.displaced.clear()
             gc.collect()
         except TimeoutError:
@@ -253,14 +263,14 @@ class Session:
         }
 
     def _run_timed(self, body: Any, tail: Any, code: str, buffer: OutputBuffer, timeout: float) -> str | None:
-        """Run the step, describe its outcome and free its garbage, all under the CPU timer.
+        """Run the step, describe its outcome and free its garbage, all under the step timer.
 
         After the limit the timer keeps firing every _AFTER_TIMEOUT_S, so neither the model's code
         nor a finalizer of its can go on for long by catching one TimeoutError.
         """
         error: str | None = _TIMED_OUT
         try:
-            signal.setitimer(signal.ITIMER_PROF, timeout, _AFTER_TIMEOUT_S)
+            signal.setitimer(STEP_TIMER, timeout, _AFTER_TIMEOUT_S)
             gc.enable()
             self.stepping = True
             error = self._run_step(body, tail, code, buffer)
@@ -291,21 +301,21 @@ class Session:
         return None
 
 
-# Seconds of CPU between TimeoutErrors once a step is past its limit.
+# Seconds between TimeoutErrors once a step is past its limit.
 _AFTER_TIMEOUT_S = 0.1
 _TIMED_OUT = "TimeoutError: the step used up its time limit and was stopped"
 
 
 def _stop_timer() -> tuple[float, float]:
-    """Stop the CPU timer; (seconds left, interval) as it was, (0, 0) if it had already fired.
+    """Stop the step timer; (seconds left, interval) as it was, (0, 0) if it had already fired.
 
-    A SIGPROF that arrived just before is handled here (its TimeoutError raised and dropped), not
+    A SIGALRM that arrived just before is handled here (its TimeoutError raised and dropped), not
     at some later point of the trusted code.
     """
     saved = (0.0, 0.0)
     for attempt in range(2):
         try:
-            stopped = signal.setitimer(signal.ITIMER_PROF, 0)
+            stopped = signal.setitimer(STEP_TIMER, 0)
             if attempt == 0:
                 saved = stopped
             _checkpoint()  # a Python call: a pending signal handler runs here

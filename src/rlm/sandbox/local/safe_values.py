@@ -8,7 +8,7 @@ The rule they implement: trusted code keeps only values of exact built-in types 
 never `isinstance`, which may look up a hostile `__class__`), and reads subclasses of str, int,
 float, list, tuple and dict through the base type's own C methods (`str.__str__(x)`,
 `dict.items(x)`), so no method the model wrote runs. Turning any other object into text does call
-the model's methods; the worker does that only while the step's CPU timer runs.
+the model's methods; the worker does that only while the step's timer runs.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def _harden_process() -> None:
     # No file may grow: the model's code has no `open`, and this closes the door twice.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-    signal.signal(signal.SIGPROF, repl.on_cpu_timeout)
+    signal.signal(repl.STEP_SIGNAL, repl.on_step_timeout)
 
 
 def _readable_in_jail() -> list[str]:
