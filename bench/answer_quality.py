@@ -8,7 +8,8 @@ output, or computed by code), how many sub-calls the model made, whether a reply
 worked example's wording, and whether library text leaked into the answer. The items: a most-frequent
 label, a count with a date filter, a pair count (OOLONG-style), a join across two documents, and
 two questions about standard-library source (a dict of files; answers derived with `ast`).
-Seeds 9300+ are used nowhere else (no prompt was written while looking at them).
+Seeds 9300+ are used nowhere else (no prompt was written while looking at them); `--seed` and
+`--rounds` draw more items of each kind (`--seed 9400 --rounds 3`: seeds 9401-9405, 9409-9413, ...).
 """
 
 from __future__ import annotations
@@ -51,10 +52,13 @@ def stdlib_items(seed: int) -> list[Item]:
     ]  # fmt: skip
 
 
-def held_out_items(size_tokens: int) -> list[Item]:
-    # oolong's question kind rotates with seed % 4: 9301 most frequent, 9302 date filter, 9303 pairs
-    return [oolong(size_tokens, 9301), oolong(size_tokens, 9302), oolong(size_tokens, 9303),
-            multidoc(size_tokens, 9304), *stdlib_items(9305)]  # fmt: skip
+def held_out_items(size_tokens: int, seed: int = 9300) -> list[Item]:
+    """One item of each kind, from seeds seed+1 .. seed+5 (seed a multiple of 4)."""
+    if seed % 4:
+        raise SystemExit(f"--seed must be a multiple of 4 (oolong's question kind follows seed % 4); got {seed}")
+    # oolong's question kind rotates with seed % 4: +1 most frequent, +2 date filter, +3 pairs
+    return [oolong(size_tokens, seed + 1), oolong(size_tokens, seed + 2), oolong(size_tokens, seed + 3),
+            multidoc(size_tokens, seed + 4), *stdlib_items(seed + 5)]  # fmt: skip
 
 
 def whole_value_shown(answer: str, outputs: list[str]) -> bool:
@@ -93,18 +97,22 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="per LM call, s (a shared server queues calls)")
     parser.add_argument("--only", help="comma-separated kinds to run (e.g. to re-run items a server failure spoilt)")
     parser.add_argument("--out", help="write every row as JSON here")
+    parser.add_argument("--seed", type=int, default=9300, help="a multiple of 4; round r uses seed + 8r + 1..5")
+    parser.add_argument("--rounds", type=int, default=1, help="items per kind (default 1)")
+    parser.add_argument("--history-dir", help="save each item's LM-call history here")
     args = parser.parse_args()
     rows = []
     kinds = set(args.only.split(",")) if args.only else None
-    for item in held_out_items(args.size):
+    items = [item for r in range(args.rounds) for item in held_out_items(args.size, args.seed + 8 * r)]
+    for index, item in enumerate(items):
         if kinds is not None and item.kind not in kinds:
             continue
+        history = str(Path(args.history_dir) / f"{index:02d}-{item.kind}.json") if args.history_dir else None
         started = time.perf_counter()
         try:
-            result = RLM(model=args.model, max_iterations=args.max_iterations, timeout=args.timeout).run(
-                item.query, item.context
-            )
-            row = inspect(item, result)
+            rlm = RLM(model=args.model, max_iterations=args.max_iterations, timeout=args.timeout,
+                      history_output_path=history)  # fmt: skip
+            row = inspect(item, rlm.run(item.query, item.context))
         except Exception as exc:  # a failed item is a wrong one, with its reason
             row = {"kind": item.kind, "expected": item.answer, "answer": "", "correct": False,
                    "finish": f"error: {type(exc).__name__}: {exc}"}  # fmt: skip
