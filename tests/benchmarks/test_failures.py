@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm.benchmarks.failures import CAUSES, classify, count_causes, library_markers
+from rlm.benchmarks.failures import CAUSES, classify, count_causes, final_literals, library_markers
 from rlm.benchmarks.paper.item import PaperItem
 from rlm.engine.result import StepRecord
 
@@ -70,3 +70,10 @@ def test_counts_list_every_cause_in_rule_order():
     counts = count_causes(["guessed", "guessed", "timeout"])
     assert list(counts) == list(CAUSES) and counts["guessed"] == 2 and counts["timeout"] == 1
     assert sum(counts.values()) == 3
+
+
+def test_final_literals_are_read_as_the_engine_reads_them():
+    code = '```python\n# FINAL("in a comment")\nx = \'FINAL("in a string")\'\nFINAL("7")\nFINAL(-3)\nFINAL(n)\n```'
+    assert final_literals(code) == ["7", "-3"]
+    assert final_literals("The count is 12.\nFINAL(12)") == ["12"]
+    assert final_literals('I will call FINAL("5") once I know it.') == []  # mid-sentence prose is no FINAL

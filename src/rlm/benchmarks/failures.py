@@ -24,6 +24,7 @@ this order and the first that holds names the cause:
 
 from __future__ import annotations
 
+import ast
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 
 from rlm.benchmarks.paper.item import CHARS_PER_TOKEN
 from rlm.benchmarks.paper.scoring import mentions
+from rlm.engine.parsing import extract_code, find_text_final
 
 CAUSES = (
     "library_text",
@@ -48,7 +50,6 @@ CAUSES = (
 SUBCALL_FUNCTIONS = ("llm_query", "llm_query_batched", "recursive_llm", "recursive_llm_batched")
 _TIME_REASONS = {"budget_time", "time"}
 _SANDBOX_SIGNS = ("sandboxerror", "worker was restarted", "worker died", "worker crashed", "sandbox worker")
-_FINAL_LITERAL = re.compile(r"FINAL\(\s*(?:(['\"])(.*?)\1|(-?\d[\d,_.]*))\s*\)", re.DOTALL)
 # Engine text that must never be an answer, besides every sentence of `rlm.engine.prompts`
 _FIXED_MARKERS = ("(nothing printed)", "[no answer:", "characters cut]", "Output:\n", "Step 1 of")
 
@@ -101,8 +102,35 @@ def library_markers() -> list[str]:
 
 
 def final_literals(reply: str) -> list[str]:
-    """The values written literally in FINAL(...) calls of a reply."""
-    return [m.group(2) if m.group(1) else m.group(3) for m in _FINAL_LITERAL.finditer(reply)]
+    """The values written literally in a reply's FINAL(...): in its code (read with `ast`) and in its
+    prose (as the engine reads a FINAL written as text). Numbers keep the characters written."""
+    values = []
+    code = extract_code(reply) or ""
+    tree = _parse(code) if code else None
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "FINAL" and node.args:
+            argument = node.args[0]
+            if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                values.append(argument.value)
+            elif isinstance(argument, ast.Constant | ast.UnaryOp) and _is_number(argument):
+                values.append(ast.get_source_segment(code, argument) or "")
+    in_prose = find_text_final(reply)
+    if in_prose is not None and in_prose.kind == "FINAL":
+        values.append(in_prose.literal)
+    return values
+
+
+def _parse(code: str) -> ast.Module | None:
+    try:
+        return ast.parse(code)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+
+
+def _is_number(node: ast.expr) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float)
 
 
 def classify(
