@@ -38,6 +38,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-items", type=int, default=6)
     parser.add_argument("--train-size", type=int, default=8000)
     parser.add_argument("--max-demos", type=int, default=2)
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="sampling temperature of the evaluation runs (default: the library's); above 0 the repeats "
+        "sample different runs, so the spread measures the model's variance, not the server's replay",
+    )
     parser.add_argument("--out", default="out/optimize_gain.json")
     parser.add_argument("--report", metavar="FILE", help="print the table of a saved (maybe unfinished) run and stop")
     return parser.parse_args()
@@ -68,6 +75,7 @@ def run_one(args: argparse.Namespace, program: Path | None, item: Any, seed: int
         max_iterations=args.max_iterations,
         timeout=args.timeout,
         program=program,
+        temperature=args.temperature,
     )
     started = time.perf_counter()
     try:
