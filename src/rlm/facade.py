@@ -54,6 +54,10 @@ def _local_compact_at() -> int:
 # work twice. It gets a longer default; a timeout the user passes is kept as given.
 DEFAULT_TIMEOUT_S = 120.0
 LOCAL_TIMEOUT_S = 900.0
+# The bundled server's guard restarts a server that died, and a start takes 3-16 s here; from 1 s
+# the backoff's three waits (about 1, 2 and 4 s) were over before it was back. From 4 s they are
+# 3-4, 6-8 and 12-16 s (jitter): the same three attempts, the last one after the slowest start.
+LOCAL_RETRY_BASE_S = 4.0
 
 
 class RLM:
@@ -148,7 +152,11 @@ class RLM:
         )
         # Provider retries are ours (models/retry.py: Retry-After capped and jittered, within max_time_s),
         # so the LMs built here have DSPy's own retries off; an LM object passed in keeps its own.
-        retries = RetryPolicy(retries=lm_kwargs.pop("num_retries", 3), max_wait_s=max_retry_wait_s)
+        retries = RetryPolicy(
+            retries=lm_kwargs.pop("num_retries", 3),
+            max_wait_s=max_retry_wait_s,
+            base_s=LOCAL_RETRY_BASE_S if small else 1.0,
+        )
         lm_settings = dict(
             api_key=api_key,
             api_base=api_base,

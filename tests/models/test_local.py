@@ -69,6 +69,19 @@ def test_model_local_uses_the_local_server_with_small_model_settings(monkeypatch
     assert rlm.config.max_concurrency == 1 and RLM(model="local", max_concurrency=4).config.max_concurrency == 4
 
 
+def test_the_bundled_model_retries_late_enough_for_a_restarted_server(monkeypatch):
+    from rlm import RLM
+    from rlm.models.retry import policy_for
+
+    monkeypatch.setenv("RLM_LOCAL_API_BASE", "http://127.0.0.1:9999/v1")
+    policy = policy_for(RLM(model="local").lm)
+    slowest_start_s = 16.0  # README: a server start takes 3-16 s here
+    waits = [policy.wait(ConnectionError("refused"), attempt, rng=lambda: 0.0) for attempt in range(policy.retries)]
+    assert sum(waits[:-1]) < slowest_start_s <= sum(waits)  # the last attempt comes after the slowest start
+    other = RLM(model="openai/gpt-4o-mini", api_key="test-key")
+    assert policy_for(other.lm).base_s == 1.0  # other models keep the usual backoff
+
+
 def test_local_model_steps_stop_at_the_end_of_a_code_block_and_sub_calls_do_not(monkeypatch, openai_server):
     """Through the real HTTP path: the step request carries the stop sequence, the sub-call does not."""
     from rlm import RLM
