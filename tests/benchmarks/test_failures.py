@@ -77,3 +77,21 @@ def test_final_literals_are_read_as_the_engine_reads_them():
     assert final_literals(code) == ["7", "-3"]
     assert final_literals("The count is 12.\nFINAL(12)") == ["12"]
     assert final_literals('I will call FINAL("5") once I know it.') == []  # mid-sentence prose is no FINAL
+
+
+LINES = "\n".join(f"Date: May {i % 28 + 1:02d}, 2023 || User: {1000 + i} || Instance: question {i}" for i in range(90))
+DATED_COUNT = PaperItem("oolong", "count", "How many?", LINES, "12", "numeric", 400, 0)
+LINE_NEEDLE = PaperItem("sniah", "single_needle", "Number?", LINES + "\nThe magic number is 8598454.", "8598454",
+                        "exact_number", 400, 0)  # fmt: skip
+
+
+def test_a_sample_line_that_holds_the_gold_by_chance_is_no_misread_output():
+    finish = step("```python\nFINAL(n)\n```", "FINAL(n)", n=2)  # a computed answer: not a guess
+    sample = "\n".join(LINES.splitlines()[10:13])  # "May 12" is among them: a date (of four), not the count
+    trajectory = [step("```python\nprint(sample)\n```", "print(sample)", sample), finish]
+    assert classify(DATED_COUNT, "0", "final", trajectory) == "never_decomposed"
+    computed = [step("```python\nprint(n)\n```", "print(n)", "matches: 12"), finish]
+    assert classify(DATED_COUNT, "0", "final", computed) == "misread_output"
+    # a rare value in a copied line is what the line says: the needle's number was shown
+    shown = [step("```python\nprint(hit)\n```", "print(hit)", "The magic number is 8598454."), finish]
+    assert classify(LINE_NEEDLE, "85", "final", shown) == "misread_output"

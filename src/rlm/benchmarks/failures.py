@@ -27,7 +27,7 @@ from __future__ import annotations
 import ast
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -168,13 +168,38 @@ def classify(
     if answer and written and len(answer) <= 100 and not any(mentions(out, answer) for out in outputs):
         return "guessed"
     gold = str(item.answer)
-    if gold and "\n" not in gold and any(mentions(out, gold) for out in outputs):
+    if gold and "\n" not in gold and any(_shows_gold(out, gold, item) for out in outputs):
         return "misread_output"
     decomposed = any(re.search(rf"\b{fn}\s*\(", s.code) for s in steps for fn in SUBCALL_FUNCTIONS)
     too_large = _context_chars(item) > window_tokens * CHARS_PER_TOKEN
     if not decomposed and (too_large or getattr(item, "needs_meaning", False)):
         return "never_decomposed"
     return "wrong_code"
+
+
+# A line copied from the context shows the gold only where the gold is rare in the context: a
+# needle's number is, but a count of 12 is not shown by a sample line dated "May 12".
+_RARE_IN_CONTEXT_LINES = 2
+
+
+def _shows_gold(output: str, gold: str, item: Scored) -> bool:
+    lines = [line for line in output.splitlines() if mentions(line, gold)]
+    if not lines:
+        return False
+    context_lines = set(_context_text(item).splitlines())
+    computed = [line for line in lines if line.strip() and line not in context_lines]
+    if computed:
+        return True
+    return sum(mentions(line, gold) for line in context_lines) <= _RARE_IN_CONTEXT_LINES
+
+
+def _context_text(item: Scored) -> str:
+    context = item.context
+    if isinstance(context, str):
+        return context
+    if isinstance(context, Mapping):
+        return "\n".join(str(v) for v in context.values())
+    return str(context)
 
 
 def count_causes(causes: Sequence[str]) -> dict[str, int]:
