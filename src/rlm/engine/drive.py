@@ -173,7 +173,10 @@ async def adrive(node: NodeRun) -> NodeOutcome:
         outcome = finished(node, done.value)
         return outcome
     except BaseException as exc:
-        end(node, None, exc)
+        try:
+            await subcalls.stop()  # its children report their end before this node does
+        finally:
+            end(node, None, exc)
         raise
     finally:
         # Cancelled (or failed) while a step runs on the worker thread: that step's code must not
