@@ -129,6 +129,28 @@ def test_a_step_that_waits_without_using_cpu_meets_its_own_timeout_and_keeps_the
         assert box.execute("print(kept)", no_calls).output == "still here\n"
 
 
+SWALLOW_THE_TIMEOUT = "try:\n    while True:\n        pass\nexcept TimeoutError:\n    caught = True\n"
+
+
+def test_a_step_past_its_limit_makes_no_host_call_even_when_it_swallowed_the_timeout(sandbox):
+    calls = []
+
+    def host(fn, args, kwargs):
+        calls.append(fn)
+        return "answered"
+
+    sandbox.define_tools(["tool"])
+    result = sandbox.execute(SWALLOW_THE_TIMEOUT + "late = tool()", host)
+    assert calls == [] and "TimeoutError" in result.error, (calls, result.error)
+
+
+def test_a_step_that_swallowed_its_timeout_still_reports_it_and_keeps_its_variables(sandbox):
+    result = sandbox.execute(SWALLOW_THE_TIMEOUT + "after = 1", no_calls)
+    assert "TimeoutError" in result.error and not result.restarted, result.error
+    assert sandbox.execute("print(caught, after)", no_calls).output == "True 1\n"
+    assert sandbox.execute("print('next step')", no_calls).error is None  # a fresh limit
+
+
 def test_infinite_loop_is_stopped_within_the_limit_and_the_session_continues(sandbox):
     sandbox.execute("kept = 'still here'", no_calls)
     started = time.perf_counter()

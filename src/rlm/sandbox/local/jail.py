@@ -123,10 +123,17 @@ _SCMP_CMP_NE = 1
 _SCMP_CMP_MASKED_EQ = 7
 _INT_MASK = 0xFFFFFFFF  # the kernel reads `int` arguments from the low 32 bits only
 
-# fcntl commands that make the kernel signal another process (F_SETOWN, F_SETSIG, F_SETOWN_EX):
-# Landlock scopes signals only from ABI 6 on.
-# F_SETLEASE and F_NOTIFY: a lease or a directory watch reaches other processes' use of the file.
-_F_SIGNAL_COMMANDS = (8, 10, 15, 1024, 1026)
+# fcntl commands refused, each for what it reaches beyond the worker:
+# - F_SETOWN, F_SETSIG, F_SETOWN_EX make the kernel signal another process (Landlock scopes
+#   signals only from ABI 6 on);
+# - F_SETLEASE and F_NOTIFY: a lease or a directory watch reaches other processes' use of a file;
+# - record locks, POSIX and open-file (F_GETLK/F_SETLK/F_SETLKW 5-7, their 32-bit *64 twins 12-14,
+#   F_OFD_* 36-38): a read lock through a read-only descriptor blocked every writer of a file the
+#   worker may read, as flock did (refused above), and F_GETLK told other processes' pids;
+# - F_SET_RW_HINT and F_SET_FILE_RW_HINT (1036, 1038) changed a readable host file's inode (its
+#   write-life hint) through a read-only descriptor, as FS_IOC_SETVERSION did.
+# Python's runtime uses none of them (it asks F_GETFD/F_SETFD/F_GETFL/F_SETFL and F_DUPFD_CLOEXEC).
+_F_REFUSED_COMMANDS = (8, 10, 15, 1024, 1026, 5, 6, 7, 12, 13, 14, 36, 37, 38, 1036, 1038)
 
 # ioctl commands are allowed by family, matched on the command's type byte (bits 8-15 in every
 # encoding), and only the terminal family 'T' is: Python's runtime uses FIOCLEX/FIONCLEX
@@ -322,10 +329,10 @@ def enter(readable: list[str], listable: Sequence[str] = ()) -> JailSupport:
     if abi < MIN_LANDLOCK_ABI:
         raise JailError("the kernel has no usable Landlock")
     _restrict_files_and_net(libc, abi, readable, listable)
-    # prctl and fcntl stay usable, but not to unset the death signal or to point a descriptor's
-    # signals at another process. Masked compares: a value with high bits set must not slip by.
+    # prctl and fcntl stay usable, but not to unset the death signal or for what _F_REFUSED_COMMANDS
+    # reach. Masked compares: a value with high bits set must not slip by.
     conditional = [("prctl", _int_equals(0, _PR_SET_PDEATHSIG))]
-    conditional += [(name, _int_equals(1, command)) for name in ("fcntl", "fcntl64") for command in _F_SIGNAL_COMMANDS]
+    conditional += [(name, _int_equals(1, command)) for name in ("fcntl", "fcntl64") for command in _F_REFUSED_COMMANDS]
     conditional += [
         ("ioctl", _ArgCompare(1, _SCMP_CMP_MASKED_EQ, mask, value))
         for mask, value in _ioctl_families_refused(_IOCTL_TYPE_ALLOWED)

@@ -45,8 +45,23 @@ STEP_TIMER = signal.ITIMER_REAL
 STEP_SIGNAL = signal.SIGALRM
 
 
+class _Cutting:
+    """Whether the timer's signal may cut the code running now: True while the model's code (or
+    its finalizers) runs, False from the first line of the worker's clean-up after it. The timer
+    repeats every _AFTER_TIMEOUT_S once past its limit, so code that swallows TimeoutErrors could
+    time one to land in that clean-up, before the timer is stopped: it escaped the worker's request
+    loop there, and the worker exited (1 in ~120 tries in the fifth attack round)."""
+
+    live = False
+    # Set when the signal first cuts the step: from then on the step is past its limit, whatever
+    # the code did with the TimeoutError (host calls are refused, and the step reports the timeout).
+    expired = False
+
+
 def on_step_timeout(signum: int, frame: Any) -> None:
-    raise TimeoutError("the step used up its time limit and was stopped")
+    if _Cutting.live:
+        _Cutting.expired = True
+        raise TimeoutError("the step used up its time limit and was stopped")
 
 
 HOST_FUNCTIONS = ("llm_query", "llm_query_batched", "recursive_llm", "recursive_llm_batched")
@@ -159,7 +174,7 @@ class Session:
             raise SubcallError(f"{name} can only be called while a step runs")
         # The step timer must not fire inside the protocol code, and host time is not ours to count.
         remaining, interval = _stop_timer()
-        if remaining <= 0:  # no step is running, or its time ran out on the way here
+        if remaining <= 0 or _Cutting.expired:  # no step is running, or its time ran out
             signal.setitimer(STEP_TIMER, _AFTER_TIMEOUT_S, _AFTER_TIMEOUT_S)
             raise TimeoutError("the step used up its time limit and was stopped")
         # No collection while the timer is off: a finalizer of the model's garbage (a generator's
@@ -224,12 +239,14 @@ class Session:
         if not self.displaced:
             return
         try:
+            _Cutting.live = True
             signal.setitimer(STEP_TIMER, _AFTER_TIMEOUT_S, _AFTER_TIMEOUT_S)
             self.displaced.clear()
             gc.collect()
         except TimeoutError:
             pass  # a finalizer of the model's was cut short; the rest is released at the next step
         finally:
+            _Cutting.live = False
             _stop_timer()
 
     def execute(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -270,6 +287,7 @@ class Session:
         """
         error: str | None = _TIMED_OUT
         try:
+            _Cutting.live, _Cutting.expired = True, False
             signal.setitimer(STEP_TIMER, timeout, _AFTER_TIMEOUT_S)
             gc.enable()
             self.stepping = True
@@ -279,10 +297,11 @@ class Session:
         except BaseException:  # only the timer can cut our own code short; `error` says so
             pass
         finally:
+            _Cutting.live = False  # first, and no call before it: a call is where a signal lands
             self.stepping = False
             gc.disable()
             _stop_timer()
-        return error
+        return _TIMED_OUT if error is None and _Cutting.expired else error
 
     def _run_step(self, body: Any, tail: Any, code: str, buffer: OutputBuffer) -> str | None:
         """The step's error as exact-type text, or None. Every object of the model's dies in here."""
