@@ -305,9 +305,7 @@ def test_host_calls_in_a_loop_that_swallows_timeouts_still_end_with_the_hard_kil
     with LocalSandbox(SandboxLimits(exec_timeout=1.0)) as box:
         box.load("context")
         result = box.execute(code, counting)
-        # The kill often lands while a call frame is on its way: the host then names a frame it
-        # could not finish in time rather than the timeout; either way the REPL is restarted.
-        stopped = ("TimeoutError", "did not finish a message in time")
-        assert result.restarted and any(word in (result.error or "") for word in stopped), result.error
+        # The kill often lands while a call frame is on its way: the host names the time limit then too.
+        assert result.restarted and "TimeoutError" in (result.error or ""), result.error
         assert box.execute("print(len(context))", no_calls).output == "7\n"
     assert calls

@@ -129,6 +129,13 @@ def test_a_step_that_waits_without_using_cpu_meets_its_own_timeout_and_keeps_the
         assert box.execute("print(kept)", no_calls).output == "still here\n"
 
 
+def test_the_ready_modules_work_in_the_worker_and_are_not_listed_as_variables(sandbox):
+    result = sandbox.execute("found = collections.Counter(re.findall('line', context))['line']\nprint(found)", no_calls)
+    assert result.error is None and result.output == "2\n"
+    missing = sandbox.execute("FINAL_VAR('answer')", no_calls)
+    assert "Your variables: ['context', 'found']" in missing.error, missing.error
+
+
 SWALLOW_THE_TIMEOUT = "try:\n    while True:\n        pass\nexcept TimeoutError:\n    caught = True\n"
 
 

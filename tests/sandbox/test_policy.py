@@ -6,6 +6,7 @@ import pytest
 
 from rlm.sandbox.local.output import OutputBuffer, PrintCollector
 from rlm.sandbox.local.policy import (
+    READY_MODULES,
     ModuleFacade,
     PolicyError,
     compile_step,
@@ -48,6 +49,29 @@ def test_foreign_objects_cannot_be_modified():
 def test_augmented_assignment_and_unpacking_work():
     _, out = run("t = 1\nt += 2\na, (b, c) = 1, (2, 3)\nfor i, j in [(1, 2)]:\n    t += i * j\n(t, a + b + c)")
     assert out == "(5, 6)"
+
+
+def test_the_modules_the_instructions_name_are_ready_without_an_import():
+    _, out = run(
+        "c = collections.Counter('abca')\nprint(c.most_common(1), re.findall('a', 'banana'), 'mean' in dir(statistics))"
+    )
+    assert out == "[('a', 2)] ['a', 'a', 'a'] True\n"
+    _, out = run("import collections\ncollections.Counter('xx')['x']")  # an import still works
+    assert out == "2"
+    with pytest.raises(AttributeError, match="offers no attribute"):
+        run("statistics.sys")  # the same facade as an import: only its listed names
+    with pytest.raises(TypeError, match="cannot modify"):
+        run("json.loads = None")
+
+
+def test_the_instructions_name_exactly_the_ready_modules():
+    from rlm.engine.prompts import INSTRUCTIONS
+    from rlm.sandbox.e2b.bridge import prelude
+
+    line = next(line for line in INSTRUCTIONS.splitlines() if line.startswith("- Modules to import:"))
+    named = line.removeprefix("- Modules to import:").split(".")[0]
+    assert tuple(name.strip() for name in named.split(",")) == READY_MODULES
+    assert f"import {', '.join(READY_MODULES)}\n" in prelude("/tmp/x")  # E2B binds the same ones
 
 
 def test_facades_expose_only_listed_names():

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from rlm.sandbox.local.policy import READY_MODULES
+
 CALL_MARK = "\x1eRLM_CALL "
 FINAL_MARK = "\x1eRLM_FINAL "
 _MARK_START = "\x1eRLM_"
@@ -20,6 +22,7 @@ _CALL_ID = re.compile(r"[0-9a-f]{32}")
 
 _PRELUDE = r'''
 import json as _rlm_json, os as _rlm_os, sys as _rlm_sys, time as _rlm_time, uuid as _rlm_uuid
+import __READY_MODULES__
 _RLM_DIR = __WORKDIR__
 
 
@@ -120,6 +123,7 @@ def prelude(workdir: str) -> str:
         _PRELUDE.replace("__WORKDIR__", repr(workdir))
         .replace("__CALL_MARK__", repr(CALL_MARK))
         .replace("__FINAL_MARK__", repr(FINAL_MARK))
+        .replace("__READY_MODULES__", ", ".join(READY_MODULES))  # bound before any step, as locally
     )
 
 

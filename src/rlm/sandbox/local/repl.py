@@ -14,7 +14,7 @@ from typing import Any
 
 import protocol  # type: ignore[import-not-found,unused-ignore]
 from output import OutputBuffer, PrintCollector  # type: ignore[import-not-found,unused-ignore]
-from policy import PolicyError, compile_step, make_globals  # type: ignore[import-not-found,unused-ignore]
+from policy import ModuleFacade, PolicyError, compile_step, make_globals  # type: ignore[import-not-found,unused-ignore]
 from safe_values import (  # type: ignore[import-not-found,unused-ignore]
     NotPlainData,
     clip,
@@ -134,7 +134,11 @@ class Session:
             self.final_answer(name)
         name = exact_str(name)
         if name not in self.namespace or name.startswith("_"):
-            defined = sorted(k for k in self.namespace if not k.startswith("_") and _is_user_value(k))
+            defined = sorted(
+                k
+                for k, v in self.namespace.items()
+                if not k.startswith("_") and _is_user_value(k) and not isinstance(v, ModuleFacade)
+            )
             raise NameError(
                 f"FINAL_VAR({clip(name, 200)!r}): no variable named {clip(name, 200)!r} exists. Assign the answer "
                 f"first (answer = ...), then call FINAL_VAR('answer'). Your variables: {defined}"

@@ -147,14 +147,13 @@ class LocalSandbox:
         self._used = True
         timeout = self.limits.exec_timeout
         deadline = time.monotonic() + timeout + HARD_KILL_GRACE_S
+        timed_out = f"TimeoutError: the step ran longer than {timeout:g} s and was stopped. Work on smaller pieces."
         try:
             channel.send({"op": "exec", "code": code, "timeout": timeout}, deadline)
             while True:
                 message = channel.receive(deadline)
                 if message is None:
-                    return self._recover(
-                        f"TimeoutError: the step ran longer than {timeout:g} s and was stopped. Work on smaller pieces."
-                    )
+                    return self._recover(timed_out)
                 if message.get("type") != "call":
                     return self._result(message)
                 started = time.monotonic()
@@ -162,7 +161,8 @@ class LocalSandbox:
                 deadline += time.monotonic() - started  # host time does not count against the step
                 channel.send(reply, deadline)
         except ChannelError as exc:
-            return self._recover(self._describe_loss(exc))
+            # Past the deadline, a frame cut off on its way is the time limit's doing, not a misbehaving worker.
+            return self._recover(timed_out if time.monotonic() >= deadline else self._describe_loss(exc))
 
     def define_tools(self, names: list[str], submit_fields: list[str] | None = None) -> None:
         """Offer host functions `names` to the code (called back through `execute`'s handler)."""
