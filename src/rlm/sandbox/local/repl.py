@@ -50,7 +50,7 @@ class _Cutting:
     its finalizers) runs, False from the first line of the worker's clean-up after it. The timer
     repeats every _AFTER_TIMEOUT_S once past its limit, so code that swallows TimeoutErrors could
     time one to land in that clean-up, before the timer is stopped: it escaped the worker's request
-    loop there, and the worker exited (1 in ~120 tries in the fifth attack round)."""
+    loop there, and the worker exited (4 of 180 timed tries in the fifth attack round; 0 since)."""
 
     live = False
     # Set when the signal first cuts the step: from then on the step is past its limit, whatever
