@@ -104,6 +104,9 @@ SYSCALL_ATTEMPTS = {
     "pid-with-high-bits": "old = (ctypes.c_ulong * 2)()\nresult = sc(302, (1 << 32) | host, 7, 0, ctypes.byref(old))",
     # sysinfo is not namespaced: the machine's process count and load
     "sysinfo": "result = sc(99, ctypes.create_string_buffer(128))",
+    # statfs: the filesystem id (from the disk's UUID on ext4), free space, inode counts
+    "statvfs": "result = os.statvfs(os.path.dirname(os.__file__)).f_fsid",
+    "fstatfs": "fd = os.open(os.__file__, os.O_RDONLY)\nresult = sc(138, fd, ctypes.create_string_buffer(120))",
     "prlimit-raise-own-cap": (
         "limit = (ctypes.c_ulong * 2)(2**63, 2**63)\nresult = sc(302, 0, 9, ctypes.byref(limit), 0)"
     ),

@@ -91,8 +91,9 @@ DENIED_SYSCALLS = (
     # capget takes its target pid inside a struct the filter cannot read: it told host processes'
     # capabilities, and which pids exist (the worker's own are all dropped, see _drop_capabilities)
     "capget",
-    # sysinfo is not namespaced: it told the machine's process count and load
-    "sysinfo",
+    # sysinfo is not namespaced: it told the machine's process count and load; statfs told the
+    # filesystem's id (derived from the disk's UUID on ext4), free space and inode counts
+    "sysinfo", "statfs", "fstatfs", "statfs64", "fstatfs64", "ustat",
     # kernel-facing interfaces with a history of escapes, or that bypass seccomp (io_uring)
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "keyctl", "add_key", "request_key", "fanotify_init", "modify_ldt",
