@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from rlm.sandbox.local import LocalSandbox, jail
+from rlm.sandbox.local.processes import network_isolation_available
 from tests.sandbox.conftest import assert_refused_and_box_intact, no_calls
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
@@ -265,3 +266,11 @@ def test_the_worker_holds_no_capabilities_and_reads_no_extended_attributes(unres
     assert attempt(unrestricted, capget).startswith("DENIED")
     assert attempt(unrestricted, f"result = os.getxattr({str(target)!r}, 'user.origin')").startswith("DENIED")
     assert attempt(unrestricted, f"result = os.listxattr({str(target)!r})").startswith("DENIED")
+
+
+@pytest.mark.skipif(not network_isolation_available(), reason="no user namespaces here")
+def test_the_worker_does_not_see_the_machines_name(unrestricted):
+    host_name = os.uname().nodename
+    outcome = attempt(unrestricted, "result = os.uname().nodename")
+    assert outcome.strip() == "OK: 'sandbox'", outcome
+    assert os.uname().nodename == host_name  # renamed in the worker's own UTS namespace only

@@ -316,6 +316,16 @@ def die_with_parent(expected_parent: int) -> None:
         os._exit(0)  # the parent died before the death signal was armed
 
 
+# What the worker's host is called in its own UTS namespace: uname() told the machine's name.
+SANDBOX_HOST_NAME = b"sandbox"
+
+
+def rename_host() -> None:
+    """Give the host a neutral name; only in a UTS namespace of this process's own (see sandbox.py)."""
+    if _libc().sethostname(SANDBOX_HOST_NAME, len(SANDBOX_HOST_NAME)) != 0:
+        raise JailError(f"sethostname in the worker's own UTS namespace failed: {os.strerror(ctypes.get_errno())}")
+
+
 def enter(readable: list[str], listable: Sequence[str] = ()) -> JailSupport:
     """Jail this process for good: Landlock over files/net/scopes, then the seccomp filter.
 

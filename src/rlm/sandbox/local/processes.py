@@ -27,8 +27,13 @@ _isolation_lock = threading.Lock()
 _isolation_checked: bool | None = None
 
 
+# New network, IPC and UTS namespaces, as root of a new user namespace (mapped to the host's user).
+UNSHARE_FLAGS = ("-n", "-i", "-u", "-r")
+
+
 def network_isolation_available() -> bool:
-    """Whether `unshare -n -i -r` can give the worker empty network and IPC namespaces (checked once).
+    """Whether `unshare -n -i -u -r` can give the worker empty network and IPC namespaces and a
+    host name of its own (checked once).
 
     An extra layer: the jail's seccomp filter already refuses every socket.
     """
@@ -40,14 +45,14 @@ def network_isolation_available() -> bool:
             if unshare and sys.platform.startswith("linux"):
                 try:
                     ok = (
-                        subprocess.run([unshare, "-n", "-i", "-r", "true"], capture_output=True, timeout=5).returncode
+                        subprocess.run([unshare, *UNSHARE_FLAGS, "true"], capture_output=True, timeout=5).returncode
                         == 0
                     )
                 except (OSError, subprocess.SubprocessError):
                     ok = False
             if not ok:
                 logger.info(
-                    "recursive-llm: no network namespace (unshare -n -i -r failed); "
+                    "recursive-llm: no network namespace (unshare -n -i -u -r failed); "
                     "the jail's filter alone keeps sockets closed"
                 )
             _isolation_checked = ok

@@ -23,7 +23,7 @@ from typing import Any
 from rlm.errors import SandboxError
 from rlm.sandbox.base import ExecutionResult, SandboxLimits, SubcallHandler, clip_middle
 from rlm.sandbox.local.channel import ChannelError, WorkerChannel
-from rlm.sandbox.local.processes import network_isolation_available, retire, spawn
+from rlm.sandbox.local.processes import UNSHARE_FLAGS, network_isolation_available, retire, spawn
 from rlm.sandbox.local.spare import SparePool
 
 _WORKER_DIR = Path(__file__).resolve().parent
@@ -106,10 +106,14 @@ class LocalSandbox:
             "policy": self.python_policy,
             "memory_limit_mb": self.limits.memory_limit_mb,
         }
+        namespaced = self.isolate_network and network_isolation_available()
+        # Only in a UTS namespace of its own may the worker rename its host: run as the host's root
+        # without one, sethostname would rename the machine.
+        options["own_host_name"] = namespaced
         bootstrap = f"import sys; sys.path.insert(0, {str(_WORKER_DIR)!r}); import worker; worker.main({options!r})"
         command = [sys.executable, "-I", "-c", bootstrap]
-        if self.isolate_network and network_isolation_available():
-            command = ["unshare", "-n", "-i", "-r", *command]
+        if namespaced:
+            command = ["unshare", *UNSHARE_FLAGS, *command]
         return command
 
     def _greet(self, process: subprocess.Popen[bytes]) -> dict[str, Any] | None:

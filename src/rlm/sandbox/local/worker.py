@@ -70,6 +70,8 @@ def _enter_jail(options: dict[str, Any], channel_out: Any) -> list[str]:
 
     try:
         jail.die_with_parent(int(options["parent"]))
+        if options.get("own_host_name"):
+            jail.rename_host()
         if not options.get("jail", True):
             return []
         support = jail.enter(_readable_in_jail(), listable=[os.path.dirname(os.__file__)])
