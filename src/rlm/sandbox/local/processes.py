@@ -29,6 +29,9 @@ _isolation_checked: bool | None = None
 
 # New network, IPC and UTS namespaces, as root of a new user namespace (mapped to the host's user).
 UNSHARE_FLAGS = ("-n", "-i", "-u", "-r")
+# The probe does what the worker will (jail.rename_host): a seccomp profile around us (a container's)
+# may refuse sethostname even in a namespace of our own, and the worker would then refuse to start.
+_RENAMES_ITS_HOST = (sys.executable, "-I", "-S", "-c", "import socket; socket.sethostname('sandbox')")
 
 
 def network_isolation_available() -> bool:
@@ -44,10 +47,8 @@ def network_isolation_available() -> bool:
             ok = False
             if unshare and sys.platform.startswith("linux"):
                 try:
-                    ok = (
-                        subprocess.run([unshare, *UNSHARE_FLAGS, "true"], capture_output=True, timeout=5).returncode
-                        == 0
-                    )
+                    command = [unshare, *UNSHARE_FLAGS, *_RENAMES_ITS_HOST]
+                    ok = subprocess.run(command, capture_output=True, timeout=5).returncode == 0
                 except (OSError, subprocess.SubprocessError):
                     ok = False
             if not ok:
