@@ -74,6 +74,33 @@ def test_the_instructions_name_exactly_the_ready_modules():
     assert f"import {', '.join(READY_MODULES)}\n" in prelude("/tmp/x")  # E2B binds the same ones
 
 
+def test_augmented_assignment_to_items_and_attributes_works_as_in_python():
+    _, out = run("c = collections.Counter()\nfor w in 'abca':\n    c[w] += 1\nc")
+    assert out == "Counter({'a': 2, 'b': 1, 'c': 1})"
+    _, out = run("d = {'x': {'y': 1}}\nd['x']['y'] += 2\nn = [1]\nn[0] *= 5\n(d, n)")
+    assert out == "({'x': {'y': 3}}, [5])"
+    _, out = run("class Tally:\n    def __init__(self):\n        self.n = 0\nt = Tally()\nt.n += 3\nt.n")
+    assert out == "3"
+    # the container and the key are evaluated once, as in Python
+    _, out = run("keys = iter(['a', 'b'])\nd = {'a': 1, 'b': 10}\nd[next(keys)] += 1\n(d, next(keys))")
+    assert out == "({'a': 2, 'b': 10}, 'b')"
+
+
+@pytest.mark.parametrize(
+    ("code", "refusal"),
+    [
+        ("p = re.compile('a')\np.flags += 1", "cannot modify attributes of Pattern"),  # the write guard, as for `=`
+        ("t = (1,)\nt[0] += 1", "cannot modify"),
+        ("json.loads += 1", "cannot modify"),
+        ("d = {}\nd.__class__ += 1", "invalid attribute name"),
+        ("x = [1, 2]\nx[0:1] += [3]", "Augmented assignment of object items and slices"),  # slices stay refused
+    ],
+)
+def test_augmented_assignment_keeps_the_guards_of_plain_assignment(code, refusal):
+    with pytest.raises((TypeError, PolicyError), match=refusal):
+        run(code)
+
+
 def test_facades_expose_only_listed_names():
     facade = guarded_import("re")
     assert isinstance(facade, ModuleFacade)
