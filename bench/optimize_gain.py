@@ -112,7 +112,7 @@ def main() -> None:
     if args.report:
         saved = json.loads(Path(args.report).read_text())
         print(f"{saved['command']}\n{saved['date']}, {saved['machine']}, revision {saved['revision']}")
-        print_table(saved["runs"], args)
+        print_table(saved["runs"])
         return
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -150,18 +150,20 @@ def main() -> None:
                 runs.append(row)
                 print(json.dumps(row), flush=True)
                 out.write_text(json.dumps(report, indent=2))
-    print_table(runs, args)
+    print_table(runs)
     out.write_text(json.dumps(report, indent=2))
 
 
-def print_table(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+def print_table(runs: list[dict[str, Any]]) -> None:
+    """The table of `runs`, its repeats and items read from the runs (a saved run's, with --report)."""
+    items = len({r["item"] for r in runs})
     print(
-        f"\n| program | repeat | correct / {args.items} | founded | LM calls (mean) | prompt tokens (mean) | wall s (mean) |"
+        f"\n| program | repeat | correct / {items} | founded | LM calls (mean) | prompt tokens (mean) | wall s (mean) |"
     )
     print("|---|---|---|---|---|---|---|")
     accuracy: dict[str, list[float]] = {}
     for label in ("unoptimized", "optimized"):
-        for repeat in range(args.repeats):
+        for repeat in sorted({r["repeat"] for r in runs}):
             rows = [r for r in runs if r["program"] == label and r["repeat"] == repeat]
             if not rows:
                 continue
