@@ -4,6 +4,9 @@ one with the policy on, with the check that a policy route is refused."""
 
 from __future__ import annotations
 
+import os
+import textwrap
+
 import pytest
 
 from rlm.sandbox.base import SandboxLimits
@@ -38,3 +41,38 @@ def assert_refused_and_box_intact(box: LocalSandbox, code: str) -> None:
     assert result.error is not None, f"not refused; output was {result.output!r}"
     assert result.final_answer is None
     assert box.execute("len(context)", no_calls).output == "11\n"
+
+
+# The attack files' plain-Python probes (run with the policy off, as a hole in it would allow).
+x86_64_only = pytest.mark.skipif(os.uname().machine != "x86_64", reason="raw syscall numbers are x86_64's")
+
+# `sc(number, *args)` runs a raw syscall and raises OSError when it fails, as Python's wrappers do;
+# `host` is the host's pid, `buf` a scratch buffer.
+RAW = """
+import ctypes, os, errno, fcntl, struct
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def arg(x):
+    return ctypes.c_long(x) if isinstance(x, int) else x
+def sc(number, *args):
+    ctypes.set_errno(0)
+    got = libc.syscall(ctypes.c_long(number), *[arg(a) for a in args])
+    if got < 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return got
+host = os.getppid()
+buf = ctypes.create_string_buffer(256)
+"""
+
+PROBE_REPORT = """
+    print('OK:', repr(result)[:200])
+except BaseException as exc:
+    print('DENIED:', type(exc).__name__, exc)"""
+
+
+def attempt(box: LocalSandbox, action: str) -> str:
+    """Run `action` (which sets `result`) after RAW; 'OK: ...' or 'DENIED: <exception> ...'."""
+    code = "try:\n" + textwrap.indent(RAW + textwrap.dedent(action), "    ") + PROBE_REPORT
+    result = box.execute(code, no_calls)
+    assert result.error is None, result.error
+    return result.output

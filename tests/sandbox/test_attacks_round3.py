@@ -24,38 +24,9 @@ import pytest
 
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
-from tests.sandbox.conftest import assert_refused_and_box_intact, no_calls
+from tests.sandbox.conftest import assert_refused_and_box_intact, attempt, no_calls, x86_64_only
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-x86_64_only = pytest.mark.skipif(os.uname().machine != "x86_64", reason="raw syscall numbers are x86_64's")
-
-RAW = """
-import ctypes, os, errno, fcntl, struct
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-def arg(x):
-    return ctypes.c_long(x) if isinstance(x, int) else x
-def sc(number, *args):
-    ctypes.set_errno(0)
-    got = libc.syscall(ctypes.c_long(number), *[arg(a) for a in args])
-    if got < 0:
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-    return got
-host = os.getppid()
-"""
-
-PROBE_REPORT = """
-    print('OK:', repr(result)[:200])
-except BaseException as exc:
-    print('DENIED:', type(exc).__name__, exc)"""
-
-
-def attempt(box: LocalSandbox, action: str) -> str:
-    code = "try:\n" + textwrap.indent(RAW + textwrap.dedent(action), "    ") + PROBE_REPORT
-    result = box.execute(code, no_calls)
-    assert result.error is None, result.error
-    return result.output
 
 
 # --- filesystem ioctls on files the worker may read -------------------------------------------------

@@ -10,42 +10,13 @@ API keys in the environment. Every probe was held. Each prints OK or DENIED; OK 
 from __future__ import annotations
 
 import os
-import textwrap
 
 import pytest
 
 from rlm.sandbox.local import LocalSandbox, jail
-from tests.sandbox.conftest import no_calls
+from tests.sandbox.conftest import attempt, no_calls, x86_64_only
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-x86_64_only = pytest.mark.skipif(os.uname().machine != "x86_64", reason="raw syscall numbers are x86_64's")
-
-RAW = """
-import ctypes, os
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-def sc(number, *args):
-    ctypes.set_errno(0)
-    got = libc.syscall(ctypes.c_long(number), *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
-    if got < 0:
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-    return got
-host = os.getppid()
-buf = ctypes.create_string_buffer(256)
-"""
-
-PROBE_REPORT = """
-    print('OK:', repr(result)[:200])
-except BaseException as exc:
-    print('DENIED:', type(exc).__name__, exc)"""
-
-
-def attempt(box: LocalSandbox, action: str) -> str:
-    code = "try:\n" + textwrap.indent(RAW + textwrap.dedent(action), "    ") + PROBE_REPORT
-    result = box.execute(code, no_calls)
-    assert result.error is None, result.error
-    return result.output
 
 
 @pytest.fixture(scope="module")

@@ -27,23 +27,9 @@ import pytest
 
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
-from tests.sandbox.conftest import no_calls
+from tests.sandbox.conftest import RAW, no_calls, x86_64_only
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-x86_64_only = pytest.mark.skipif(os.uname().machine != "x86_64", reason="raw syscall numbers are x86_64's")
-
-RAW = """
-import ctypes, os, errno, fcntl, struct
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-def sc(number, *args):
-    ctypes.set_errno(0)
-    got = libc.syscall(ctypes.c_long(number), *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
-    if got < 0:
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-    return got
-"""
 
 
 def run_plain(box: LocalSandbox, code: str) -> str:
@@ -167,12 +153,12 @@ def test_the_terminal_family_reaches_no_terminal_on_any_descriptor(unrestricted)
     opened = os.open(os.__file__, os.O_RDONLY)
     fds = [fd for fd in range(64) if fd == opened or os.path.exists(f'/proc/self/fd/{fd}')]
     assert len(fds) >= 5, fds  # fds 0-2, the channel's two pipes, statm, the file just opened
-    arg = ctypes.create_string_buffer(64)
+    scratch = ctypes.create_string_buffer(64)
     answered = []
     for fd in fds:
         for command in (0x5412, 0x540E, 0x541D, 0x5429, 0x5441, 0x5423, 0x400454CA):
             try:
-                sc(16, fd, command, arg)
+                sc(16, fd, command, scratch)
                 answered.append((fd, hex(command)))
             except OSError:
                 pass

@@ -18,40 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from rlm.sandbox.local import LocalSandbox, jail
+from rlm.sandbox.local import jail
 from rlm.sandbox.local.processes import network_isolation_available
-from tests.sandbox.conftest import assert_refused_and_box_intact, no_calls
+from tests.sandbox.conftest import PROBE_REPORT, RAW, assert_refused_and_box_intact, attempt, no_calls
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-
-# `sc(number, *args)` runs a raw syscall and raises OSError when it fails, as Python's wrappers do.
-RAW = """
-import ctypes, os
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-def arg(x):
-    return ctypes.c_long(x) if isinstance(x, int) else x
-def sc(number, *args):
-    ctypes.set_errno(0)
-    got = libc.syscall(ctypes.c_long(number), *[arg(a) for a in args])
-    if got < 0:
-        raise OSError(ctypes.get_errno(), 'refused')
-    return got
-host = os.getppid()
-"""
-
-PROBE_REPORT = """
-    print('OK:', repr(result)[:200])
-except BaseException as exc:
-    print('DENIED:', type(exc).__name__, exc)"""
-
-
-def attempt(box: LocalSandbox, action: str) -> str:
-    code = "try:\n" + textwrap.indent(RAW + textwrap.dedent(action), "    ") + PROBE_REPORT
-    result = box.execute(code, no_calls)
-    assert result.error is None, result.error
-    return result.output
 
 
 # x86_64 numbers; the probes are skipped elsewhere.
