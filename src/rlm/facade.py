@@ -155,7 +155,7 @@ class RLM:
         retries = RetryPolicy(
             retries=lm_kwargs.pop("num_retries", 3),
             max_wait_s=max_retry_wait_s,
-            base_s=LOCAL_RETRY_BASE_S if small else 1.0,
+            base_s=LOCAL_RETRY_BASE_S if small else RetryPolicy.base_s,
         )
         lm_settings = dict(
             api_key=api_key,

@@ -168,7 +168,7 @@ def classify(
     if answer and written and len(answer) <= 100 and not any(mentions(out, answer) for out in outputs):
         return "guessed"
     gold = str(item.answer)
-    if gold and "\n" not in gold and any(_shows_gold(out, gold, item) for out in outputs):
+    if gold and "\n" not in gold and _an_output_shows(gold, outputs, item):
         return "misread_output"
     decomposed = any(re.search(rf"\b{fn}\s*\(", s.code) for s in steps for fn in SUBCALL_FUNCTIONS)
     too_large = _context_chars(item) > window_tokens * CHARS_PER_TOKEN
@@ -182,14 +182,13 @@ def classify(
 _RARE_IN_CONTEXT_LINES = 2
 
 
-def _shows_gold(output: str, gold: str, item: Scored) -> bool:
-    lines = [line for line in output.splitlines() if mentions(line, gold)]
+def _an_output_shows(gold: str, outputs: Sequence[str], item: Scored) -> bool:
+    lines = [line for out in outputs for line in out.splitlines() if line.strip() and mentions(line, gold)]
     if not lines:
         return False
-    context_lines = set(_context_text(item).splitlines())
-    computed = [line for line in lines if line.strip() and line not in context_lines]
-    if computed:
-        return True
+    context_lines = set(_context_text(item).splitlines())  # read once, only when some line names the gold
+    if any(line not in context_lines for line in lines):
+        return True  # a line the code computed
     return sum(mentions(line, gold) for line in context_lines) <= _RARE_IN_CONTEXT_LINES
 
 

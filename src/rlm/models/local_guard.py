@@ -99,8 +99,8 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
-def _launch(command: list[str]) -> tuple[subprocess.Popen[bytes], int | None, float]:
-    """The server process, its output's descriptor, and when it started."""
+def _launch(command: list[str]) -> tuple[subprocess.Popen[bytes], int | None]:
+    """The server process and its output's descriptor."""
     server = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -109,7 +109,7 @@ def _launch(command: list[str]) -> tuple[subprocess.Popen[bytes], int | None, fl
         preexec_fn=_server_child_setup,  # the guard has one thread: safe here
     )
     assert server.stdout is not None
-    return server, server.stdout.fileno(), time.monotonic()
+    return server, server.stdout.fileno()
 
 
 def _drain(output: int | None, log: CappedLog) -> None:
@@ -133,7 +133,7 @@ def main(spec: dict[str, Any]) -> int:
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(number, lambda signum, _frame: stop_requested.append(signum))
     log.write(f"== guard {os.getpid()} starting: {' '.join(spec['command'])}\n".encode())
-    server, output, _ = _launch(spec["command"])
+    server, output = _launch(spec["command"])
     serving_since: float | None = None
     restart_after = float(spec.get("restart_after_uptime_s", RESTART_AFTER_UPTIME_S))
     restarts = 0
@@ -171,7 +171,7 @@ def main(spec: dict[str, Any]) -> int:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(server.pid, signal.SIGKILL)  # what it started must not hold its output open
                 _drain(output, log)
-                server, output, _ = _launch(spec["command"])
+                server, output = _launch(spec["command"])
                 serving_since, reason = None, ""
         elif stop_requested:
             reason = f"signal {stop_requested[0]}"
