@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -35,12 +36,25 @@ def restricted():
     box.close()
 
 
-def assert_refused_and_box_intact(box: LocalSandbox, code: str) -> None:
-    """`code` fails, gives no answer, and the worker still holds its context (`restricted`'s)."""
+def assert_refused_and_box_intact(box: LocalSandbox, code: str) -> str:
+    """`code` fails, gives no answer, and the worker still holds its context (`restricted`'s); the error."""
     result = box.execute(code, no_calls)
     assert result.error is not None, f"not refused; output was {result.output!r}"
     assert result.final_answer is None
     assert box.execute("len(context)", no_calls).output == "11\n"
+    return result.error
+
+
+@pytest.fixture
+def readable_file():
+    """A file the jailed worker may read: inside its own folder (which Landlock leaves readable),
+    owned by the host's user, as the library's files are in a user's own virtualenv."""
+    import rlm.sandbox.local as local
+
+    path = Path(local.__file__).parent / f"probe-{os.getpid()}.txt"
+    path.write_text("host file\n")
+    yield path
+    path.unlink()
 
 
 # The attack files' plain-Python probes (run with the policy off, as a hole in it would allow).

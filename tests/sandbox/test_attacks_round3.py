@@ -30,18 +30,6 @@ pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail 
 
 
 # --- filesystem ioctls on files the worker may read -------------------------------------------------
-@pytest.fixture
-def readable_file():
-    """A file the jailed worker may read: inside its own folder (which Landlock leaves readable),
-    owned by the host's user, as the library's files are in a user's own virtualenv."""
-    import rlm.sandbox.local as local
-
-    path = Path(local.__file__).parent / f"round3-probe-{os.getpid()}.txt"
-    path.write_text("host file\n")
-    yield path
-    path.unlink()
-
-
 def _inode_flags(path: Path) -> int:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -21,7 +21,6 @@ import os
 import struct
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -40,17 +39,6 @@ def run_plain(box: LocalSandbox, code: str) -> str:
 
 def echo(fn, args, kwargs):
     return f"re:{args[0]}"
-
-
-@pytest.fixture
-def readable_file():
-    """A file the jailed worker may read (its own folder), owned by the host's user."""
-    import rlm.sandbox.local as local
-
-    path = Path(local.__file__).parent / f"round5-probe-{os.getpid()}.txt"
-    path.write_text("host file\n")
-    yield path
-    path.unlink()
 
 
 # --- fcntl reaches what flock and the refused ioctls reached (holes when written) --------------------

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm.sandbox.base import SandboxLimits
-from rlm.sandbox.local import LocalSandbox
+from tests.sandbox.conftest import assert_refused_and_box_intact, no_calls
 
 ESCAPES = {
     # imports of dangerous modules, every spelling
@@ -88,36 +87,19 @@ ESCAPES = {
 }
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    box = LocalSandbox(SandboxLimits(exec_timeout=3.0, memory_limit_mb=256, max_output_chars=2000))
-    box.start()
-    box.load("the context")
-    yield box
-    box.close()
-
-
-def no_calls(fn, args, kwargs):
-    raise AssertionError("no host call expected")
-
-
 def test_suite_has_at_least_forty_distinct_attempts():
     assert len(ESCAPES) >= 40
     assert len(set(ESCAPES.values())) == len(ESCAPES)
 
 
 @pytest.mark.parametrize("code", list(ESCAPES.values()), ids=list(ESCAPES))
-def test_escape_attempt_is_refused_with_a_clear_error(sandbox, code):
-    result = sandbox.execute(code, no_calls)
-    assert result.error is not None, f"not refused; output was {result.output!r}"
-    assert result.final_answer is None
-    assert any(word in result.error for word in ("Error", "refused", "not allowed", "restricted")), result.error
-    # The session survives every attempt.
-    assert sandbox.execute("len(context)", no_calls).output == "11\n"
+def test_escape_attempt_is_refused_with_a_clear_error(restricted, code):
+    error = assert_refused_and_box_intact(restricted, code)  # the session survives every attempt
+    assert any(word in error for word in ("Error", "refused", "not allowed", "restricted")), error
 
 
-def test_fork_bomb_cannot_start(sandbox):
-    result = sandbox.execute("import os\nwhile True:\n    os.fork()", no_calls)
+def test_fork_bomb_cannot_start(restricted):
+    result = restricted.execute("import os\nwhile True:\n    os.fork()", no_calls)
     assert "not allowed" in result.error
-    result = sandbox.execute("import multiprocessing\nmultiprocessing.Process()", no_calls)
+    result = restricted.execute("import multiprocessing\nmultiprocessing.Process()", no_calls)
     assert "not allowed" in result.error
