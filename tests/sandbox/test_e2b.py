@@ -261,3 +261,10 @@ def test_auto_falls_back_with_a_warning_when_the_sdk_is_missing(monkeypatch, cap
     with caplog.at_level(logging.WARNING):
         assert registry.resolve_sandbox_name("auto") == "restricted"
     assert "using the local restricted sandbox" in caplog.text
+
+
+def test_the_modules_the_instructions_name_are_bound_before_the_first_step(make_box):
+    box = make_box()
+    box.load("a b a")
+    result = box.execute("print(collections.Counter(context.split())['a'], re.findall('b', context))", echo)
+    assert result.error is None and result.output == "2 ['b']\n", result
