@@ -79,6 +79,11 @@ SYSCALL_ATTEMPTS = {
     # statfs: the filesystem id (from the disk's UUID on ext4), free space, inode counts
     "statvfs": "result = os.statvfs(os.path.dirname(os.__file__)).f_fsid",
     "fstatfs": "fd = os.open(os.__file__, os.O_RDONLY)\nresult = sc(138, fd, ctypes.create_string_buffer(120))",
+    # the machine's disk cache: a sync loop slows every process's I/O; fadvise/readahead evict or load files
+    "sync": "result = sc(162)",
+    "syncfs": "fd = os.open(os.__file__, os.O_RDONLY)\nresult = sc(306, fd)",
+    "fadvise-dontneed": "fd = os.open(os.__file__, os.O_RDONLY)\nresult = os.posix_fadvise(fd, 0, 0, 4)",
+    "readahead": "fd = os.open(os.__file__, os.O_RDONLY)\nresult = sc(187, fd, 0, 1 << 20)",
     "prlimit-raise-own-cap": (
         "limit = (ctypes.c_ulong * 2)(2**63, 2**63)\nresult = sc(302, 0, 9, ctypes.byref(limit), 0)"
     ),

@@ -64,6 +64,13 @@ def test_the_modules_the_instructions_name_are_ready_without_an_import():
         run("json.loads = None")
 
 
+@pytest.mark.parametrize("name", ["_" + "strptime", "os", "sys"])
+def test_the_ready_modules_class_names_no_other_module(name):
+    # type(re) hands the class to the code; datetime's C code is served the real _strptime module
+    with pytest.raises(ImportError, match="not one of the modules bound"):
+        run(f"type(re)({name!r})")
+
+
 def test_the_instructions_name_exactly_the_ready_modules():
     from rlm.engine.prompts import INSTRUCTIONS
     from rlm.sandbox.e2b.bridge import prelude

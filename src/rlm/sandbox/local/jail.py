@@ -94,6 +94,9 @@ DENIED_SYSCALLS = (
     # sysinfo is not namespaced: it told the machine's process count and load; statfs told the
     # filesystem's id (derived from the disk's UUID on ext4), free space and inode counts
     "sysinfo", "statfs", "fstatfs", "statfs64", "fstatfs64", "ustat",
+    # the machine's whole disk cache: sync/syncfs flush it (a loop slows every process's I/O), and
+    # fadvise/readahead push readable files out of the shared page cache or pull them in
+    "sync", "syncfs", "fadvise64", "fadvise64_64", "arm_fadvise64_64", "readahead",
     # kernel-facing interfaces with a history of escapes, or that bypass seccomp (io_uring)
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "keyctl", "add_key", "request_key", "fanotify_init", "modify_ldt",

@@ -154,23 +154,32 @@ READY_MODULES = ("re", "json", "math", "collections", "itertools", "statistics",
 
 
 class ReadyModule(ModuleFacade):
-    """A module the namespace holds before any import: its facade is built at its first use."""
+    """A module the namespace holds before any import: its facade's names are read at first use."""
 
     __slots__ = ()
 
     def __init__(self, module_name: str) -> None:
+        # Code can reach this class through type(re): it must not name any other module with it
+        # (guarded_import also serves `_strptime`, the real module, to datetime's C code).
+        if module_name not in READY_MODULES:
+            raise ImportError(f"{module_name!r} is not one of the modules bound before the first step")
         super().__init__(module_name, {})
+        object.__setattr__(self, "_names", None)
 
     def __getattr__(self, name: str) -> Any:
-        return self._loaded().__getattr__(name)
+        _load_ready(self)
+        return ModuleFacade.__getattr__(self, name)
 
     def __dir__(self) -> list[str]:
-        return self._loaded().__dir__()
+        _load_ready(self)
+        return ModuleFacade.__dir__(self)
 
-    def _loaded(self) -> ModuleFacade:
-        facade = guarded_import(object.__getattribute__(self, "_title"))
-        assert isinstance(facade, ModuleFacade)
-        return facade
+
+def _load_ready(module: ReadyModule) -> None:
+    """Read the facade's names once (later lookups cost what an imported module's do)."""
+    if object.__getattribute__(module, "_names") is None:
+        facade = guarded_import(object.__getattribute__(module, "_title"))
+        object.__setattr__(module, "_names", object.__getattribute__(facade, "_names"))
 
 
 def _facade(module_name: str) -> ModuleFacade:
