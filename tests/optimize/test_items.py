@@ -56,3 +56,15 @@ def test_evaluation_items_come_from_the_declared_seeds():
     assert [i.query for i in items] == [oolong_counting(500, seed).query for seed in EVALUATION.seeds[:2]]
     with pytest.raises(ConfigurationError, match="not a held-out task"):
         EVALUATION.items(2, 500, "needle")
+
+
+def test_the_far_evaluation_asks_about_code_no_training_task_makes():
+    from rlm.benchmarks.paper.codeqa import codeqa
+    from rlm.optimize import CODE_EVALUATION
+
+    items = CODE_EVALUATION.items(2, 8000, "codeqa")
+    assert [i.query for i in items] == [codeqa(8000, seed).query for seed in CODE_EVALUATION.seeds[:2]]
+    assert all(Shape("codeqa", i.kind) in CODE_EVALUATION.shapes for i in items)
+    check_disjoint(training_items(6, size_tokens=500), CODE_EVALUATION)  # the default trainset never touches it
+    with pytest.raises(ConfigurationError, match="codeqa/.*held out"):
+        check_disjoint([to_example(items[0], 5)], CODE_EVALUATION)

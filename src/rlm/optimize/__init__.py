@@ -12,7 +12,15 @@
 
 from rlm.optimize.compile import DEFAULT_MAX_DEMO_TOKENS, OPTIMIZERS, TrajectoryBootstrap, optimize
 from rlm.optimize.demos import DemoShape, key_turns, prompt_cost
-from rlm.optimize.items import EVALUATION, HeldOut, Shape, check_disjoint, to_example, training_items
+from rlm.optimize.items import (
+    CODE_EVALUATION,
+    EVALUATION,
+    HeldOut,
+    Shape,
+    check_disjoint,
+    to_example,
+    training_items,
+)
 from rlm.optimize.metric import founded_and_correct, judge, score_with_feedback
 from rlm.optimize.program_file import (
     FORMAT_VERSION,
@@ -24,6 +32,7 @@ from rlm.optimize.program_file import (
 )
 
 __all__ = [
+    "CODE_EVALUATION",
     "DEFAULT_MAX_DEMO_TOKENS",
     "EVALUATION",
     "FORMAT_VERSION",

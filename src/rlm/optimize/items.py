@@ -7,11 +7,14 @@ shape or a seed with the declared evaluation items. Called by `rlm.optimize.comp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import dspy
 
+from rlm.benchmarks.paper.codeqa import KINDS as CODEQA_KINDS
+from rlm.benchmarks.paper.codeqa import codeqa
+from rlm.benchmarks.paper.item import PaperItem
 from rlm.benchmarks.tasks import TASKS, Item
 from rlm.errors import ConfigurationError
 
@@ -35,13 +38,13 @@ class HeldOut:
     shapes: frozenset[Shape]
     seeds: range
 
-    def items(self, count: int, size_tokens: int, task: str) -> list[Item]:
+    def items(self, count: int, size_tokens: int, task: str) -> list[Item | PaperItem]:
         """The first `count` evaluation items of `task` (one of the held-out shapes' generators)."""
         if task not in {shape.task for shape in self.shapes}:
             raise ConfigurationError(f"{task!r} is not a held-out task of {self.name}: choose one of {self._tasks()}")
         if count > len(self.seeds):
             raise ConfigurationError(f"{self.name} declares {len(self.seeds)} seeds; asked for {count} items")
-        return [TASKS[task](size_tokens, seed) for seed in self.seeds[:count]]
+        return [EVALUATION_GENERATORS[task](size_tokens, seed) for seed in self.seeds[:count]]
 
     def _tasks(self) -> str:
         return ", ".join(sorted({shape.task for shape in self.shapes}))
@@ -55,17 +58,29 @@ EVALUATION = HeldOut(
     seeds=range(9000, 9100),
 )
 
+# A shape far from every training task: questions about real code (the standard library's source,
+# a dict of files; answers read with `ast`). No training generator makes code or asks about it, so
+# a gain here would be the demonstrations' general lessons (read the context, compute, FINAL), not
+# a near copy of a trained question.
+CODE_EVALUATION = HeldOut(
+    name="the optimizer's far evaluation (bench/optimize_gain.py --held-out codeqa)",
+    shapes=frozenset(Shape("codeqa", kind) for kind in CODEQA_KINDS),
+    seeds=range(9100, 9200),
+)
+
+EVALUATION_GENERATORS: dict[str, Callable[[int, int], Item | PaperItem]] = {**TASKS, "codeqa": codeqa}
+
 DEFAULT_TASKS = ("needle", "multidoc", "oolong")
 DEFAULT_FIRST_SEED = 100
 
 
-def to_example(item: Item, seed: int) -> dspy.Example:
+def to_example(item: Item | PaperItem, seed: int) -> dspy.Example:
     """A DSPy example of one generated item; the shape and seed travel with it for `check_disjoint`."""
     return dspy.Example(
         query=item.query,
         context=item.context,
         answer=item.answer,
-        task=item.task,
+        task=item.task if isinstance(item, Item) else item.benchmark,
         kind=item.kind,
         seed=seed,
     ).with_inputs("query", "context")
