@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlm.engine.conversation import Compaction, Conversation, compact_threshold
 from rlm.engine.module import validate_inputs
-from rlm.engine.parsing import cut_after_code
+from rlm.engine.parsing import cut_after_code, parse_code
 from rlm.engine.result import RLMResult, StepRecord
 from rlm.errors import ConfigurationError
 from rlm.sandbox.base import ExecutionResult, Sandbox, SandboxLimits, SubcallHandler
@@ -188,9 +188,8 @@ def assigned_names(trajectory: tuple[StepRecord, ...]) -> list[str]:
     """Top-level names the steps' code bound (assignments, loops, defs, imports), in order."""
     names: list[str] = []
     for step in trajectory:
-        try:
-            tree = ast.parse(step.code)
-        except SyntaxError:
+        tree = parse_code(step.code)
+        if tree is None:
             continue
         for statement in tree.body:
             for node in _binding_targets(statement):

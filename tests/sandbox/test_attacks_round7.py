@@ -63,7 +63,6 @@ def test_the_cli_prints_no_terminal_escape_sequences_from_the_code(tmp_path):
 
 
 # --- hole 2: deep nesting raises out of a session's question ---------------------------------------
-@pytest.mark.xfail(strict=True, reason="hole 2: session.assigned_names lets RecursionError/MemoryError out")
 def test_a_deeply_nested_step_does_not_raise_out_of_a_session_question():
     deep = "x = " + "-" * 3000 + "1"  # past the parser's nesting limit; the worker refuses it politely
     lm, _ = scripted_lm([code(deep), code("FINAL('done')"), code("FINAL('again')")])

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from rlm.benchmarks.paper.item import CHARS_PER_TOKEN
 from rlm.benchmarks.paper.scoring import mentions
-from rlm.engine.parsing import extract_code, find_text_final
+from rlm.engine.parsing import extract_code, find_text_final, parse_code
 
 CAUSES = (
     "library_text",
@@ -106,7 +106,7 @@ def final_literals(reply: str) -> list[str]:
     prose (as the engine reads a FINAL written as text). Numbers keep the characters written."""
     values = []
     code = extract_code(reply) or ""
-    tree = _parse(code) if code else None
+    tree = parse_code(code) if code else None
     for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "FINAL" and node.args:
             argument = node.args[0]
@@ -118,13 +118,6 @@ def final_literals(reply: str) -> list[str]:
     if in_prose is not None and in_prose.kind == "FINAL":
         values.append(in_prose.literal)
     return values
-
-
-def _parse(code: str) -> ast.Module | None:
-    try:
-        return ast.parse(code)
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return None
 
 
 def _is_number(node: ast.expr) -> bool:

@@ -26,6 +26,8 @@ import ast
 import re
 from dataclasses import dataclass, field
 
+from rlm.engine.parsing import parse_code
+
 # Answers up to this size on one line are values (a number, an id, a name): the kind small models
 # invent. Longer answers are prose written from what the model read.
 SHORT_ANSWER_CHARS = 100
@@ -39,7 +41,6 @@ _WORD = re.compile(r"[^\W\d_][\w.-]*[\w]|[^\W\d_]", re.UNICODE)
 _YES_NO = {"yes", "no", "true", "false"}
 # Builtins that turn constants into another constant: `str(80)` is still the model's typing.
 _PURE_CALLS = {"str", "int", "float", "round", "abs", "len", "repr", "format"}
-_UNPARSABLE = (SyntaxError, ValueError, MemoryError, RecursionError)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class Grounding:
 
     def saw(self, step: int, code: str, output: str) -> None:
         """Record a step: its output as evidence, and the names its code left holding constants."""
-        tree = _parse(code)
+        tree = parse_code(code)
         if tree is not None:
             self._typed_names = _typed_after(tree, self._typed_names)
         if output.strip():
@@ -93,7 +94,7 @@ class Grounding:
 
     def final_is_literal(self, code: str) -> bool:
         """Whether the FINAL / FINAL_VAR in `code` (already passed to `saw`) hands over a typed constant."""
-        tree = _parse(code)
+        tree = parse_code(code)
         if tree is None:
             return False
         for node in ast.walk(tree):
@@ -161,7 +162,7 @@ def code_literals(code: str) -> set[str]:
 
     A slice bound or an index (`context[:80]`) is not a value the model claims, so it is left out.
     """
-    tree = _parse(code)
+    tree = parse_code(code)
     if tree is None:
         return set()
     found: set[str] = set()
@@ -174,13 +175,6 @@ def code_literals(code: str) -> set[str]:
         for value in values:
             found.update(_constants(value))
     return found
-
-
-def _parse(code: str) -> ast.Module | None:
-    try:
-        return ast.parse(code)
-    except _UNPARSABLE:
-        return None
 
 
 def _typed_after(tree: ast.Module, typed: set[str]) -> set[str]:

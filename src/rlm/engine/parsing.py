@@ -66,15 +66,26 @@ def extract_code(reply: str) -> str | None:
     return blocks[0].group(2).strip("\n") if blocks else None
 
 
+def parse_code(code: str) -> ast.Module | None:
+    """The model's code as a syntax tree, or None when it does not parse.
+
+    Every reading of model code on the host goes through here, because the parser raises more than
+    SyntaxError on hostile input: deep nesting gives RecursionError or MemoryError, a NUL byte
+    ValueError. One place that missed them let a step raise out of a session's question.
+    """
+    try:
+        return ast.parse(code)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+
+
 def holds_statements(code: str) -> bool:
     """Whether code does anything: a block of comments only ("# No code needed here") does not.
 
     Code that does not parse counts as code: running it shows the model its syntax error.
     """
-    try:
-        return bool(ast.parse(code).body)
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return True
+    tree = parse_code(code)
+    return tree is None or bool(tree.body)
 
 
 def count_code_blocks(reply: str) -> int:
