@@ -149,11 +149,13 @@ def test_view_explains_files_it_cannot_show(tmp_path):
     (tmp_path / "page.html").write_text("<html></html>")
     (tmp_path / "notes.json").write_text('{"a": 1}')
     (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "broken.graphml").write_text("<graphml><graph>\x01</graph></graphml>")
     cases = {
         str(tmp_path / "missing.json"): "no such file",
         str(tmp_path / "page.html"): "already a view: open it in a browser",
         str(tmp_path / "notes.json"): "neither a history",
         str(tmp_path / "broken.json"): "is not JSON",
+        str(tmp_path / "broken.graphml"): "is not readable GraphML",
     }
     for path, message in cases.items():
         result = run_cli("view", path)

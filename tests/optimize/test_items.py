@@ -66,5 +66,5 @@ def test_the_far_evaluation_asks_about_code_no_training_task_makes():
     assert [i.query for i in items] == [codeqa(8000, seed).query for seed in CODE_EVALUATION.seeds[:2]]
     assert all(Shape("codeqa", i.kind) in CODE_EVALUATION.shapes for i in items)
     check_disjoint(training_items(6, size_tokens=500), CODE_EVALUATION)  # the default trainset never touches it
-    with pytest.raises(ConfigurationError, match="codeqa/.*held out"):
+    with pytest.raises(ConfigurationError, match=r"codeqa/.*held out"):
         check_disjoint([to_example(items[0], 5)], CODE_EVALUATION)

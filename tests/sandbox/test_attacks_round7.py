@@ -79,7 +79,6 @@ def test_a_deeply_nested_step_in_a_plain_run_is_refused_and_the_run_goes_on():
 
 
 # --- hole 3: the graph file the user asked for becomes unreadable ---------------------------------
-@pytest.mark.xfail(strict=True, reason="hole 3: GraphML is written with characters XML forbids")
 def test_a_control_character_in_an_answer_keeps_the_graphml_file_readable(tmp_path):
     path = tmp_path / "run.graphml"
     lm, _ = scripted_lm([code("FINAL('ok' + chr(1) + chr(0xFFFE))")])

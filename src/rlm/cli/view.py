@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any, TextIO
+from xml.etree import ElementTree
 
 import networkx as nx
 
@@ -22,7 +23,12 @@ def load_saved(path: str) -> tuple[str, Any]:
     if suffix in (".html", ".htm"):
         raise ConfigurationError(f"{path} is already a view: open it in a browser.")
     if suffix in (".graphml", ".xml"):
-        return "graph", load_graph(source)
+        try:
+            return "graph", load_graph(source)
+        except ElementTree.ParseError as exc:
+            raise ConfigurationError(
+                f"{path} is not readable GraphML ({exc}); expected a graph saved by --graph."
+            ) from exc
     if suffix == ".jsonl":  # results of `rlm batch`: its summary table again
         from rlm.batch.progress import summary_table
         from rlm.batch.store import load_results

@@ -7,6 +7,7 @@ offline HTML page, JSON node-link data or GraphML.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,9 +132,27 @@ class CallGraph:
                     if value is None:
                         attrs[key] = ""
                     elif isinstance(value, (list, dict)):
-                        attrs[key] = json.dumps(value, default=str)
+                        attrs[key] = json.dumps(value, default=str)  # ASCII: control characters escaped
+                    elif isinstance(value, str):
+                        attrs[key] = xml_text(value)
             nx.write_graphml(flat, target)
         return target
+
+
+# What XML 1.0 cannot hold at all, even escaped: C0 controls but tab and newlines, lone
+# surrogates, U+FFFE and U+FFFF. A model's answer may contain any of them (`chr(1)`).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """`text` with each character XML forbids written as a visible escape (`\\x01`), so the GraphML
+    file stays readable; the JSON graph keeps the text exactly."""
+
+    def visible(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}"
+
+    return _NOT_XML.sub(visible, text)
 
 
 def load_graph(path: str | Path) -> nx.DiGraph:
