@@ -43,7 +43,6 @@ HOSTILE_ANSWER = code(
 TERMINAL_CONTROLS = ("\x1b", "\x07", "\x9b", "\x9d")  # ESC, BEL, and the C1 forms of CSI and OSC
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: answers and output are printed to the terminal with escapes")
 def test_the_cli_prints_no_terminal_escape_sequences_from_the_code(tmp_path):
     server = FakeOpenAIServer(lambda body: HOSTILE_ANSWER).start()
     try:

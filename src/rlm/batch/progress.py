@@ -55,8 +55,9 @@ class ProgressLine:
 
     def _show(self, final: bool) -> None:
         self._shown_done = self.done
-        if self.tty:
-            self.stream.write("\r\x1b[K" + self.line() + ("\n" if final else ""))
+        if self.tty:  # the CLI's stream shows control characters as text: redraw through the one it wraps
+            terminal = getattr(self.stream, "unfiltered", self.stream)
+            terminal.write("\r\x1b[K" + self.line() + ("\n" if final else ""))
         else:
             self.stream.write(self.line() + "\n")
         self.stream.flush()

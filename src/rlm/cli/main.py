@@ -14,6 +14,7 @@ import os
 import sys
 
 from rlm.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_context_and_model_options
+from rlm.tracking.terminal import TerminalSafeStream
 
 
 def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
@@ -210,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         "batch": batch,
         "optimize": optimize,
     }
+    # Whatever the commands print may carry text from the model's code: never terminal controls.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = TerminalSafeStream(stdout), TerminalSafeStream(stderr)
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:  # Ctrl-C before or after the run itself: no traceback for it
@@ -221,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr  # main() called in-process (tests, scripts) leaves them as found
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rlm.events import Event, LMCalled
+from rlm.tracking.terminal import terminal_safe
 
 
 @dataclass
@@ -67,7 +68,7 @@ class CallHistory:
             print(
                 f"#{i} {r['time']} node={r['node_id']} depth={r['depth']} {r['purpose']} model={r['model']} "
                 f"tokens={r['prompt_tokens']}+{r['completion_tokens']} cost={cost} {r['latency_s']:.2f}s"
-                + (f" ERROR {r['error']}" if r["error"] else ""),
+                + (f" ERROR {terminal_safe(r['error'])}" if r["error"] else ""),
                 file=out,
             )
             if detailed:
@@ -77,5 +78,5 @@ class CallHistory:
 
 
 def _cut(text: str, limit: int) -> str:
-    text = text.replace("\n", "\n    ")
+    text = terminal_safe(text).replace("\n", "\n    ")
     return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more chars]"

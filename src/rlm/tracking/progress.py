@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from rlm.events import Event, LimitReached, LMCalled, NodeFinished, NodeStarted, StepExecuted
+from rlm.tracking.terminal import terminal_safe
 
 
 def _first_line(text: str | None, size: int = 70) -> str:
@@ -31,7 +32,7 @@ class ProgressPrinter:
             return
         out = self.stream or sys.stderr
         with self._lock:
-            print(line, file=out, flush=True)
+            print(terminal_safe(line), file=out, flush=True)
 
     def _line(self, event: Event) -> str | None:
         if isinstance(event, NodeStarted):
