@@ -117,7 +117,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@pytest.mark.xfail(strict=True, reason="hole 4: a handler that yields burns CPU between steps, never restarted")
 def test_a_worker_cannot_burn_cpu_between_steps_unnoticed():
     with LocalSandbox(SandboxLimits(exec_timeout=1.0), python_policy=False) as box:
         box.load("context")

@@ -98,6 +98,7 @@ class LocalSandbox:
             raise jail_refused("the worker could not enter it on this platform")
         if "unshare" in command[0]:
             self.jail_layers.append("network-namespace")
+        self._pause()
 
     def _command(self) -> list[str]:
         options = {
@@ -153,16 +154,19 @@ class LocalSandbox:
         deadline = time.monotonic() + timeout + HARD_KILL_GRACE_S
         timed_out = f"TimeoutError: the step ran longer than {timeout:g} s and was stopped. Work on smaller pieces."
         try:
+            self._resume()
             channel.send({"op": "exec", "code": code, "timeout": timeout}, deadline)
             while True:
                 message = channel.receive(deadline)
                 if message is None:
                     return self._recover(timed_out)
+                self._pause()
                 if message.get("type") != "call":
                     return self._result(message)
                 started = time.monotonic()
                 reply = _answer_call(handler, message)
                 deadline += time.monotonic() - started  # host time does not count against the step
+                self._resume()
                 channel.send(reply, deadline)
         except ChannelError as exc:
             # Past the deadline, a frame cut off on its way is the time limit's doing, not a misbehaving worker.
@@ -182,10 +186,12 @@ class LocalSandbox:
         channel = self._require_channel()
         deadline = time.monotonic() + START_TIMEOUT_S + (len(payload) / 50e6 if payload else 0)
         try:
+            self._resume()
             channel.send(message, deadline)
             if payload is not None:
                 channel.send_payload(payload, deadline)
             reply = channel.receive(deadline)
+            self._pause()
         except ChannelError as exc:
             self._kill()
             raise SandboxError(f"the sandbox worker failed during {message['op']!r}: {exc}") from exc
@@ -226,10 +232,12 @@ class LocalSandbox:
             "max_output_chars": self.limits.max_output_chars,
         }
         try:
+            self._resume()
             channel.send(request, deadline)
             channel.send_text(text, deadline)
             del text
             reply = channel.receive(deadline)
+            self._pause()
         except ChannelError:
             reply = None
         self._used = True
@@ -268,6 +276,24 @@ class LocalSandbox:
             self._send_context()
         note = " The REPL was restarted: only `context` is defined again; your variables are gone."
         return ExecutionResult(output="", error=error + note, restarted=True)
+
+    def _pause(self) -> None:
+        """Stop the worker while the host is not waiting for its answer: between steps, and while a
+        sub-call of its step runs on the host. Code that got past the policy could leave a signal
+        handler or timer behind to spend CPU then (attack round 7: 1.3 s of CPU in 3 s idle, unseen);
+        stopped, it runs only inside a request, under that request's deadline. SIGKILL (the host's
+        hard kill, the death signal) ends a stopped process as any other.
+        """
+        self._signal_worker(signal.SIGSTOP)
+
+    def _resume(self) -> None:
+        self._signal_worker(signal.SIGCONT)
+
+    def _signal_worker(self, signum: signal.Signals) -> None:
+        process = self._process
+        if process is not None and process.returncode is None:  # not reaped: its pid is still its own
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signum)
 
     def _require_channel(self) -> WorkerChannel:
         if self._channel is None:
