@@ -10,14 +10,13 @@ Closing the session closes its sandbox. Built by `RLM.session`; runs through `RL
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
 from rlm.engine.conversation import Compaction, Conversation, compact_threshold
 from rlm.engine.module import validate_inputs
-from rlm.engine.parsing import cut_after_code, parse_code
+from rlm.engine.parsing import bound_names, cut_after_code
 from rlm.engine.result import RLMResult, StepRecord
 from rlm.errors import ConfigurationError
 from rlm.sandbox.base import ExecutionResult, Sandbox, SandboxLimits, SubcallHandler
@@ -188,26 +187,10 @@ def assigned_names(trajectory: tuple[StepRecord, ...]) -> list[str]:
     """Top-level names the steps' code bound (assignments, loops, defs, imports), in order."""
     names: list[str] = []
     for step in trajectory:
-        tree = parse_code(step.code)
-        if tree is None:
-            continue
-        for statement in tree.body:
-            for node in _binding_targets(statement):
-                if isinstance(node, ast.Name) and not node.id.startswith("_") and node.id not in names:
-                    names.append(node.id)
+        for name in bound_names(step.code):
+            if not name.startswith("_") and name not in names:
+                names.append(name)
     return names
-
-
-def _binding_targets(statement: ast.stmt) -> list[ast.AST]:
-    if isinstance(statement, ast.Assign):
-        return [n for target in statement.targets for n in ast.walk(target)]
-    if isinstance(statement, (ast.AugAssign, ast.AnnAssign, ast.For)):
-        return list(ast.walk(statement.target))
-    if isinstance(statement, (ast.FunctionDef, ast.ClassDef)):
-        return [ast.Name(id=statement.name)]
-    if isinstance(statement, (ast.Import, ast.ImportFrom)):
-        return [ast.Name(id=(alias.asname or alias.name).split(".")[0]) for alias in statement.names]
-    return []
 
 
 def describe_variables(sandbox: Sandbox, names: list[str]) -> list[str]:

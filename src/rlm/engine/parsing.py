@@ -79,6 +79,29 @@ def parse_code(code: str) -> ast.Module | None:
         return None
 
 
+def bound_names(code: str) -> list[str]:
+    """Top-level names `code` binds (assignments, loops, defs, imports), in order; none if it does not parse."""
+    tree = parse_code(code)
+    names: list[str] = []
+    for statement in tree.body if tree is not None else ():
+        for node in _binding_targets(statement):
+            if isinstance(node, ast.Name) and node.id not in names:
+                names.append(node.id)
+    return names
+
+
+def _binding_targets(statement: ast.stmt) -> list[ast.AST]:
+    if isinstance(statement, ast.Assign):
+        return [n for target in statement.targets for n in ast.walk(target)]
+    if isinstance(statement, (ast.AugAssign, ast.AnnAssign, ast.For)):
+        return list(ast.walk(statement.target))
+    if isinstance(statement, (ast.FunctionDef, ast.ClassDef)):
+        return [ast.Name(id=statement.name)]
+    if isinstance(statement, (ast.Import, ast.ImportFrom)):
+        return [ast.Name(id=(alias.asname or alias.name).split(".")[0]) for alias in statement.names]
+    return []
+
+
 def holds_statements(code: str) -> bool:
     """Whether code does anything: a block of comments only ("# No code needed here") does not.
 

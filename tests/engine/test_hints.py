@@ -1,0 +1,37 @@
+"""A NameError for a name an earlier failed step assigns points at that step's error."""
+
+from __future__ import annotations
+
+from rlm import RLM
+from rlm.engine.hints import unset_name_hint
+from rlm.engine.result import StepRecord
+from tests.conftest import last_user_message
+
+
+def code(src: str) -> str:
+    return f"```python\n{src}\n```"
+
+
+def test_the_step_that_failed_before_its_assignment_is_named(make_lm):
+    lm, engine = make_lm([
+        code("rows = [int(x) for x in ['1', '']]"),  # fails before `rows` is bound
+        code("if not rows:\n    print('none')"),
+        code("rows = [1]\nFINAL(len(rows))"),
+    ])  # fmt: skip
+    result = RLM(model=lm).run("q", "the context")
+    assert result.answer == "1"
+    seen = last_user_message(engine.calls[2])
+    assert "NameError: name 'rows' is not defined" in seen
+    assert "`rows` was never set: step 1 assigns it, but that step stopped with an error" in seen
+    assert "ValueError: invalid literal for int()" in seen
+
+
+def test_no_hint_when_the_name_was_set_or_never_assigned():
+    failed = StepRecord(1, "", "total = 1 / 0", "", "ZeroDivisionError: division by zero")
+    worked = StepRecord(2, "", "total = 5", "5", None)
+    undefined = "NameError: name 'total' is not defined (at line 1: print(total))"
+    assert unset_name_hint(undefined, [failed]) is not None
+    assert unset_name_hint(undefined, [failed, worked]) is None  # the latest assignment ran
+    assert unset_name_hint("NameError: name 'other' is not defined", [failed]) is None
+    assert unset_name_hint("ValueError: bad", [failed]) is None
+    assert unset_name_hint(None, [failed]) is None
