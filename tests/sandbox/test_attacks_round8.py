@@ -254,6 +254,26 @@ def test_a_sigcont_handler_that_never_returns_costs_one_step_and_the_worker_is_r
         assert box.execute("print(len(context))", no_calls).output == "7\n"
 
 
+@pytest.mark.parametrize(
+    "handler",
+    [
+        "import os\nos._exit(0)",  # the worker ends itself when continued
+        "import os\nos.write(4, b'\\x00' * 70000)",  # garbage on the channel before the request is read
+        "import os\nos.close(3)",  # its request pipe closed
+    ],
+    ids=["exits", "garbage", "closes-stdin"],
+)
+def test_a_sigcont_handler_that_breaks_the_worker_costs_one_step(handler):
+    install = "import signal\ndef on_continue(signum, frame):\n" + textwrap.indent(handler, "    ") + "\n"
+    install += "signal.signal(signal.SIGCONT, on_continue)"
+    with LocalSandbox(SandboxLimits(exec_timeout=1.0), python_policy=False) as box:
+        box.load("context")
+        assert box.execute(install, no_calls).error is None
+        broken = box.execute("print(len(context))", no_calls)
+        assert broken.restarted, broken
+        assert box.execute("print(len(context))", no_calls).output == "7\n"
+
+
 SIGCONT_AND_TIMERS = """
 import signal, time
 def burn(signum, frame):
@@ -348,6 +368,43 @@ def test_rlm_view_reads_a_batch_file_whose_rows_hold_odd_values(tmp_path, capsys
     assert main(["view", str(path)]) == 0
     shown = capsys.readouterr().out
     assert "3: 1 ok, 2 failed" in shown and "\x1b" not in shown
+
+
+def test_rlm_view_of_a_hostile_runs_history_shows_no_terminal_controls(tmp_path, capsys):
+    history = tmp_path / "history.json"
+    reply = "\x1b]52;c;Y3Vy\x07\x9b2J\u202e" + code(
+        "print(chr(27) + '[2J' + chr(0x9d))\nFINAL(chr(27) + ']0;t' + chr(7))"
+    )
+    lm, _ = scripted_lm([reply])
+    RLM(model=lm, history_output_path=history).run("q", "ctx")
+    assert main(["view", str(history), "--detailed"]) == 0
+    shown = capsys.readouterr()
+    assert not any(c in shown.out + shown.err for c in ("\x1b", "\x07", "\x9b", "\x9d", "\u202e")), shown
+
+
+HTML_HOSTILE = "'</script><script>alert(1)</script>' + '</SCRIPT >' + '<!--<script>' + chr(0x2028)"
+
+
+def _html_data_block(tmp_path: Path) -> tuple[str, str]:
+    path = tmp_path / "run.html"
+    lm, _ = scripted_lm([code(f"print({HTML_HOSTILE})\nFINAL({HTML_HOSTILE})")])
+    RLM(model=lm, graph_output_path=path).run("q", "ctx")
+    page = path.read_text(encoding="utf-8")
+    return page, page.split('<script type="application/json" id="graph-data">', 1)[1].split("</script>", 1)[0]
+
+
+def test_the_html_view_keeps_model_text_inside_its_data_block(tmp_path):
+    page, data = _html_data_block(tmp_path)
+    assert "alert(1)" in data
+    # Only the page's two script elements end: model text cannot close the data block and start a script.
+    assert page.lower().count("</script") == 2 and "<!--" not in data
+
+
+@pytest.mark.xfail(strict=True, reason="hole 5: '<!--' in model text leaves the HTML view's data unparsable")
+def test_the_html_views_data_block_stays_json_whatever_the_model_wrote(tmp_path):
+    _, data = _html_data_block(tmp_path)
+    answer = json.loads(data)["nodes"][0]["answer"]  # what the page's JSON.parse must read
+    assert answer.startswith("</script><script>alert(1)") and "<!--<script>" in answer
 
 
 # --- host memory: huge batched arguments (held) -----------------------------------------------------------
