@@ -3,12 +3,14 @@ output, readable graph files) and what is around them: signal and job-control tr
 Python policy off, sessions and sub-calls against a stopped worker, deep typed answers, `rlm view`
 of files from hostile runs, huge batched arguments.
 
-Three holes were open when this round was written (the xfail tests; reproductions and causes in
+Five holes were open when this round was written (the xfail tests; reproductions and causes in
 the round's HOLES.md): a lone surrogate in the model's reply raises out of `run()` when a history
-or HTML graph is written (and ends `rlm ask`); lone surrogates in the range `surrogateescape`
-turns into bytes pass the terminal filter and reach the terminal as C1 controls (OSC 52, CSI,
-bidi overrides); a batch item that fails (its `item_timeout`) is charged no LM calls, so
-`budget_calls` lets the batch spend without bound.
+or HTML graph is written, and ends `rlm ask` and a whole batch; lone surrogates in the range
+`surrogateescape` turns into bytes pass the terminal filter and reach the terminal as C1 controls
+(OSC 52, CSI) and bidi overrides; a batch item that fails (its `item_timeout`) is charged no LM
+calls, so `budget_calls` lets the batch spend without bound; nested batched sub-calls make the host
+hold a frame per live node (~1 GB from a 12-character context); "<!--" in model text leaves the
+HTML view's data block unparsable.
 """
 
 from __future__ import annotations
