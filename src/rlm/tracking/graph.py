@@ -122,7 +122,7 @@ class CallGraph:
         if target.suffix.lower() in (".html", ".htm"):
             from rlm.tracking.html_view import render_graph_html
 
-            target.write_text(render_graph_html(graph), encoding="utf-8")
+            target.write_text(render_graph_html(graph), encoding="utf-8", errors="replace")
         elif target.suffix.lower() == ".json":
             target.write_text(json.dumps(nx.node_link_data(graph, edges="edges"), indent=2, default=str))
         else:

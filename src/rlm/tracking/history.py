@@ -52,7 +52,9 @@ class CallHistory:
     def save(self, path: str | Path, pretty: bool = True) -> Path:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(self.snapshot(), indent=2 if pretty else None, ensure_ascii=False))
+        # errors="replace": a lone surrogate in a user's query or document must not cost the whole file
+        text = json.dumps(self.snapshot(), indent=2 if pretty else None, ensure_ascii=False)
+        target.write_text(text, encoding="utf-8", errors="replace")
         return target
 
     def print(self, detailed: bool = False, max_length: int = 500, file: TextIO | None = None) -> None:

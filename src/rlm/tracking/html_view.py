@@ -65,8 +65,10 @@ def graph_payload(graph: nx.DiGraph) -> dict[str, Any]:
 
 def render_graph_html(graph: nx.DiGraph, title: str = "RLM call graph") -> str:
     data = json.dumps(graph_payload(graph), default=str, ensure_ascii=False)
-    # Model-written text could contain "</script>"; escaped, it cannot end the data block.
-    data = data.replace("</", "<\\/").replace("<!--", "<\\!--")
+    # Model-written text could contain "</script>" or "<!--", which end or derail the data block.
+    # Every "<" (which JSON has only inside strings) becomes JSON's own escape: the block holds
+    # none, and JSON.parse reads back the same text ("<\\!--" was no JSON escape: the page broke).
+    data = data.replace("<", "\\u003c")
     page = resources.files("rlm.tracking").joinpath("graph_page.html").read_text(encoding="utf-8")
     return page.replace("__TITLE__", _escape(title)).replace("__DATA__", data)
 

@@ -18,8 +18,10 @@ import re
 from typing import Any, TextIO
 
 # C0 controls but tab and newline (carriage return too: it overwrites a line), DEL, C1 controls
-# (8-bit CSI and OSC), and the bidirectional marks, embeddings, overrides and isolates.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# (8-bit CSI and OSC), the bidirectional marks, embeddings, overrides and isolates, and lone
+# surrogates: a stream whose errors handler is "surrogateescape" (stdout, often) writes "\udc9b"
+# as the raw byte 0x9b, a C1 CSI.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def terminal_safe(text: str) -> str:
