@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from rlm.batch.items import BATCH_WIDE_SETTINGS, BatchItem
 from rlm.batch.result import BatchResult, redact
 from rlm.errors import ConfigurationError
+from rlm.tracking.usage import UsageTotals
 
 OUTPUT_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 
@@ -38,10 +40,13 @@ async def arun_item(item: BatchItem, context: Any, plan: ItemPlan) -> BatchResul
     """The item's result; `context` is the loaded context, or the exception loading it raised."""
     started = time.perf_counter()
     paths = output_paths(item.id, plan)
+    # Counted from events as the calls happen: an item that fails (its item_timeout, a provider
+    # error) has spent them all the same, and the batch budget must be charged for them.
+    spent = UsageTotals()
     try:
         if isinstance(context, BaseException):
             raise context
-        rlm, run_kwargs = build_rlm(item, plan, paths)
+        rlm, run_kwargs = build_rlm(item, plan, paths, spent)
         if plan.item_timeout is None:
             result = await rlm.arun(item.query, context, **run_kwargs)
         else:
@@ -52,7 +57,8 @@ async def arun_item(item: BatchItem, context: Any, plan: ItemPlan) -> BatchResul
                     f"the item ran longer than its {plan.item_timeout:g} s limit (item_timeout)"
                 ) from None
     except Exception as exc:
-        failed = BatchResult.failed(item.id, exc, time.perf_counter() - started, meta=item.meta, **paths)
+        elapsed = time.perf_counter() - started
+        failed = BatchResult.failed(item.id, exc, elapsed, meta=item.meta, **usage_fields(spent), **paths)
         return _redacted(failed, plan.secrets)
     return BatchResult(
         id=item.id,
@@ -72,7 +78,22 @@ async def arun_item(item: BatchItem, context: Any, plan: ItemPlan) -> BatchResul
     )
 
 
-def build_rlm(item: BatchItem, plan: ItemPlan, paths: dict[str, str | None]) -> tuple[Any, dict[str, Any]]:
+def usage_fields(spent: UsageTotals) -> dict[str, Any]:
+    """A failed item's LM calls, tokens and cost, as far as it went (the BatchResult fields)."""
+    by_model = dict(spent.by_model)
+    costs = [u.cost for u in by_model.values()]
+    return {
+        "llm_calls": sum(u.calls for u in by_model.values()),
+        "prompt_tokens": sum(u.prompt_tokens for u in by_model.values()),
+        "completion_tokens": sum(u.completion_tokens for u in by_model.values()),
+        "cost": None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
+        "usage": {model: vars(usage) for model, usage in by_model.items()},
+    }
+
+
+def build_rlm(
+    item: BatchItem, plan: ItemPlan, paths: dict[str, str | None], on_event: UsageTotals | None = None
+) -> tuple[Any, dict[str, Any]]:
     """The item's RLM and the extra arguments of its `arun`; unknown settings raise ConfigurationError."""
     from rlm.facade import RLM
 
@@ -87,12 +108,26 @@ def build_rlm(item: BatchItem, plan: ItemPlan, paths: dict[str, str | None]) -> 
         if item.output not in OUTPUT_TYPES:
             raise ConfigurationError(f"output={item.output!r} is not one of {', '.join(OUTPUT_TYPES)}")
         run_kwargs["output"] = OUTPUT_TYPES[item.output]
+    settings = {**plan.rlm_settings, **item.settings}
+    theirs = settings.pop("on_event", None)  # rlm.batch(on_event=...) still hears every item's events
     rlm = RLM(
-        **{**plan.rlm_settings, **item.settings},
+        **settings,
         history_output_path=paths["history_path"],
         graph_output_path=paths["graph_path"],
+        on_event=_both(on_event, theirs),
     )
     return rlm, run_kwargs
+
+
+def _both(first: Callable[[Any], Any] | None, second: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    if first is None or second is None:
+        return first or second
+
+    def both(event: Any) -> None:
+        first(event)
+        second(event)
+
+    return both
 
 
 def item_settings() -> set[str]:
