@@ -189,7 +189,6 @@ def _resident_mb() -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
 
 
-@pytest.mark.xfail(strict=True, reason="hole 4: a 12-character context makes the host hold ~1 GB of sub-call slices")
 def test_nested_batched_sub_calls_keep_the_hosts_memory_near_one_frame():
     server = FakeOpenAIServer(_fan_out).start()
     before, peak, done = _resident_mb(), [0], threading.Event()

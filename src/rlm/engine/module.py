@@ -16,6 +16,7 @@ from rlm.config import RLMConfig
 from rlm.engine.answer_types import AnswerType
 from rlm.engine.concurrency import RequestSlots
 from rlm.engine.conversation import Conversation
+from rlm.engine.describe import context_length
 from rlm.engine.limits import CallBudget
 from rlm.engine.node import NodeOutcome, NodeRun
 from rlm.engine.result import RLMResult
@@ -25,6 +26,7 @@ from rlm.engine.tree import Tree
 from rlm.errors import ConfigurationError, ContextError
 from rlm.events import EventBus, Subscriber
 from rlm.sandbox.base import Sandbox, SandboxLimits
+from rlm.sandbox.host_memory import HostFrameBudget, run_budget_bytes
 from rlm.sandbox.registry import create_sandbox, resolve_sandbox_name
 from rlm.tracking.usage import UsageTotals
 
@@ -101,7 +103,9 @@ class RLMModule(dspy.Module):
             max_time_s=config.max_time_s,
         )
         bus = EventBus([totals, budget.record, *self.subscribers])
-        limits = SandboxLimits(config.exec_timeout, config.memory_limit_mb, config.max_output_chars)
+        # One account for the whole tree: what its workers' messages may hold on the host at once.
+        frame_budget = HostFrameBudget(run_budget_bytes(context_length(context), config.max_depth))
+        limits = SandboxLimits(config.exec_timeout, config.memory_limit_mb, config.max_output_chars, frame_budget)
         factory = self.sandbox_factory
         tree = Tree(
             config=config,

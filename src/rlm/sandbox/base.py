@@ -6,8 +6,10 @@ The engine talks only to this interface; `registry.py` picks an implementation b
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from rlm.sandbox.host_memory import HostFrameBudget
 
 # The REPL functions whose work happens on the host: the sandbox forwards each call to this
 # handler as (function name, positional arguments, keyword arguments) and returns its result to
@@ -37,6 +39,9 @@ class SandboxLimits:
     exec_timeout: float = 30.0
     memory_limit_mb: int = 1024
     max_output_chars: int = 4000
+    # Shared by every sandbox of one run: the host memory their messages may hold at once
+    # (sandbox/host_memory.py). None: only each worker's own frame cap applies.
+    frame_budget: HostFrameBudget | None = field(default=None, compare=False)
 
 
 @runtime_checkable

@@ -15,6 +15,7 @@ import select
 import time
 from typing import Any
 
+from rlm.sandbox.host_memory import HostFrameBudget
 from rlm.sandbox.local import protocol
 
 _F_SETPIPE_SZ = 1031  # Linux: larger pipes mean fewer wake-ups for a 100 MB context
@@ -30,10 +31,16 @@ class ChannelError(Exception):
 
 
 class WorkerChannel:
-    def __init__(self, to_worker: int, from_worker: int, max_frame_bytes: int) -> None:
+    def __init__(
+        self, to_worker: int, from_worker: int, max_frame_bytes: int, budget: HostFrameBudget | None = None
+    ) -> None:
         self.to_worker = to_worker
         self.from_worker = from_worker
         self.max_frame_bytes = max_frame_bytes
+        # The run's account of message bytes held on the host; this channel's last frame counts
+        # until `release` (the sandbox calls it once it is done with the message) or the next frame.
+        self.budget = budget
+        self._held = 0
         for fd in (to_worker, from_worker):
             os.set_blocking(fd, False)
             with contextlib.suppress(OSError):
@@ -85,6 +92,7 @@ class WorkerChannel:
         (size,) = protocol.HEADER.unpack(self._read_exactly(protocol.HEADER.size, deadline))
         if size > self.max_frame_bytes:
             raise ChannelError(f"the worker sent a frame of {size} bytes; the limit is {self.max_frame_bytes}")
+        self._hold(size)
         raw = self._read_exactly(size, deadline)
         # A few bytes of JSON can become tens of bytes of Python objects ("{}," is a dict): bound
         # what parsing may build on the host, whatever the frame's size.
@@ -100,6 +108,25 @@ class WorkerChannel:
         if not isinstance(message, dict):
             raise ChannelError("the worker sent a frame that is not a message")
         return message
+
+    def release(self) -> None:
+        """The host is done with the last frame: its bytes no longer count against the run's budget."""
+        if self.budget is not None and self._held:
+            self.budget.give(self._held)
+        self._held = 0
+
+    def _hold(self, size: int) -> None:
+        """Count a frame against the run's budget before reading it (reading is what takes the memory)."""
+        self.release()
+        if self.budget is None:
+            return
+        if not self.budget.take(size):
+            raise ChannelError(
+                f"the worker sent a frame of {size:,} bytes while the run's workers already held "
+                f"{self.budget.held_bytes:,} of the {self.budget.limit_bytes:,} bytes the host keeps for "
+                "them (sub-call arguments across the tree): send smaller pieces, or fewer at once"
+            )
+        self._held = size
 
     def _ready(self, deadline: float) -> bool:
         return _poll(self.from_worker, select.POLLIN, deadline)

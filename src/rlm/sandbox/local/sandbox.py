@@ -22,6 +22,7 @@ from typing import Any
 
 from rlm.errors import SandboxError
 from rlm.sandbox.base import ExecutionResult, SandboxLimits, SubcallHandler, clip_middle
+from rlm.sandbox.host_memory import BASE_FRAME_BYTES
 from rlm.sandbox.local.channel import ChannelError, WorkerChannel
 from rlm.sandbox.local.processes import UNSHARE_FLAGS, network_isolation_available, retire, spawn
 from rlm.sandbox.local.spare import SparePool
@@ -32,7 +33,6 @@ HARD_KILL_GRACE_S = 1.0
 START_TIMEOUT_S = 15.0
 # Frames from the worker beyond this (plus twice the context, for slices sent to children) are
 # refused: only a runaway or hostile step sends more.
-BASE_FRAME_BYTES = 64 << 20
 
 
 def jail_refused(cause: str) -> SandboxError:
@@ -121,12 +121,16 @@ class LocalSandbox:
         """Adopt `process` as this sandbox's worker and read its first message (None: no greeting)."""
         assert process.stdin is not None and process.stdout is not None
         self._process = process
-        self._channel = WorkerChannel(process.stdin.fileno(), process.stdout.fileno(), self._max_frame_bytes())
+        self._channel = WorkerChannel(
+            process.stdin.fileno(), process.stdout.fileno(), self._max_frame_bytes(), self.limits.frame_budget
+        )
         self._used = False
         try:
-            return self._channel.receive(time.monotonic() + START_TIMEOUT_S)
+            greeting = self._channel.receive(time.monotonic() + START_TIMEOUT_S)
         except ChannelError:
             return None
+        self._channel.release()
+        return greeting
 
     def load(self, context: Any) -> None:
         if self._used:
@@ -162,9 +166,12 @@ class LocalSandbox:
                     return self._recover(timed_out)
                 self._pause()
                 if message.get("type") != "call":
-                    return self._result(message)
+                    result = self._result(message)
+                    channel.release()  # the result is copied out: its frame no longer counts
+                    return result
                 started = time.monotonic()
-                reply = _answer_call(handler, message)
+                reply = _answer_call(handler, message)  # its arguments count until it is answered
+                channel.release()
                 deadline += time.monotonic() - started  # host time does not count against the step
                 self._resume()
                 channel.send(reply, deadline)
@@ -191,6 +198,7 @@ class LocalSandbox:
             if payload is not None:
                 channel.send_payload(payload, deadline)
             reply = channel.receive(deadline)
+            channel.release()
             self._pause()
         except ChannelError as exc:
             self._kill()
@@ -237,6 +245,7 @@ class LocalSandbox:
             channel.send_text(text, deadline)
             del text
             reply = channel.receive(deadline)
+            channel.release()
             self._pause()
         except ChannelError:
             reply = None
@@ -301,6 +310,8 @@ class LocalSandbox:
         return self._channel
 
     def _kill(self) -> None:
+        if self._channel is not None:
+            self._channel.release()
         process, self._process, self._channel = self._process, None, None
         if process is not None:
             retire(process)

@@ -1,0 +1,45 @@
+"""What one run's sandbox workers may make the host hold at once: the bytes of their messages.
+
+Each worker's messages have a size cap of their own (64 MiB plus twice its context), and a call's
+arguments stay on the host while the call runs: a `recursive_llm_batched` holds every child's
+context until the children are done, and each child may send its own batch. Sixteen live nodes
+(the default worker cap) each holding a frame near its cap put the host past a gigabyte from a
+12-character context (attack round 8). One account per run bounds the sum: a frame is counted
+from its header, before it is read, until the host is done with it; a frame that does not fit is
+refused like any frame too large, and that worker is restarted (the run goes on).
+
+The default leaves room for an honest decomposition: the root's frame cap, plus two copies of the
+root's context per level of the tree (each level's sub-calls hold at most its slices of it).
+"""
+
+from __future__ import annotations
+
+import threading
+
+BASE_FRAME_BYTES = 64 << 20  # a worker's own cap, beyond twice its context
+
+
+def run_budget_bytes(root_context_chars: int, max_depth: int) -> int:
+    """The bytes of worker messages one run may hold at once (see the module's docstring)."""
+    return BASE_FRAME_BYTES + 2 * root_context_chars * (max_depth + 1)
+
+
+class HostFrameBudget:
+    """A thread-safe count of message bytes held for a run's workers, against one limit."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.held_bytes = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        """Count `size` bytes as held; False (nothing counted) if that would pass the limit."""
+        with self._lock:
+            if self.held_bytes + size > self.limit_bytes:
+                return False
+            self.held_bytes += size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.held_bytes = max(0, self.held_bytes - size)

@@ -1,0 +1,39 @@
+"""One run's workers share an account of the message bytes the host holds for them."""
+
+from __future__ import annotations
+
+from rlm.sandbox.base import SandboxLimits
+from rlm.sandbox.host_memory import BASE_FRAME_BYTES, HostFrameBudget, run_budget_bytes
+from rlm.sandbox.local import LocalSandbox
+
+
+def test_the_account_refuses_what_would_pass_its_limit_and_counts_nothing_then():
+    budget = HostFrameBudget(100)
+    assert budget.take(60) and not budget.take(41) and budget.held_bytes == 60
+    budget.give(60)
+    assert budget.take(100) and budget.held_bytes == 100
+
+
+def test_the_default_leaves_room_for_two_copies_of_the_context_per_level():
+    assert run_budget_bytes(1_000, max_depth=2) == BASE_FRAME_BYTES + 6_000
+
+
+def test_a_call_past_the_runs_budget_restarts_only_that_worker_and_frees_its_count():
+    budget = HostFrameBudget(200_000)
+    seen = []
+
+    def echo(fn, args, kwargs):
+        seen.append(len(args[0]))
+        return "ok"
+
+    with LocalSandbox(SandboxLimits(exec_timeout=5, frame_budget=budget)) as box:
+        box.load("context")
+        fits = box.execute("x = 1\nprint(llm_query('a' * 100_000))", echo)
+        assert fits.error is None and fits.output.strip() == "ok"
+        assert budget.held_bytes == 0  # answered: its frame no longer counts
+        too_big = box.execute("print(llm_query('a' * 300_000))", echo)
+        assert too_big.restarted and "bytes the host keeps for them" in (too_big.error or "")
+        assert budget.held_bytes == 0
+        after = box.execute("print(len(context))", echo)
+        assert after.output.strip() == "7"
+    assert seen == [100_000]  # the refused call never reached the host function
