@@ -300,9 +300,10 @@ class LocalSandbox:
 
     def _signal_worker(self, signum: signal.Signals) -> None:
         process = self._process
-        if process is not None and process.returncode is None:  # not reaped: its pid is still its own
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signum)
+        if process is not None:
+            # send_signal polls first: a worker reaped behind Popen's back (a host application that
+            # ignores SIGCHLD) is known dead then, and its pid, maybe another process's now, is left alone.
+            process.send_signal(signum)
 
     def _require_channel(self) -> WorkerChannel:
         if self._channel is None:
