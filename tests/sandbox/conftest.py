@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,22 @@ from rlm.sandbox.local import LocalSandbox
 
 def no_calls(fn, args, kwargs):
     raise AssertionError(f"unexpected host call {fn}")
+
+
+def idle_cpu_seconds(box: LocalSandbox, left_behind: str, idle_s: float) -> float:
+    """CPU seconds the worker spends in `idle_s` of no step after running `left_behind` (which must
+    succeed): what handlers and timers that code left behind cost while the host is not waiting."""
+    assert box.execute(textwrap.dedent(left_behind), no_calls).error is None
+    process = box._process
+    assert process is not None
+
+    def cpu() -> float:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = cpu()
+    time.sleep(idle_s)  # no step runs: the LM is thinking, or the chat's user is away
+    return cpu() - before
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
 from rlm.tracking.graph import load_graph
-from tests.sandbox.conftest import assert_refused_and_box_intact, no_calls
+from tests.sandbox.conftest import assert_refused_and_box_intact, idle_cpu_seconds, no_calls
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -112,20 +111,10 @@ assert libc.timer_settime(timer, 0, every, None) == 0
 """
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_a_worker_cannot_burn_cpu_between_steps_unnoticed():
     with LocalSandbox(SandboxLimits(exec_timeout=1.0), python_policy=False) as box:
         box.load("context")
-        assert box.execute(textwrap.dedent(BURN_BETWEEN_STEPS), no_calls).error is None
-        process = box._process
-        assert process is not None
-        before = _cpu_seconds(process.pid)
-        time.sleep(3.0)  # no step runs: the LM is thinking, or the chat's user is away
-        idle = _cpu_seconds(process.pid) - before
+        idle = idle_cpu_seconds(box, BURN_BETWEEN_STEPS, 3.0)
         later = box.execute("print(len(context))", no_calls)
         # Either the host stopped that CPU from being spent, or it noticed and replaced the worker.
         assert idle < 0.3 or later.restarted, (idle, later)

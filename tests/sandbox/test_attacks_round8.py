@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 import textwrap
 import threading
@@ -33,7 +32,7 @@ from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
-from tests.sandbox.conftest import assert_refused_and_box_intact, attempt, no_calls
+from tests.sandbox.conftest import assert_refused_and_box_intact, attempt, idle_cpu_seconds, no_calls
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -65,11 +64,6 @@ def _ask_in_process(reply: str, tmp_path: Path, monkeypatch, *extra: str) -> byt
     shown: bytes = stdout.buffer.getvalue() + stderr.buffer.getvalue()
     assert code == 0, shown
     return shown
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture
@@ -286,12 +280,7 @@ signal.setitimer(signal.ITIMER_PROF, 0.01, 0.01)
 def test_handlers_and_timers_left_behind_spend_no_cpu_while_the_host_is_not_waiting():
     with LocalSandbox(SandboxLimits(exec_timeout=1.0), python_policy=False) as box:
         box.load("context")
-        assert box.execute(textwrap.dedent(SIGCONT_AND_TIMERS), no_calls).error is None
-        process = box._process
-        assert process is not None
-        before = _cpu_seconds(process.pid)
-        time.sleep(1.5)
-        assert _cpu_seconds(process.pid) - before < 0.2
+        assert idle_cpu_seconds(box, SIGCONT_AND_TIMERS, 1.5) < 0.2
         assert box.execute("print(len(context))", no_calls).output == "7\n"
 
 
