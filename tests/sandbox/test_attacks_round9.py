@@ -3,13 +3,14 @@ DSPy's `RestrictedInterpreter`, session compaction and the variable listing, the
 stdout markers (against the fake), and the host's own parsing of replies (code fences, FINAL in
 prose, the founded-answer check).
 
-Six holes were open when this round was written (the xfail tests; reproductions and causes in the
-round's HOLES.md): a typed int past Python's 4,300-digit str limit, written in hex, is validated
-and then raises out of `rlm ask --output int`; a reply of escaped quotes after FINAL( and a reply of
-backticks make the host's parsers quadratic; the founded-answer check compares every number of an
-answer with every number shown so far; the E2B adapter answers call markers the code prints in a
-loop without counting the host's time against the step; after a worker restart DSPy's interpreter
-no longer offers SUBMIT, the tools, or the variables it sent.
+Eight holes were found by this round and are closed (each was a strict xfail here first;
+reproductions and causes in the round's HOLES.md): a typed int past Python's 4,300-digit str limit,
+written in hex, was validated and then raised out of `rlm ask --output int`; replies of escaped
+quotes after FINAL( or of backticks made the host's parsers quadratic; the founded-answer check
+compared every number of an answer with every number shown, and its bookkeeping scanned the code
+once per assignment; the E2B adapter answered call markers printed in a loop without counting
+the time against the step, and let a deeply nested marker raise out of `run()`; after a worker
+restart DSPy's interpreter no longer offered SUBMIT, the tools, or the variables it had sent.
 """
 
 from __future__ import annotations
@@ -66,7 +67,11 @@ def ask(reply: str, tmp_path: Path, *extra: str) -> tuple[int, str]:
 
 
 def finishes_within(script: str, seconds: float) -> bool:
-    """Whether `script` (a fresh interpreter) finishes in `seconds`; it is killed otherwise."""
+    """Whether `script` (a fresh interpreter) finishes in `seconds`; it is killed otherwise.
+
+    A check of growth, not of speed: each input is sized so that the linear code needs a few
+    seconds even on a loaded machine (importing rlm alone takes ~2 s) and the quadratic one many
+    minutes, and the limit sits between."""
     try:
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=seconds)
     except subprocess.TimeoutExpired:
@@ -78,13 +83,11 @@ def finishes_within(script: str, seconds: float) -> bool:
 # --- hole 1: a typed int past Python's str limit raises out of `rlm ask --output int` -------------
 # Written in hex, which int()'s 4,300-digit limit does not cover, the value validates as an int;
 # printing it (json.dumps, str) then raises ValueError.
-@pytest.mark.xfail(strict=True, reason="hole 1: a typed int past 4,300 digits raises out of rlm ask --output")
 def test_rlm_ask_output_int_survives_an_int_too_long_to_print(tmp_path):
     status, shown = ask(code("FINAL('0x' + 'f' * 5000)"), tmp_path, "--output", "int")
     assert status in (0, 1) and "Traceback" not in shown
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: a typed int past 4,300 digits is a value json.dumps cannot write")
 def test_a_typed_int_value_can_always_be_written_as_json():
     lm, _ = scripted_lm([code("FINAL('[0x' + 'f' * 5000 + ']')"), code("FINAL('[1]')")])
     result = RLM(model=lm).run("q", "ctx", output=list[int])
@@ -146,26 +149,26 @@ PARSE_IN_A_RUN = """
 from rlm import RLM
 from rlm.testing import scripted_lm
 lm, _ = scripted_lm([{reply}, "```python\\nFINAL('x')\\n```"])
-assert RLM(model=lm, max_iterations=3).run("q", "ctx").answer == "x"
+result = RLM(model=lm, max_iterations=3).run("q", "ctx")
+assert {check}
 """
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: escaped quotes after FINAL( make _skip_quoted quadratic")
 def test_a_reply_of_escaped_quotes_after_final_is_parsed_in_linear_time():
-    # 400 KB: linear parsing takes well under a second; the quadratic one takes many minutes.
-    assert finishes_within(PARSE_IN_A_RUN.format(reply="'FINAL(' + \"'\\\\\" * 200_000"), 5)
+    # 400 KB: linear parsing takes well under a second; the quadratic one takes many minutes. The
+    # reply ends the run as a prose FINAL (taken as written): what matters is that parsing ends.
+    script = PARSE_IN_A_RUN.format(reply="'FINAL(' + \"'\\\\\" * 200_000", check='result.finish_reason == "final"')
+    assert finishes_within(script, 30)
 
 
-@pytest.mark.xfail(strict=True, reason="hole 3: a line of backticks makes the _FENCE regex quadratic")
 def test_a_reply_of_backticks_is_parsed_in_linear_time():
-    assert finishes_within(PARSE_IN_A_RUN.format(reply="'`' * 1_000_000"), 5)
+    assert finishes_within(PARSE_IN_A_RUN.format(reply="'`' * 1_000_000", check="result.answer == 'x'"), 30)
 
 
-@pytest.mark.xfail(strict=True, reason="hole 7: grounding._typed_after scans tree.body once per assignment")
 def test_the_hosts_bookkeeping_of_a_long_step_is_linear_in_its_code():
     # 100,000 assignments (600 KB of code): linear bookkeeping takes about a second, quadratic minutes.
     script = "from rlm.engine.grounding import Grounding\nGrounding('q').saw(1, 'x = 1\\n' * 100_000, 'out')"
-    assert finishes_within(script, 5)
+    assert finishes_within(script, 30)
 
 
 # Large replies of shapes the parsers handle in linear time (held; each a run that ends normally).
@@ -210,7 +213,6 @@ def test_hostile_text_finals_and_nested_fences_never_raise(reply):
 
 
 # --- hole 4: the founded-answer check is claims x evidence ---------------------------------------------
-@pytest.mark.xfail(strict=True, reason="hole 4: Grounding.unfounded compares every claim with every shown number")
 def test_the_founded_answer_check_does_work_linear_in_the_answer_and_the_outputs(monkeypatch):
     compared = [0]
     rounds_to = grounding._rounds_to
@@ -277,7 +279,6 @@ def test_a_forged_call_marker_is_a_sub_call_within_the_budget(fake_e2b):
 
 # --- hole 8: a deeply nested marker raises out of run() ------------------------------------------------
 @pytest.mark.parametrize("mark", [CALL_MARK, FINAL_MARK], ids=["call", "final"])
-@pytest.mark.xfail(strict=True, reason="hole 8: json.loads' RecursionError escapes the E2B marker reader")
 def test_a_deeply_nested_marker_is_plain_output_not_an_exception(fake_e2b, mark):
     lm, _ = scripted_lm([code(f"print({mark!r} + '[' * 100000 + ']' * 100000)"), code("FINAL('done')")])
     assert RLM(model=lm, sandbox="e2b").run("q", "ctx").answer == "done"
@@ -289,9 +290,6 @@ while True:
     print("\\x1eRLM_CALL " + json.dumps({"id": uuid.uuid4().hex, "fn": "llm_query", "args": ["x"]}), flush=True)"""
 
 
-@pytest.mark.xfail(
-    strict=True, reason="hole 5: E2B call markers in a loop; host time uncounted, max_step_seconds unchecked"
-)
 def test_call_markers_printed_in_a_loop_cannot_hold_the_step_past_its_limits(fake_e2b):
     fake_e2b.upload_bytes_per_s = 5000  # a reply file takes ~20 ms to write, as over a network
     lm, _ = scripted_lm([code(FLOOD), "sub", "sub", code("FINAL('done')"), code("FINAL('done')")])
@@ -328,7 +326,6 @@ VARIABLES = {"context": "ctx", "query": "q"}
     ],
     ids=["swallowed-timeout", "huge-int-submit"],
 )
-@pytest.mark.xfail(strict=True, reason="hole 6: after a restart the interpreter offers no SUBMIT, tools or variables")
 def test_submit_tools_and_variables_survive_a_worker_restart(interpreter, breaker):
     assert interpreter.execute("SUBMIT(query, 1)", VARIABLES) == FinalOutput({"answer": "q", "score": 1})
     with pytest.raises(CodeExecutionError):

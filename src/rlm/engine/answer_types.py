@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import sys
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
@@ -81,9 +82,29 @@ def _candidates(answer: str) -> list[Any]:
     with contextlib.suppress(ValueError, RecursionError, MemoryError):
         found.append(json.loads(text))
     with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        found.append(ast.literal_eval(text))
+        literal = ast.literal_eval(text)
+        if _decimal_writable(literal):
+            found.append(literal)
     found.append(answer)
     return found
+
+
+def _decimal_writable(value: Any) -> bool:
+    """Whether every int in `value` can be written in decimal (str, JSON). A hex literal
+    (`0xfff...`) reads past Python's limit on decimal digits, which only guards decimal text: the
+    typed value then could not be printed or saved, and `rlm ask --output int` ended in a traceback."""
+    limit = sys.get_int_max_str_digits()
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, int) and limit and item.bit_length() > limit * 3.32:  # log2(10) bits a digit
+            return False
+        if isinstance(item, (list, tuple, set, frozenset)):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+    return True
 
 
 def _signature_model(spec: str) -> type[BaseModel]:

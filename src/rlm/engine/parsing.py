@@ -11,7 +11,17 @@ import ast
 import re
 from dataclasses import dataclass
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+# A fence: ``` and a language on its first line, then the body up to the closing ``` (or the end).
+# Python 3.10's `re` has no atomic groups, so each is written `(?=(?P<x>...))(?P=x)`: the lookahead
+# takes the longest run and the backreference consumes it whole, never backtracking into it. With
+# plain `[ \t]*...[^\n]*`, overlapping runs backtracked quadratically: a line of backticks or a long
+# first line without a newline (a 1 MB reply) never finished parsing. As in CommonMark, the info
+# string after the language holds no backtick.
+_FENCE = re.compile(
+    r"```(?=(?P<space>[ \t]*))(?P=space)(?=(?P<lang>[A-Za-z0-9_+-]*))(?P=lang)(?=(?P<info>[^\n`]*))(?P=info)\n"
+    r"(?P<body>.*?)(?:```|\Z)",
+    re.DOTALL,
+)
 _CODE_LANGUAGES = {"", "python", "py", "python3", "repl"}
 # Small models write "Final(...)" too; only the start of a line counts, so prose is safe.
 _FINAL_START = re.compile(r"^[ \t>*_`]*(FINAL_VAR|FINAL|Final_var|Final)[ \t]*\(", re.MULTILINE)
@@ -51,8 +61,10 @@ def _code_blocks(reply: str) -> list[re.Match[str]]:
     running that invented output as code fails, so an unlabelled block counts as code only in a
     reply that labels none.
     """
-    blocks = [m for m in _FENCE.finditer(reply) if m.group(1).lower() in _CODE_LANGUAGES and m.group(2).strip()]
-    labelled = [m for m in blocks if m.group(1)]
+    blocks = [
+        m for m in _FENCE.finditer(reply) if m.group("lang").lower() in _CODE_LANGUAGES and m.group("body").strip()
+    ]
+    labelled = [m for m in blocks if m.group("lang")]
     return labelled or blocks
 
 
@@ -63,7 +75,7 @@ def extract_code(reply: str) -> str | None:
     output yet, so what it writes in between (and any answer it draws from it) is invented.
     """
     blocks = _code_blocks(reply)
-    return blocks[0].group(2).strip("\n") if blocks else None
+    return blocks[0].group("body").strip("\n") if blocks else None
 
 
 def parse_code(code: str) -> ast.Module | None:
@@ -149,6 +161,10 @@ def _balanced_argument(text: str, start: int) -> str:
     depth = 1
     i = start
     n = len(text)
+    # Where a quote of each kind was found unclosed: every later one on that line is unclosed too
+    # (the scan that failed passed through it in step), so it is not scanned again. Without this a
+    # line of escaped quotes took quadratic time (an 80 KB reply: 114 s on the host).
+    unclosed_until = {"'": -1, '"': -1}
     while i < n:
         ch = text[i]
         if ch in "'\"":
@@ -157,7 +173,14 @@ def _balanced_argument(text: str, start: int) -> str:
                 end = text.find(triple, i + 3)
                 i = n if end < 0 else end + 3
                 continue
-            i = _skip_quoted(text, i, ch)
+            if i < unclosed_until[ch]:
+                i += 1
+                continue
+            after = _skip_quoted(text, i, ch)
+            if after == i + 1:  # unclosed on its line: literal, and so is every later one there
+                line_end = text.find("\n", i)
+                unclosed_until[ch] = n if line_end < 0 else line_end
+            i = after
             continue
         if ch == "(":
             depth += 1

@@ -63,6 +63,11 @@ class RestrictedInterpreter:
             result = self._sandbox.execute(code, self._call_tool)
         except SandboxError as exc:
             raise CodeInterpreterError(str(exc)) from exc
+        if result.restarted:
+            # A new worker holds only `context`: SUBMIT, the tools and the variables are offered
+            # again before the next step (forgotten, every later SUBMIT was a NameError).
+            self._offered = None
+            self._sent.clear()
         if result.submitted is not None:
             return FinalOutput(result.submitted)
         if result.final_answer is not None:

@@ -131,7 +131,7 @@ def parse_call(payload: str) -> dict[str, Any] | None:
     """A call marker's JSON, or None when it is not a well-formed call (then it is plain output)."""
     try:
         call = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting is malformed too: plain output, never a raise
         return None
     if not isinstance(call, dict) or not isinstance(call.get("fn"), str) or not isinstance(call.get("args"), list):
         return None
@@ -204,7 +204,7 @@ class OutputReader:
         if text.startswith(FINAL_MARK):
             try:
                 answer = json.loads(text[len(FINAL_MARK) :])
-            except ValueError:
+            except (ValueError, RecursionError):
                 return False
             if not isinstance(answer, str):
                 return False

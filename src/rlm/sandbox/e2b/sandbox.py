@@ -150,7 +150,9 @@ class E2BSandbox:
         while True:
             waited_from = time.monotonic()
             try:
-                kind, value = events.get(timeout=max(left, 0.0))
+                if left <= 0:  # markers still queued must not keep a spent step going
+                    raise queue.Empty
+                kind, value = events.get(timeout=left)
             except queue.Empty:
                 return self._restarted(
                     reader.text(),
@@ -159,10 +161,15 @@ class E2BSandbox:
                 )
             left -= time.monotonic() - waited_from
             if kind == "call":
+                answering_from = time.monotonic()
                 try:
-                    self._answer(box, value, handler)
+                    host_work = self._answer(box, value, handler)
                 except _Lost as exc:
                     return self._restarted(reader.text(), f"SandboxLost: {exc}")
+                # Only the host's own work on a call it carried out is off the step's clock. Writing
+                # the reply, and a refused call (past the budget or the step's deadline), are the
+                # step's: markers printed in a loop otherwise held the step past every limit.
+                left -= (time.monotonic() - answering_from) - host_work
             elif kind == "done":
                 return self._result(value, reader)
             elif isinstance(value, service.sdk_errors().TimeoutException):
@@ -194,16 +201,21 @@ class E2BSandbox:
             restarted=True,
         )
 
-    def _answer(self, box: Any, call: dict[str, Any], handler: SubcallHandler) -> None:
+    def _answer(self, box: Any, call: dict[str, Any], handler: SubcallHandler) -> float:
+        """Answer one call marker; the seconds the host worked on it (0 when the call was refused)."""
+        started = time.monotonic()
         try:
             reply = json.dumps({"value": handler(call["fn"], list(call["args"]), {})}, ensure_ascii=False)
+            host_work = time.monotonic() - started
         except Exception as exc:  # reported to the model's code as SubcallError, never lost
             reply = json.dumps({"error": f"{type(exc).__name__}: {exc}"}, ensure_ascii=False)
+            host_work = 0.0
         path = posixpath.join(self.workdir, f"reply-{call['id']}.json")
         try:
             box.files.write(path, reply.encode("utf-8"), request_timeout=REPLY_WRITE_S)
         except Exception as exc:
             raise _Lost(f"the answer to {call['fn']} could not be written ({type(exc).__name__}: {exc})") from exc
+        return host_work
 
     def _upload_context(self) -> None:
         context = self._context
