@@ -52,3 +52,16 @@ def test_verbose_progress_and_the_history_print_show_no_controls():
     shown = out.getvalue()
     assert "42\\u001b]52" in shown
     assert not any(c in shown for c in "\x1b\x07\r\x9b\u202e\u2066")
+
+
+def test_an_unexpected_error_out_of_a_command_prints_its_traceback_through_the_filter(monkeypatch, capsys):
+    import rlm.cli.main as cli
+
+    def crash(args):
+        raise RuntimeError("answer was " + HOSTILE)
+
+    monkeypatch.setattr(cli, "view", crash)
+    assert cli.main(["view", "whatever.json"]) == 1
+    shown = capsys.readouterr().err
+    assert "RuntimeError: answer was 42\\u001b]52" in shown and "Traceback" in shown
+    assert "\x1b" not in shown

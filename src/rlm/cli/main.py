@@ -12,8 +12,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 
-from rlm.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_context_and_model_options
+from rlm.cli.common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_context_and_model_options,
+)
 from rlm.tracking.terminal import TerminalSafeStream
 
 
@@ -225,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except Exception:  # a bug's traceback may quote the model's text: print it through the filter too
+        traceback.print_exc()
+        return EXIT_FAILED
     finally:
         sys.stdout, sys.stderr = stdout, stderr  # main() called in-process (tests, scripts) leaves them as found
 
