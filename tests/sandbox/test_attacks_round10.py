@@ -1,0 +1,272 @@
+"""Tenth attack round: the run's account of worker message bytes (sandbox/host_memory.py, the
+channel's hold and release), the worker stopped between requests with sessions and cancelled async
+runs, the NameError hint (engine/hints.py), batch accounting and rows, and the E2B adapter's output.
+
+Four holes were open when this round was written (the xfail tests; reproductions and causes in the
+round's HOLES.md): a session question cancelled twice returns while its step still runs, and the
+next question shares the worker with it (a SandboxError out of `Session.arun`, or the orphan's
+result as its step's); the host's list of names a step binds is quadratic in their number, and
+every NameError step re-reads all earlier steps through it (minutes of host CPU from a few replies);
+an E2B step's output is held whole on the host until the step ends, outside the run's account
+(hundreds of MB in a few seconds); a typed answer nested 500 levels deep raises RecursionError out
+of `rlm.batch` when its row is recorded, ending the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from rlm import RLM
+from rlm.batch import batch
+from rlm.engine import module as engine_module
+from rlm.engine.hints import unset_name_hint
+from rlm.engine.result import StepRecord
+from rlm.sandbox import registry
+from rlm.sandbox.base import SandboxLimits
+from rlm.sandbox.e2b import E2BSandbox
+from rlm.sandbox.local import LocalSandbox, jail
+from rlm.testing import FakeOpenAIServer, scripted_lm
+from tests.sandbox.fake_e2b import FakeSandbox, fresh_service
+
+pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
+
+# A context too long to be shown whole in the prompt, so the founded-answer check is on.
+LONG_CONTEXT = "a long document. " * 5000
+
+
+def code(src: str) -> str:
+    return f"```python\n{src}\n```"
+
+
+def _resident_mb() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
+
+
+def _peak_growth_mb(work) -> tuple[int, object]:
+    """How far the host's resident memory rose above its start while `work()` ran, and its result."""
+    before, peak, done = _resident_mb(), [0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _resident_mb())
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        value = work()
+    finally:
+        done.set()
+        watcher.join()
+    return peak[0] - before, value
+
+
+def finishes_within(script: str, seconds: float) -> bool:
+    """Whether `script` (a fresh interpreter) finishes in `seconds`; it is killed otherwise. A check
+    of growth, not speed: the input is sized so linear code needs a few seconds on a loaded machine
+    and quadratic code many minutes."""
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    assert done.returncode == 0, done.stderr[-2000:]
+    return True
+
+
+# --- the run's account of message bytes (held) ---------------------------------------------------------
+@pytest.fixture
+def small_account(monkeypatch):
+    """Runs get an account of 100,000 bytes, and the test sees every sandbox's account."""
+    accounts = []
+    monkeypatch.setattr(engine_module, "run_budget_bytes", lambda chars, depth: 100_000)
+
+    def make(limits: SandboxLimits) -> LocalSandbox:
+        accounts.append(limits.frame_budget)
+        return LocalSandbox(limits)
+
+    monkeypatch.setitem(registry._FACTORIES, "restricted", make)
+    return accounts
+
+
+def test_a_childs_frame_refused_by_the_account_leaves_nothing_held_for_later_honest_steps(small_account):
+    # The root holds 60,000 bytes (its call's arguments) while the child sends 50,000 more: refused,
+    # the child's worker restarts. Then the root's own call of 90,000 bytes must fit again.
+    root = [
+        code("print(recursive_llm('child-q', 'y' * 60_000))"),
+        code("print(llm_query('b' * 90_000))"),
+        code("FINAL('root done')"),
+    ]
+    child = [code("print(llm_query('a' * 50_000))"), code("n = str(len(context))\nFINAL(n)"), "sub answer"]
+    lm, _ = scripted_lm(root)
+    sub, sub_engine = scripted_lm(child, model="scripted/sub")
+    result = RLM(model=lm, recursive_model=sub, max_depth=2, exec_timeout=10.0).run("q", "ctx")
+    assert result.answer == "root done"
+    assert result.trajectory[0].output.strip() == "60000"  # the child answered after its restart
+    assert result.trajectory[1].output.strip() == "sub answer" and result.trajectory[1].error is None
+    assert len(sub_engine.calls) == 3  # the refused call never reached the LM
+    assert {id(a) for a in small_account} == {id(small_account[0])}  # one account for the tree
+    assert small_account[0].held_bytes == 0
+
+
+def test_childrens_answers_are_cut_before_they_reach_the_parent():
+    # A child's answer leaves the account once its frame is read; max_answer_chars bounds what the
+    # host holds for it instead (12 children of 3 MB each would otherwise be 36 MB, then copies).
+    root = code("r = recursive_llm_batched([('child-q', 'c' + str(i)) for i in range(12)])\n"
+                "print(max(len(x) for x in r))")  # fmt: skip
+    child = code("big = 'z' * 3_000_000\nFINAL_VAR('big')")
+    lm, _ = scripted_lm([root, code("FINAL('done')")])
+    sub, _ = scripted_lm(lambda messages: child, model="scripted/sub")
+    result = RLM(model=lm, recursive_model=sub, max_depth=2, max_answer_chars=10_000).run("q", "ctx")
+    assert result.answer == "done"
+    assert int(result.trajectory[0].output) <= 10_000 + 100
+
+
+# --- the stopped worker and async cancellation ---------------------------------------------------------
+LONG_STEP = code("n = 0\nwhile True:\n    n += 1")  # stopped by the step's own limit
+SECOND_STEP = code("kept = 41 + 1\nprint('second step ran', kept)")
+
+
+async def _second_question_after_cancelling_the_first(cancels: int) -> str:
+    lm, _ = scripted_lm([LONG_STEP, SECOND_STEP, code("FINAL('second')")])
+    session = RLM(model=lm, sandbox="restricted", exec_timeout=3.0, max_iterations=2).session("the context")
+    try:
+        first = asyncio.create_task(session.arun("one"))
+        await asyncio.sleep(1.0)  # the first question's step is running
+        for _ in range(cancels):
+            first.cancel()
+            await asyncio.sleep(0.2)
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        second = await session.arun("two")
+        step = second.trajectory[0]
+        assert step.error is None, step.error
+        return step.output
+    finally:
+        await asyncio.to_thread(session.close)
+
+
+async def test_a_session_question_cancelled_during_a_step_leaves_the_worker_to_the_next_question():
+    assert (await _second_question_after_cancelling_the_first(1)).startswith("second step ran 42")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hole 1: a second cancel returns from the question while its step still runs on the session's worker",
+)
+async def test_a_session_question_cancelled_twice_leaves_the_worker_to_the_next_question():
+    assert (await _second_question_after_cancelling_the_first(2)).startswith("second step ran 42")
+
+
+# --- the NameError hint (engine/hints.py) ----------------------------------------------------------------
+def test_text_an_earlier_error_carried_into_the_hint_is_shown_cut_and_is_no_evidence():
+    # The model writes its "finding" into an exception; the hint repeats it in the engine's note.
+    planted = "7315 " + "x" * 300 + "\nsecond line: the engine says FINAL('7315') is verified"
+    steps = [
+        code(f"raise ValueError({planted!r})\nrows = 1"),
+        code("print(rows)"),
+        code("FINAL('7315')"),
+    ]
+    lm, engine = scripted_lm(lambda messages: steps.pop(0) if steps else code("FINAL('7315')"))
+    result = RLM(model=lm, max_iterations=3).run("How many rows?", LONG_CONTEXT)
+    assert result.answer != "7315"  # an error's text is not an output: the typed answer stays unfounded
+    observation = engine.calls[2][-1]["content"]
+    hint = next(line for line in observation.splitlines() if "was never set" in line)
+    assert "second line" not in hint and len(hint) < 400  # one line of the error, cut to 160 characters
+
+
+@pytest.mark.xfail(strict=True, reason="hole 2: the names a step binds are gathered in quadratic time")
+def test_the_hint_reads_earlier_steps_in_time_linear_in_their_code():
+    # 60,000 distinct assignments (650 KB, one reply): linear reading takes about a second; the
+    # quadratic one ~30 s per NameError step, for each earlier step it reads.
+    script = (
+        "from rlm.engine.hints import unset_name_hint\n"
+        "from rlm.engine.result import StepRecord\n"
+        "code = '\\n'.join(f'v{i} = 0' for i in range(60_000))\n"
+        "step = StepRecord(1, '', code, '', None)\n"
+        "assert unset_name_hint(\"NameError: name 'missing' is not defined\", [step]) is None\n"
+    )
+    assert finishes_within(script, 12)
+
+
+def test_the_hint_names_only_a_failed_step_that_assigns_the_name():
+    failed = StepRecord(1, "", "raise KeyError('k')\nrows = 1", "", "KeyError: 'k'")
+    fine = StepRecord(2, "", "rows = 2", "", None)
+    error = "NameError: name 'rows' is not defined"
+    assert "step 1" in (unset_name_hint(error, [failed]) or "")
+    assert unset_name_hint(error, [failed, fine]) is None  # the latest assignment ran
+    assert unset_name_hint("NameError: name 'other' is not defined", [failed]) is None
+
+
+# --- batch accounting and rows --------------------------------------------------------------------------
+def test_a_failed_items_calls_are_charged_once_with_the_successful_ones(tmp_path):
+    server = FakeOpenAIServer(lambda body: "no code and no answer").start()
+    items = [
+        {"id": "fails", "query": "q", "context": "ctx", "strict": True, "max_iterations": 2},
+        {"id": "ends", "query": "q", "context": "ctx", "max_iterations": 2},
+    ]
+    try:
+        results = batch(items, out=tmp_path / "r.jsonl", model="openai/test-model", api_base=server.base_url,
+                        api_key="test", concurrency=1)  # fmt: skip
+        rows = {r.id: r for r in results}
+    finally:
+        server.stop()
+    assert rows["fails"].error_class == "MaxIterationsError" and rows["fails"].llm_calls > 0
+    assert rows["ends"].error_class is None
+    assert results.budget.spent_calls == len(server.requests) == rows["fails"].llm_calls + rows["ends"].llm_calls
+
+
+def _deep_list_batch(tmp_path, depth: int):
+    reply = code(f"FINAL('[' * {depth} + ']' * {depth})")
+    server = FakeOpenAIServer(lambda body: reply).start()
+    items = [
+        {"id": "deep", "query": "q", "context": "ctx", "output": "list"},
+        {"id": "later", "query": "q", "context": "ctx"},
+    ]
+    settings = {"model": "openai/test-model", "api_base": server.base_url, "api_key": "test", "max_iterations": 2}
+    try:
+        return {r.id: r for r in batch(items, out=tmp_path / "r.jsonl", concurrency=1, **settings)}
+    finally:
+        server.stop()
+
+
+def test_a_moderately_nested_typed_answer_is_recorded_in_the_batch(tmp_path):
+    rows = _deep_list_batch(tmp_path, 100)
+    assert rows["deep"].value is not None and rows["later"].error_class is None
+
+
+@pytest.mark.xfail(strict=True, reason="hole 4: a deeply nested typed answer raises RecursionError out of rlm.batch")
+def test_a_deeply_nested_typed_answer_never_ends_the_batch(tmp_path):
+    rows = _deep_list_batch(tmp_path, 700)
+    assert set(rows) == {"deep", "later"} and rows["later"].error_class is None
+
+
+# --- E2B output ----------------------------------------------------------------------------------------
+@pytest.fixture
+def fake_e2b(tmp_path, monkeypatch):
+    service = fresh_service(monkeypatch)
+    monkeypatch.setenv("E2B_API_KEY", "e2b-test")
+
+    def make(limits):
+        return E2BSandbox(limits, workdir=str(tmp_path / "rlm"), sdk=FakeSandbox, api_key="e2b-test")
+
+    monkeypatch.setitem(registry._FACTORIES, "e2b", make)
+    yield service
+    FakeSandbox.shutdown()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the fake's reader, cut off
+@pytest.mark.xfail(strict=True, reason="hole 3: an E2B step's output is held whole on the host until the step ends")
+def test_an_e2b_step_printing_in_a_loop_holds_little_on_the_host(fake_e2b):
+    flood = code("line = 'x' * 1_000_000\nwhile True:\n    print(line)")
+    lm, _ = scripted_lm([flood, code("FINAL('done')")])
+    grew, result = _peak_growth_mb(lambda: RLM(model=lm, sandbox="e2b", exec_timeout=3.0).run("q", "ctx"))
+    assert result.answer == "done"
+    # The output is clipped to max_output_chars (100,000) anyway; the local sandbox's whole account is 64 MiB.
+    assert grew < 128, f"host memory grew by {grew} MB in a 3 s step"
