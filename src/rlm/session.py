@@ -72,7 +72,9 @@ class Session:
         self.compact_at_tokens = compact_threshold(configured, rlm.lm)
         self.conversation = Conversation(self.compact_at_tokens)
         self.turns: list[tuple[str, str]] = []  # (question, answer) of the questions asked so far
-        self.names: list[str] = []  # top-level names the model's code assigned, first seen first
+        # top-level names the model's code assigned, first seen first (a dict: ordered, and a lookup
+        # per name instead of a scan of every name so far)
+        self.names: dict[str, None] = {}
         self._lock = threading.Lock()  # one question at a time: they share one REPL
         self._sandbox: Sandbox | None = None
         self._open()
@@ -164,14 +166,13 @@ class Session:
         self.conversation.end_question(closing_reply(result), [step.output for step in result.trajectory])
         self.turns.append((query, result.answer))
         for name in assigned_names(result.trajectory):
-            if name not in self.names:
-                self.names.append(name)
+            self.names.setdefault(name)
 
     def _note(self, sandbox: Sandbox) -> str:
         """What the model is told about the session so far (empty for its first question)."""
         if not self.turns:
             return ""
-        variables = describe_variables(sandbox, self.names[-MAX_NAMES_SHOWN:])
+        variables = describe_variables(sandbox, list(self.names)[-MAX_NAMES_SHOWN:])
         # the conversation itself (or its summary) holds the earlier questions and answers
         return "Your variables from earlier queries: " + "; ".join(variables) if variables else ""
 
@@ -185,12 +186,12 @@ def closing_reply(result: RLMResult) -> str:
 
 def assigned_names(trajectory: tuple[StepRecord, ...]) -> list[str]:
     """Top-level names the steps' code bound (assignments, loops, defs, imports), in order."""
-    names: list[str] = []
+    names: dict[str, None] = {}
     for step in trajectory:
         for name in bound_names(step.code):
-            if not name.startswith("_") and name not in names:
-                names.append(name)
-    return names
+            if not name.startswith("_"):
+                names.setdefault(name)
+    return list(names)
 
 
 def describe_variables(sandbox: Sandbox, names: list[str]) -> list[str]:

@@ -223,7 +223,6 @@ def test_text_an_earlier_error_carried_into_the_hint_is_shown_cut_and_is_no_evid
     assert "second line" not in hint and len(hint) < 400  # one line of the error, cut to 160 characters
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: the names a step binds are gathered in quadratic time")
 def test_the_hint_reads_earlier_steps_in_time_linear_in_their_code():
     # 60,000 distinct assignments (650 KB, one reply): linear reading takes about a second; the
     # quadratic one ~30 s per NameError step, for each earlier step it reads.

@@ -8,6 +8,7 @@ goes where the fault is. Called by the node's step loop; it reads only the traje
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -18,6 +19,12 @@ _UNDEFINED = re.compile(r"NameError: name '(\w+)' is not defined")
 _ERROR_SHOWN_CHARS = 160
 
 
+@functools.lru_cache(maxsize=64)
+def _bound(code: str) -> frozenset[str]:
+    """The names a step binds, parsed once per step (each later NameError asks about every step)."""
+    return frozenset(bound_names(code))
+
+
 def unset_name_hint(error: str | None, earlier: Sequence[StepRecord]) -> str | None:
     """Why the name `error` reports undefined was never set, if the latest earlier step assigning it failed."""
     found = _UNDEFINED.search(error or "")
@@ -25,7 +32,7 @@ def unset_name_hint(error: str | None, earlier: Sequence[StepRecord]) -> str | N
         return None
     name = found.group(1)
     for step in reversed(earlier):
-        if name in bound_names(step.code):
+        if name in _bound(step.code):
             if step.error is None:
                 return None  # it was set; a restart or a `del` lost it, and the error says so
             cause = step.error.strip().splitlines()[0] if step.error.strip() else "an error"

@@ -94,12 +94,12 @@ def parse_code(code: str) -> ast.Module | None:
 def bound_names(code: str) -> list[str]:
     """Top-level names `code` binds (assignments, loops, defs, imports), in order; none if it does not parse."""
     tree = parse_code(code)
-    names: list[str] = []
+    names: dict[str, None] = {}  # ordered and deduplicated in one pass (a list's `in` made it quadratic)
     for statement in tree.body if tree is not None else ():
         for node in _binding_targets(statement):
-            if isinstance(node, ast.Name) and node.id not in names:
-                names.append(node.id)
-    return names
+            if isinstance(node, ast.Name):
+                names.setdefault(node.id)
+    return list(names)
 
 
 def _binding_targets(statement: ast.stmt) -> list[ast.AST]:
