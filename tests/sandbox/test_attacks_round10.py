@@ -282,7 +282,6 @@ def test_a_moderately_nested_typed_answer_is_recorded_in_the_batch(tmp_path):
     assert rows["deep"].value is not None and rows["later"].error_class is None
 
 
-@pytest.mark.xfail(strict=True, reason="hole 4: a deeply nested typed answer raises RecursionError out of rlm.batch")
 def test_a_deeply_nested_typed_answer_never_ends_the_batch(tmp_path):
     rows = _deep_list_batch(tmp_path, 700)
     assert set(rows) == {"deep", "later"} and rows["later"].error_class is None
@@ -296,7 +295,6 @@ FOREIGN_ROWS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="hole 6: rlm view of a foreign batch file ends in a traceback")
 @pytest.mark.parametrize("row", list(FOREIGN_ROWS.values()), ids=list(FOREIGN_ROWS))
 def test_rlm_view_of_a_foreign_batch_file_shows_a_summary_or_a_clear_error(tmp_path, capsys, row):
     path = tmp_path / "results.jsonl"

@@ -6,7 +6,7 @@ Built by the runners (batch/execute.py) and read back by the result store and `r
 from __future__ import annotations
 
 import traceback
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -45,7 +45,9 @@ class BatchResult:
         return {
             "id": self.id,
             "status": "ok" if self.ok else "failed",
-            **{k: v for k, v in asdict(self).items() if k != "id"},
+            # The fields as they are: asdict() deep-copied the typed value recursively, and one nested
+            # ~500 deep raised RecursionError out of the whole batch (json.dumps writes it as it is).
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "id"},
         }
 
     @classmethod

@@ -108,7 +108,7 @@ def _parse(data: bytes) -> tuple[dict[str, dict[str, Any]], bool]:
     for line in data[:end].splitlines():
         try:
             row = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # a row nested too deep is a bad line
             row = None
         if not isinstance(row, dict) or not isinstance(row.get("id"), str):
             clean = False

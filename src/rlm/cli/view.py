@@ -33,7 +33,12 @@ def load_saved(path: str) -> tuple[str, Any]:
         from rlm.batch.progress import summary_table
         from rlm.batch.store import load_results
 
-        return "batch", summary_table(load_results(source).values(), [f"results in {path}"])
+        try:
+            return "batch", summary_table(load_results(source).values(), [f"results in {path}"])
+        except (TypeError, ValueError, RecursionError) as exc:  # rows of the wrong types: not our file
+            raise ConfigurationError(
+                f"{path} is not a results file written by rlm batch ({type(exc).__name__}: {exc})"
+            ) from exc
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

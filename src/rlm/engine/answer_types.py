@@ -82,28 +82,35 @@ def _candidates(answer: str) -> list[Any]:
     with contextlib.suppress(ValueError, RecursionError, MemoryError):
         found.append(json.loads(text))
     with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        literal = ast.literal_eval(text)
-        if _decimal_writable(literal):
-            found.append(literal)
+        found.append(ast.literal_eval(text))
+    # Only values the host can write back and read again anywhere: ints it can print in decimal,
+    # nesting it can walk at any stack depth.
+    found = [value for value in found if _writable(value)]
     found.append(answer)
     return found
 
 
-def _decimal_writable(value: Any) -> bool:
-    """Whether every int in `value` can be written in decimal (str, JSON). A hex literal
-    (`0xfff...`) reads past Python's limit on decimal digits, which only guards decimal text: the
-    typed value then could not be printed or saved, and `rlm ask --output int` ended in a traceback."""
+# Deeper typed values were accepted up to what the parser manages (~950 levels), then broke the
+# places that write them (a batch row, the user's own json.dumps at a deeper stack).
+MAX_VALUE_NESTING = 100
+
+
+def _writable(value: Any) -> bool:
+    """Whether every int in `value` can be written in decimal (str, JSON) and its lists and dicts
+    nest at most MAX_VALUE_NESTING deep. A hex literal (`0xfff...`) reads past Python's limit on
+    decimal digits, which only guards decimal text: the typed value then could not be printed or
+    saved, and `rlm ask --output int` ended in a traceback."""
     limit = sys.get_int_max_str_digits()
-    pending = [value]
+    pending = [(value, 0)]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
         if isinstance(item, int) and limit and item.bit_length() > limit * 3.32:  # log2(10) bits a digit
             return False
-        if isinstance(item, (list, tuple, set, frozenset)):
-            pending.extend(item)
-        elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
+        if isinstance(item, (list, tuple, set, frozenset, dict)):
+            if depth >= MAX_VALUE_NESTING:
+                return False
+            members = [*item, *item.values()] if isinstance(item, dict) else list(item)
+            pending.extend((member, depth + 1) for member in members)
     return True
 
 
