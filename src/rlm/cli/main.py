@@ -22,7 +22,7 @@ from rlm.cli.common import (
     EXIT_USAGE,
     add_context_and_model_options,
 )
-from rlm.tracking.terminal import TerminalSafeStream
+from rlm.terminal import TerminalSafeStream
 
 
 def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rlm.events import Event, LMCalled
-from rlm.tracking.terminal import terminal_safe
+from rlm.terminal import terminal_safe
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from rlm.events import Event, LimitReached, LMCalled, NodeFinished, NodeStarted, StepExecuted
-from rlm.tracking.terminal import terminal_safe
+from rlm.terminal import terminal_safe
 
 
 def _first_line(text: str | None, size: int = 70) -> str:

@@ -6,9 +6,9 @@ import io
 import json
 
 from rlm.events import NodeFinished
+from rlm.terminal import TerminalSafeStream, terminal_safe
 from rlm.tracking.history import CallHistory
 from rlm.tracking.progress import ProgressPrinter
-from rlm.tracking.terminal import TerminalSafeStream, terminal_safe
 
 HOSTILE = "42\x1b]52;c;Y3VybA==\x07\x1b[2J\r\x9b1A\u202eevil\u2066"
 
