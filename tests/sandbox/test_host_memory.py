@@ -14,8 +14,9 @@ def test_the_account_refuses_what_would_pass_its_limit_and_counts_nothing_then()
     assert budget.take(100) and budget.held_bytes == 100
 
 
-def test_the_default_leaves_room_for_two_copies_of_the_context_per_level():
+def test_the_default_leaves_room_for_two_copies_of_the_context_per_level_at_its_decoded_width():
     assert run_budget_bytes(1_000, max_depth=2) == BASE_FRAME_BYTES + 6_000
+    assert run_budget_bytes(1_000, max_depth=2, ascii_only=False) == BASE_FRAME_BYTES + 24_000
 
 
 def test_a_call_past_the_runs_budget_restarts_only_that_worker_and_frees_its_count():

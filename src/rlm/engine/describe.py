@@ -26,6 +26,16 @@ def context_length(context: Any) -> int:
     return len(str(context))
 
 
+def context_is_ascii(context: Any) -> bool:
+    """Whether every document of a context is ASCII text (a fast check in C per document)."""
+    if isinstance(context, str):
+        return context.isascii()
+    documents = (
+        context.values() if isinstance(context, dict) else context if isinstance(context, (list, tuple)) else [context]
+    )
+    return all(str(document).isascii() for document in documents)
+
+
 def describe_context(context: Any) -> str:
     """What `context` is and how to read it: the model's only view of it before its code runs.
 

@@ -16,7 +16,7 @@ from rlm.config import RLMConfig
 from rlm.engine.answer_types import AnswerType
 from rlm.engine.concurrency import RequestSlots
 from rlm.engine.conversation import Conversation
-from rlm.engine.describe import context_length
+from rlm.engine.describe import context_is_ascii, context_length
 from rlm.engine.limits import CallBudget
 from rlm.engine.node import NodeOutcome, NodeRun
 from rlm.engine.result import RLMResult
@@ -104,7 +104,9 @@ class RLMModule(dspy.Module):
         )
         bus = EventBus([totals, budget.record, *self.subscribers])
         # One account for the whole tree: what its workers' messages may hold on the host at once.
-        frame_budget = HostFrameBudget(run_budget_bytes(context_length(context), config.max_depth))
+        frame_budget = HostFrameBudget(
+            run_budget_bytes(context_length(context), config.max_depth, context_is_ascii(context))
+        )
         limits = SandboxLimits(config.exec_timeout, config.memory_limit_mb, config.max_output_chars, frame_budget)
         factory = self.sandbox_factory
         tree = Tree(

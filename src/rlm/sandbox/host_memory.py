@@ -19,9 +19,16 @@ import threading
 BASE_FRAME_BYTES = 64 << 20  # a worker's own cap, beyond twice its context
 
 
-def run_budget_bytes(root_context_chars: int, max_depth: int) -> int:
-    """The bytes of worker messages one run may hold at once (see the module's docstring)."""
-    return BASE_FRAME_BYTES + 2 * root_context_chars * (max_depth + 1)
+# Frames are counted at their decoded size: ASCII text takes a byte a character on the host,
+# other text up to 4 (Python stores a string at the width of its widest character).
+NON_ASCII_WIDTH = 4
+
+
+def run_budget_bytes(root_context_chars: int, max_depth: int, ascii_only: bool = True) -> int:
+    """The bytes of worker messages one run may hold at once (see the module's docstring), at the
+    root context's decoded width, so an honest split of a non-ASCII context fits as an ASCII one does."""
+    width = 1 if ascii_only else NON_ASCII_WIDTH
+    return BASE_FRAME_BYTES + 2 * root_context_chars * width * (max_depth + 1)
 
 
 class HostFrameBudget:

@@ -15,7 +15,7 @@ import select
 import time
 from typing import Any
 
-from rlm.sandbox.host_memory import HostFrameBudget
+from rlm.sandbox.host_memory import NON_ASCII_WIDTH, HostFrameBudget
 from rlm.sandbox.local import protocol
 
 _F_SETPIPE_SZ = 1031  # Linux: larger pipes mean fewer wake-ups for a 100 MB context
@@ -94,6 +94,10 @@ class WorkerChannel:
             raise ChannelError(f"the worker sent a frame of {size} bytes; the limit is {self.max_frame_bytes}")
         self._hold(size)
         raw = self._read_exactly(size, deadline)
+        if not raw.isascii():
+            # Decoded, non-ASCII text takes up to 4 bytes a character (one emoji widens the whole
+            # string): count the frame at that width before decoding it.
+            self._hold(NON_ASCII_WIDTH * size)
         # A few bytes of JSON can become tens of bytes of Python objects ("{}," is a dict): bound
         # what parsing may build on the host, whatever the frame's size.
         containers = raw.count(b"{") + raw.count(b"[")
@@ -116,7 +120,8 @@ class WorkerChannel:
         self._held = 0
 
     def _hold(self, size: int) -> None:
-        """Count a frame against the run's budget before reading it (reading is what takes the memory)."""
+        """Count a frame against the run's budget (in place of what it counted so far) before reading
+        or decoding it: those are what take the memory."""
         self.release()
         if self.budget is None:
             return

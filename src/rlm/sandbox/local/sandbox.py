@@ -151,7 +151,7 @@ class LocalSandbox:
 
     # --- steps ---------------------------------------------------------------------------------------
     def execute(self, code: str, handler: SubcallHandler) -> ExecutionResult:
-        self.start()
+        self._ensure_worker()
         channel = self._require_channel()
         self._used = True
         timeout = self.limits.exec_timeout
@@ -178,6 +178,9 @@ class LocalSandbox:
         except ChannelError as exc:
             # Past the deadline, a frame cut off on its way is the time limit's doing, not a misbehaving worker.
             return self._recover(timed_out if time.monotonic() >= deadline else self._describe_loss(exc))
+        except BaseException:
+            self._kill()  # interrupted mid-exchange (Ctrl-C): its worker is out of step; the next use starts afresh
+            raise
 
     def define_tools(self, names: list[str], submit_fields: list[str] | None = None) -> None:
         """Offer host functions `names` to the code (called back through `execute`'s handler)."""
@@ -189,7 +192,7 @@ class LocalSandbox:
         self._request({"op": "set"}, "set", payload)
 
     def _request(self, message: dict[str, Any], expected: str, payload: bytes | None = None) -> None:
-        self.start()
+        self._ensure_worker()
         channel = self._require_channel()
         deadline = time.monotonic() + START_TIMEOUT_S + (len(payload) / 50e6 if payload else 0)
         try:
@@ -200,8 +203,10 @@ class LocalSandbox:
             reply = channel.receive(deadline)
             channel.release()
             self._pause()
-        except ChannelError as exc:
-            self._kill()
+        except BaseException as exc:
+            self._kill()  # a worker left mid-request (an error, or an interrupt) is never talked to again
+            if not isinstance(exc, ChannelError):
+                raise
             raise SandboxError(f"the sandbox worker failed during {message['op']!r}: {exc}") from exc
         if reply is None or reply.get("type") != expected:
             detail = (reply or {}).get("error", "no answer")
@@ -249,6 +254,9 @@ class LocalSandbox:
             self._pause()
         except ChannelError:
             reply = None
+        except BaseException:
+            self._kill()  # interrupted mid-load: the next use starts a worker and loads the context again
+            raise
         self._used = True
         if reply is None or reply.get("type") != "loaded":
             self._kill()
@@ -304,6 +312,13 @@ class LocalSandbox:
             # send_signal polls first: a worker reaped behind Popen's back (a host application that
             # ignores SIGCHLD) is known dead then, and its pid, maybe another process's now, is left alone.
             process.send_signal(signum)
+
+    def _ensure_worker(self) -> None:
+        """Start a worker if there is none; one replaced after an interrupt gets the context again."""
+        if self._process is None:
+            self.start()
+            if self._loaded:
+                self._send_context()
 
     def _require_channel(self) -> WorkerChannel:
         if self._channel is None:
