@@ -72,9 +72,13 @@ class LocalSandbox:
         self._context_bytes = 0
         self._loaded = False
         self._used = False  # the worker has loaded a context or run code: a new load restarts it
+        # Set by close(): a step still running on another thread (its run was cancelled) must not
+        # start a new worker when its own is killed; only an explicit start() opens it again.
+        self._closed = False
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
+        self._closed = False
         if self._process is not None:
             return
         command = self._command()
@@ -140,6 +144,7 @@ class LocalSandbox:
         self._loaded = True
 
     def close(self) -> None:
+        self._closed = True
         self._kill()  # a worker keeps nothing worth a clean exit: killed at once, reaped off this thread
 
     def __enter__(self) -> LocalSandbox:
@@ -288,6 +293,8 @@ class LocalSandbox:
 
     def _recover(self, error: str) -> ExecutionResult:
         self._kill()
+        if self._closed:  # closed while this step ran (a cancelled run): no new worker behind close()
+            return ExecutionResult(output="", error=error + " The sandbox was closed.", restarted=True)
         self.start()
         if self._loaded:
             self._send_context()
@@ -315,6 +322,8 @@ class LocalSandbox:
 
     def _ensure_worker(self) -> None:
         """Start a worker if there is none; one replaced after an interrupt gets the context again."""
+        if self._closed:
+            raise SandboxError("this sandbox was closed: start() it again to use it")
         if self._process is None:
             self.start()
             if self._loaded:
