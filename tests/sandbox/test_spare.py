@@ -52,7 +52,8 @@ def _spare_beside(boxes: list[LocalSandbox]) -> int:
     """Wait for a worker that no sandbox of the test uses: the spare."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        spares = _workers() - {box._process.pid for box in boxes if box._process is not None}
+        # Workers alive before the test began (another test's, still being reaped) are not its spare.
+        spares = _workers() - _before_test - {box._process.pid for box in boxes if box._process is not None}
         if len(spares) == 1:
             return spares.pop()
         time.sleep(0.02)
@@ -65,8 +66,13 @@ def _wait_gone(pid: int) -> None:
         time.sleep(0.02)
 
 
+_before_test: set[int] = set()
+
+
 @pytest.fixture
 def boxes() -> Iterator[list[LocalSandbox]]:
+    _before_test.clear()
+    _before_test.update(_workers())
     made: list[LocalSandbox] = []
     yield made
     for box in made:
