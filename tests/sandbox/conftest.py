@@ -5,14 +5,20 @@ one with the policy on, with the check that a policy route is refused."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
+from rlm.sandbox.e2b import E2BSandbox
 from rlm.sandbox.local import LocalSandbox
+from tests.sandbox.fake_e2b import FakeSandbox, fresh_service
 
 
 def no_calls(fn, args, kwargs):
@@ -107,3 +113,52 @@ def attempt(box: LocalSandbox, action: str) -> str:
     result = box.execute(code, no_calls)
     assert result.error is None, result.error
     return result.output
+
+
+def resident_mb() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
+
+
+def peak_growth_mb(work) -> tuple[int, object]:
+    """How far the host's resident memory rose above its start while `work()` ran, and its result."""
+    before, peak, done = resident_mb(), [0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], resident_mb())
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        value = work()
+    finally:
+        done.set()
+        watcher.join()
+    return peak[0] - before, value
+
+
+def finishes_within(script: str, seconds: float) -> bool:
+    """Whether `script` (a fresh interpreter) finishes in `seconds`; it is killed otherwise. A check
+    of growth, not speed: the input is sized so linear code needs a few seconds on a loaded machine
+    and quadratic code many minutes."""
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    assert done.returncode == 0, done.stderr[-2000:]
+    return True
+
+
+@pytest.fixture
+def fake_e2b(tmp_path, monkeypatch):
+    service = fresh_service(monkeypatch)
+    monkeypatch.setenv("E2B_API_KEY", "e2b-test")
+
+    def make(limits):
+        return E2BSandbox(limits, workdir=str(tmp_path / "rlm"), sdk=FakeSandbox, api_key="e2b-test")
+
+    monkeypatch.setitem(registry._FACTORIES, "e2b", make)
+    yield service
+    FakeSandbox.shutdown()

@@ -17,10 +17,6 @@ ends, outside the run's account.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import threading
-import time
 
 import pytest
 
@@ -32,10 +28,9 @@ from rlm.engine.hints import unset_name_hint
 from rlm.engine.result import StepRecord
 from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
-from rlm.sandbox.e2b import E2BSandbox
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
-from tests.sandbox.fake_e2b import FakeSandbox, fresh_service
+from tests.sandbox.conftest import finishes_within, peak_growth_mb
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -45,42 +40,6 @@ LONG_CONTEXT = "a long document. " * 5000
 
 def code(src: str) -> str:
     return f"```python\n{src}\n```"
-
-
-def _resident_mb() -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
-
-
-def _peak_growth_mb(work) -> tuple[int, object]:
-    """How far the host's resident memory rose above its start while `work()` ran, and its result."""
-    before, peak, done = _resident_mb(), [0], threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _resident_mb())
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        value = work()
-    finally:
-        done.set()
-        watcher.join()
-    return peak[0] - before, value
-
-
-def finishes_within(script: str, seconds: float) -> bool:
-    """Whether `script` (a fresh interpreter) finishes in `seconds`; it is killed otherwise. A check
-    of growth, not speed: the input is sized so linear code needs a few seconds on a loaded machine
-    and quadratic code many minutes."""
-    try:
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=seconds)
-    except subprocess.TimeoutExpired:
-        return False
-    assert done.returncode == 0, done.stderr[-2000:]
-    return True
 
 
 # --- the run's account of message bytes (held) ---------------------------------------------------------
@@ -138,7 +97,7 @@ def test_one_frame_within_the_account_holds_near_its_size_on_the_host():
         "try:\n    llm_query('a' * 60_000_000 + '\\U0001F600')\nexcept Exception as exc:\n    print(repr(exc)[:80])"
     )
     lm, _ = scripted_lm([step, code("FINAL('done')")])
-    grew, result = _peak_growth_mb(lambda: RLM(model=lm, exec_timeout=30.0).run("q", "ctx"))
+    grew, result = peak_growth_mb(lambda: RLM(model=lm, exec_timeout=30.0).run("q", "ctx"))
     # Counted at its decoded width (4 bytes a character), the frame does not fit the run's account:
     # the worker is restarted before the host decodes it.
     assert result.answer == "done" and "bytes the host keeps for them" in (result.trajectory[0].error or "")
@@ -301,17 +260,6 @@ def test_rlm_view_of_a_foreign_batch_file_shows_a_summary_or_a_clear_error(tmp_p
 
 
 # --- E2B output ----------------------------------------------------------------------------------------
-@pytest.fixture
-def fake_e2b(tmp_path, monkeypatch):
-    service = fresh_service(monkeypatch)
-    monkeypatch.setenv("E2B_API_KEY", "e2b-test")
-
-    def make(limits):
-        return E2BSandbox(limits, workdir=str(tmp_path / "rlm"), sdk=FakeSandbox, api_key="e2b-test")
-
-    monkeypatch.setitem(registry._FACTORIES, "e2b", make)
-    yield service
-    FakeSandbox.shutdown()
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the fake's reader, cut off
@@ -319,7 +267,7 @@ def fake_e2b(tmp_path, monkeypatch):
 def test_an_e2b_step_printing_in_a_loop_holds_little_on_the_host(fake_e2b):
     flood = code("line = 'x' * 1_000_000\nwhile True:\n    print(line)")
     lm, _ = scripted_lm([flood, code("FINAL('done')")])
-    grew, result = _peak_growth_mb(lambda: RLM(model=lm, sandbox="e2b", exec_timeout=3.0).run("q", "ctx"))
+    grew, result = peak_growth_mb(lambda: RLM(model=lm, sandbox="e2b", exec_timeout=3.0).run("q", "ctx"))
     assert result.answer == "done"
     # The output is clipped to max_output_chars (100,000) anyway; the local sandbox's whole account is 64 MiB.
     assert grew < 128, f"host memory grew by {grew} MB in a 3 s step"

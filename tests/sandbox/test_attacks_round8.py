@@ -19,8 +19,6 @@ import io
 import json
 import sys
 import textwrap
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +30,7 @@ from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
-from tests.sandbox.conftest import assert_refused_and_box_intact, attempt, idle_cpu_seconds, no_calls
+from tests.sandbox.conftest import assert_refused_and_box_intact, attempt, idle_cpu_seconds, no_calls, peak_growth_mb
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -178,33 +176,17 @@ def _fan_out(body: dict) -> str:
     return "FINAL(leaf)"
 
 
-def _resident_mb() -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
-
-
 def test_nested_batched_sub_calls_keep_the_hosts_memory_near_one_frame():
     server = FakeOpenAIServer(_fan_out).start()
-    before, peak, done = _resident_mb(), [0], threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _resident_mb())
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
     try:
         rlm = RLM(model="openai/test-model", api_base=server.base_url, api_key="test", max_depth=3, exec_timeout=6,
                   max_iterations=1)  # fmt: skip
-        result = rlm.run("root-q", "root context")
+        grew, result = peak_growth_mb(lambda: rlm.run("root-q", "root context"))
     finally:
-        done.set()
-        watcher.join()
         server.stop()
     assert result.answer == "root"
     # One frame's cap (64 MiB + twice a 4 MB slice) and its decoded copy is what the design allows at once.
-    assert peak[0] - before < 256, f"host memory grew by {peak[0] - before} MB"
+    assert grew < 256, f"host memory grew by {grew} MB"
 
 
 # --- the stopped worker, with the policy off (held) ----------------------------------------------------

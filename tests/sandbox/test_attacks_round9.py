@@ -19,8 +19,6 @@ import contextlib
 import io
 import json
 import math
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +30,13 @@ from pydantic import BaseModel
 from rlm import RLM
 from rlm.cli.main import main
 from rlm.engine import grounding
-from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.dspy_interop import RestrictedInterpreter
-from rlm.sandbox.e2b import E2BSandbox
 from rlm.sandbox.e2b.bridge import CALL_MARK, FINAL_MARK
 from rlm.sandbox.local import jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
-from tests.sandbox.fake_e2b import FakeSandbox, fresh_service
+from tests.sandbox.conftest import finishes_within
+from tests.sandbox.fake_e2b import FakeSandbox
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -64,20 +61,6 @@ def ask(reply: str, tmp_path: Path, *extra: str) -> tuple[int, str]:
     finally:
         server.stop()
     return status, out.getvalue()
-
-
-def finishes_within(script: str, seconds: float) -> bool:
-    """Whether `script` (a fresh interpreter) finishes in `seconds`; it is killed otherwise.
-
-    A check of growth, not of speed: each input is sized so that the linear code needs a few
-    seconds even on a loaded machine (importing rlm alone takes ~2 s) and the quadratic one many
-    minutes, and the limit sits between."""
-    try:
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=seconds)
-    except subprocess.TimeoutExpired:
-        return False
-    assert done.returncode == 0, done.stderr[-2000:]
-    return True
 
 
 # --- hole 1: a typed int past Python's str limit raises out of `rlm ask --output int` -------------
@@ -238,17 +221,6 @@ def test_a_typed_answer_founded_on_an_output_is_accepted():
 
 
 # --- the E2B adapter's markers, against the fake ----------------------------------------------------------
-@pytest.fixture
-def fake_e2b(tmp_path, monkeypatch):
-    service = fresh_service(monkeypatch)
-    monkeypatch.setenv("E2B_API_KEY", "e2b-test")
-
-    def make(limits):
-        return E2BSandbox(limits, workdir=str(tmp_path / "rlm"), sdk=FakeSandbox, api_key="e2b-test")
-
-    monkeypatch.setitem(registry._FACTORIES, "e2b", make)
-    yield service
-    FakeSandbox.shutdown()
 
 
 FORGED_MARKERS = {
