@@ -105,9 +105,10 @@ signal.signal(signal.SIGUSR1, burn)
 libc = ctypes.CDLL(None, use_errno=True)
 timer = ctypes.c_void_p()
 event = ctypes.create_string_buffer(struct.pack('Pii', 0, signal.SIGUSR1, 0) + bytes(52))
-assert libc.timer_create(1, event, ctypes.byref(timer)) == 0
-every = ctypes.create_string_buffer(struct.pack('qqqq', 0, 50_000_000, 0, 50_000_000))
-assert libc.timer_settime(timer, 0, every, None) == 0
+# Refused by the jail since round 11 (timer_create): then nothing is left behind, which is fine too.
+if libc.timer_create(1, event, ctypes.byref(timer)) == 0:
+    every = ctypes.create_string_buffer(struct.pack('qqqq', 0, 50_000_000, 0, 50_000_000))
+    libc.timer_settime(timer, 0, every, None)
 """
 
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from rlm.sandbox.host_memory import VALUE_BYTES, json_values
 from rlm.sandbox.local import protocol
 from rlm.sandbox.local.channel import ChannelError, WorkerChannel
 
@@ -130,3 +131,35 @@ def test_a_frame_that_would_build_millions_of_objects_on_the_host_is_refused(pip
     with pytest.raises(ChannelError, match="JSON objects and lists"):
         channel.receive(soon(5))
     writer.join()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["ab"] * 1000,
+        list(range(1000)),
+        [{"k": i, "v": [1.5, None, True]} for i in range(200)],
+        {"type": "call", "args": ["a, b: c, d: e" * 500, [",", ":", '"', "\\"]]},
+        [],
+        "",
+    ],
+    ids=["short-strings", "ints", "nested", "punctuation-in-strings", "empty-list", "empty-string"],
+)
+def test_the_value_count_bounds_what_parsing_builds(value):
+    text = json.dumps(value)
+    built = 0
+    stack = [json.loads(text)]
+    while stack:
+        item = stack.pop()
+        built += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    assert built <= json_values(text) <= max(built, len(text) // VALUE_BYTES + 1) + 2
+
+
+def test_commas_inside_a_dense_string_are_not_counted_as_values():
+    csv = json.dumps({"type": "call", "args": ["1,2,3,4\n" * 100_000]})
+    assert json_values(csv) < 10  # 300,000 commas, all inside one string

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -13,6 +14,7 @@ from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.e2b import E2BSandbox
 from rlm.sandbox.e2b.bridge import CALL_MARK, FINAL_MARK, OutputReader
+from rlm.sandbox.host_memory import VALUE_BYTES, HostFrameBudget
 from tests.conftest import last_user_message
 from tests.sandbox.fake_e2b import FakeSandbox, fresh_service
 
@@ -150,11 +152,11 @@ _LINES = st.lists(
 def test_output_read_in_any_pieces_gives_the_same_lines_and_calls(lines, cuts):
     stream = "".join(f"{line}\n" for line in lines)
     whole_calls: list = []
-    whole = OutputReader(whole_calls.append)
+    whole = OutputReader(lambda call, held: whole_calls.append(call))
     whole.on_stdout(stream)
     whole.finish()
     piece_calls: list = []
-    pieces = OutputReader(piece_calls.append)
+    pieces = OutputReader(lambda call, held: piece_calls.append(call))
     bounds = sorted({min(cut, len(stream)) for cut in cuts})
     for start, end in zip([0, *bounds], [*bounds, len(stream)], strict=True):
         pieces.on_stdout(stream[start:end])
@@ -268,3 +270,50 @@ def test_the_modules_the_instructions_name_are_bound_before_the_first_step(make_
     box.load("a b a")
     result = box.execute("print(collections.Counter(context.split())['a'], re.findall('b', context))", echo)
     assert result.error is None and result.output == "2 ['b']\n", result
+
+
+def test_output_past_the_limit_keeps_its_head_and_tail_and_says_how_much_was_cut():
+    reader = OutputReader(lambda call, held: None, output_limit=100)
+    for number in range(10_000):
+        reader.on_stdout(f"line {number}\n")
+    reader.finish()
+    text = reader.text()
+    assert text.startswith("line 0\nline 1\n") and text.endswith("line 9999\n") and len(text) < 300
+    assert "characters cut" in text
+
+
+def test_a_line_too_long_for_a_marker_is_plain_output_up_to_its_newline():
+    calls: list = []
+    reader = OutputReader(lambda call, held: calls.append(call), output_limit=50, max_line_chars=1_000)
+    reader.on_stdout(CALL_MARK)  # a marker's start, never finished within the cap
+    for _ in range(100):
+        reader.on_stdout("x" * 100)
+    reader.on_stdout("\nafter\n")
+    reader.finish()
+    assert calls == [] and reader.text().endswith("after\n")
+
+
+def test_a_call_waiting_for_the_host_counts_against_the_runs_account_until_answered():
+    budget = HostFrameBudget(10_000)
+    held_calls: list = []
+    reader = OutputReader(lambda call, held: held_calls.append(held), budget=budget)
+    marker = CALL_MARK + json.dumps({"id": "a" * 32, "fn": "llm_query", "args": ["ab"] * 50})
+    reader.on_stdout(marker + "\n")
+    assert held_calls and budget.held_bytes > held_calls[0] >= 50 * VALUE_BYTES  # and what was streamed
+    reader.on_stdout(CALL_MARK + json.dumps({"id": "b" * 32, "fn": "llm_query", "args": ["ab"] * 500}) + "\n")
+    assert len(held_calls) == 1 and "RLM_CALL" in reader.text()  # past the account: plain output
+    reader.answered(held_calls[0])
+    reader.close()
+    reader.on_stdout(marker + "\n")  # after the step: ignored, never counted
+    assert budget.held_bytes == 0 and len(held_calls) == 1
+
+
+def test_a_step_printing_past_its_share_is_reported_once_and_its_count_freed_at_the_end():
+    budget = HostFrameBudget(1 << 20)
+    stopped: list = []
+    reader = OutputReader(lambda call, held: None, budget=budget, on_too_much=lambda: stopped.append(1))
+    for _ in range(300):
+        reader.on_stdout("x" * 10_000 + "\n")
+    assert stopped == [1] and reader.too_much and budget.held_bytes <= 1 << 20
+    reader.close()
+    assert budget.held_bytes == 0

@@ -18,6 +18,7 @@ from rlm.engine.calls import aask_step, ask_step, model_name
 from rlm.engine.describe import context_length
 from rlm.engine.limits import clip_answer, clip_execution
 from rlm.engine.node import Ask, NodeOutcome, NodeRun
+from rlm.engine.slots import Slot
 from rlm.errors import BudgetExceededError, RLMError
 from rlm.events import NodeFinished, NodeStarted
 from rlm.sandbox.base import ExecutionResult, Sandbox
@@ -179,22 +180,52 @@ async def adrive(node: NodeRun) -> NodeOutcome:
             end(node, None, exc)
         raise
     finally:
-        # Cancelled (or failed) while a step runs on the worker thread: that step's code must not
-        # go on starting sub-calls, and the ones under way stop (their child nodes close their
-        # sandboxes and report their end before this node does); close waits for the step to end.
-        await subcalls.stop()
-        try:
-            if opening is not None:
-                await asyncio.wait({opening})  # close must not race a start still under way
-                if not opening.cancelled():
-                    opening.exception()  # raised above if it mattered; another error is on its way
-            if sandbox is not None:
-                await loop.run_in_executor(worker, sandbox.close)
-        finally:
-            worker.shutdown(wait=False)
-            slot.release()
+        await _to_its_end(_close_node(subcalls, opening, sandbox, worker, slot))
         if outcome is not None:
             end(node, outcome, None)
+
+
+async def _close_node(
+    subcalls: SubcallsInFlight,
+    opening: asyncio.Future[None] | None,
+    sandbox: Sandbox | None,
+    worker: ThreadPoolExecutor,
+    slot: Slot,
+) -> None:
+    """Cancelled (or failed) while a step runs on the worker thread: that step's code must not go
+    on starting sub-calls, and the ones under way stop (their child nodes close their sandboxes and
+    report their end before this node does); close waits for the step to end, and only then is the
+    node's slot (and a session's lock, held by its caller) free for the next one."""
+    await subcalls.stop()
+    try:
+        if opening is not None:
+            await asyncio.wait({opening})  # close must not race a start still under way
+            if not opening.cancelled():
+                opening.exception()  # raised above if it mattered; another error is on its way
+        if sandbox is not None:
+            await asyncio.get_running_loop().run_in_executor(worker, sandbox.close)
+    finally:
+        worker.shutdown(wait=False)
+        slot.release()
+
+
+async def _to_its_end(work: Coroutine[Any, Any, None]) -> None:
+    """Await `work` to its end even if this task is cancelled again meanwhile, then let the cancel
+    through. A second cancel (a user's impatient Ctrl-C, a timeout around a timeout) cut a cancelled
+    node's clean-up short: the question returned while its step still ran, and the next question
+    shared the session's worker with it."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():  # the clean-up itself was cancelled: the loop is going away
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class SubcallsInFlight:

@@ -14,6 +14,7 @@ root's context per level of the tree (each level's sub-calls hold at most its sl
 
 from __future__ import annotations
 
+import json
 import threading
 
 BASE_FRAME_BYTES = 64 << 20  # a worker's own cap, beyond twice its context
@@ -22,6 +23,41 @@ BASE_FRAME_BYTES = 64 << 20  # a worker's own cap, beyond twice its context
 # Frames are counted at their decoded size: ASCII text takes a byte a character on the host,
 # other text up to 4 (Python stores a string at the width of its widest character).
 NON_ASCII_WIDTH = 4
+
+
+# What one JSON value costs the host beyond its text once parsed: a short str is 56 bytes and its
+# slot in a list 8; a float 24, an int 28-32, a dict entry about 50 beside its value. A list of
+# 1.3 million "ab" (a 7.8 MB message) parsed to 77 MB (attack round 11).
+VALUE_BYTES = 64
+
+
+def parsed_bytes(text: str) -> int:
+    """What parsing the JSON `text` may make the host hold: the text at its decoded width, and an
+    object for each value."""
+    return len(text) * (1 if text.isascii() else NON_ASCII_WIDTH) + VALUE_BYTES * json_values(text)
+
+
+def json_values(text: str) -> int:
+    """At most how many values parsing `text` builds: every value but the outermost follows a ",",
+    a ":", a "[" or a "{" outside strings. One pass of C counts when punctuation is sparse (an upper
+    bound costing at most the text's own size again); where it is dense, the strings are skipped
+    with JSON's own scanner, so commas inside them do not count (a CSV slice is not a million
+    values). Malformed JSON raises ValueError, as parsing it would."""
+    bound = _punctuation(text, 0, len(text)) + 1
+    if bound * VALUE_BYTES <= len(text):
+        return bound
+    values, position = 1, 0
+    while True:
+        quote = text.find('"', position)
+        end = len(text) if quote < 0 else quote
+        values += _punctuation(text, position, end)
+        if quote < 0:
+            return values
+        _, position = json.decoder.scanstring(text, quote + 1)  # type: ignore[attr-defined]
+
+
+def _punctuation(text: str, start: int, end: int) -> int:
+    return sum(text.count(mark, start, end) for mark in ",:[{")
 
 
 def run_budget_bytes(root_context_chars: int, max_depth: int, ascii_only: bool = True) -> int:

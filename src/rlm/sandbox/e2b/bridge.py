@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from rlm.sandbox.host_memory import BASE_FRAME_BYTES, NON_ASCII_WIDTH, HostFrameBudget, parsed_bytes
+from rlm.sandbox.local.output import OutputBuffer
 from rlm.sandbox.local.policy import READY_MODULES
 
 CALL_MARK = "\x1eRLM_CALL "
@@ -19,6 +21,10 @@ FINAL_MARK = "\x1eRLM_FINAL "
 _MARK_START = "\x1eRLM_"
 FINAL_SIGNAL = "_RLMFinal"
 _CALL_ID = re.compile(r"[0-9a-f]{32}")
+# What the SDK may hold of one step's printed output before the step is stopped (its `run_code`
+# keeps every streamed message until the cell ends), and what one message costs beside its text.
+MAX_STEP_OUTPUT_BYTES = 8 << 20
+MESSAGE_BYTES = 256
 
 _PRELUDE = r'''
 import json as _rlm_json, os as _rlm_os, sys as _rlm_sys, time as _rlm_time, uuid as _rlm_uuid
@@ -144,16 +150,45 @@ class OutputReader:
     """Rebuilds lines from the SDK's output messages and acts on marker lines.
 
     A message holds whatever the kernel flushed: several lines, or part of one (`'partial'`, then
-    `' end\\n'`), so text is buffered until its newline. The SDK calls `on_stdout`/`on_stderr` on the
+    `' end\\n'`), so text is kept until its newline. The SDK calls `on_stdout`/`on_stderr` on the
     thread running `run_code`; `on_call` must only hand the call over, never block on the answer.
     Nothing here raises: a malformed marker is kept as plain output.
+
+    What a step prints is kept as the local worker keeps it (a head and a tail of `output_limit`
+    characters each): a step printing in a loop held its whole output on the host (attack round
+    10). But the SDK's `run_code` also keeps every message it streams until the cell ends, so what
+    the step printed counts against the run's account (`budget`) and a per-step cap
+    (`max_step_bytes`) as it arrives; past either, `on_too_much` is called once, and the sandbox
+    stops the step (which frees the SDK's copy). An open line is kept up to `max_line_chars`; past
+    that it cannot be a marker and goes to the output as plain text up to its newline. A call
+    waiting for the host is counted against the account at its parsed size until `answered`; one
+    that does not fit is plain output, so its code waits for a reply that never comes and the
+    step's limit ends it.
     """
 
-    def __init__(self, on_call: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        on_call: Callable[[dict[str, Any], int], None],
+        *,
+        output_limit: int = 100_000,
+        max_line_chars: int = BASE_FRAME_BYTES,
+        budget: HostFrameBudget | None = None,
+        max_step_bytes: int = MAX_STEP_OUTPUT_BYTES,
+        on_too_much: Callable[[], None] = lambda: None,
+    ) -> None:
         self._on_call = on_call
+        self._on_too_much = on_too_much
+        self._max_step_bytes = max_step_bytes
+        self._streamed = 0  # bytes the SDK holds for this step, as counted against the account
+        self.too_much = False
         self._lock = threading.Lock()
-        self._open = {"stdout": "", "stderr": ""}
-        self._lines: list[str] = []
+        self._output = OutputBuffer(output_limit)
+        self._max_line_chars = max_line_chars
+        self._budget = budget
+        self._open: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._open_chars = {"stdout": 0, "stderr": 0}
+        self._spilling = {"stdout": False, "stderr": False}  # the open line was too long for a marker
+        self._closed = False
         self.final: str | None = None
 
     def on_stdout(self, message: Any) -> None:
@@ -165,23 +200,76 @@ class OutputReader:
     def finish(self) -> None:
         """The cell is over: an unterminated last line is still a line."""
         with self._lock:
-            for stream, text in self._open.items():
-                if text:
-                    self._open[stream] = ""
-                    self._line(text, markers=stream == "stdout")
+            for stream in self._open:
+                if self._open[stream] or self._spilling[stream]:
+                    self._end_line(stream)
+
+    def close(self) -> None:
+        """The step is over: later output (a killed sandbox's last messages) is ignored, and no call
+        is counted against the account any more."""
+        with self._lock:
+            self._closed = True
+            if self._budget is not None:
+                self._budget.give(self._streamed)
+            self._streamed = 0
+
+    def answered(self, held: int) -> None:
+        """A call handed over with `held` bytes counted is done with: they no longer count."""
+        if self._budget is not None:
+            self._budget.give(held)
 
     def text(self) -> str:
         with self._lock:
-            lines = [*self._lines, *(text for text in self._open.values() if text)]
-        return "".join(f"{line}\n" for line in lines)
+            open_lines = ["".join(parts) + "\n" for parts in self._open.values() if parts]
+            return self._output.getvalue() + "".join(open_lines)
 
     def _feed(self, stream: str, message: Any) -> None:
         text = getattr(message, "line", message)
         text = text if isinstance(text, str) else str(text)
         with self._lock:
-            *complete, self._open[stream] = (self._open[stream] + text).split("\n")
-            for line in complete:
-                self._line(line, markers=stream == "stdout")
+            if self._closed:
+                return
+            self._count_streamed(len(text) * (1 if text.isascii() else NON_ASCII_WIDTH) + MESSAGE_BYTES)
+            start = 0
+            while start < len(text):
+                newline = text.find("\n", start)
+                end = len(text) if newline < 0 else newline
+                self._add(stream, text[start:end])
+                if newline < 0:
+                    break
+                self._end_line(stream)
+                start = newline + 1
+
+    def _count_streamed(self, size: int) -> None:
+        if self.too_much:
+            return
+        if self._streamed + size > self._max_step_bytes or (self._budget is not None and not self._budget.take(size)):
+            self.too_much = True
+            self._on_too_much()
+            return
+        self._streamed += size
+
+    def _add(self, stream: str, piece: str) -> None:
+        # Pieces are joined once, at the newline: joining on every flush made a line flushed a
+        # character at a time quadratic.
+        if self._spilling[stream]:
+            self._output.write(piece)
+            return
+        self._open[stream].append(piece)
+        self._open_chars[stream] += len(piece)
+        if self._open_chars[stream] > self._max_line_chars:
+            for part in self._open[stream]:
+                self._output.write(part)
+            self._open[stream], self._open_chars[stream], self._spilling[stream] = [], 0, True
+
+    def _end_line(self, stream: str) -> None:
+        if self._spilling[stream]:
+            self._output.write("\n")
+            self._spilling[stream] = False
+            return
+        line = "".join(self._open[stream])
+        self._open[stream], self._open_chars[stream] = [], 0
+        self._line(line, markers=stream == "stdout")
 
     def _line(self, line: str, *, markers: bool) -> None:
         # A marker is looked for anywhere in the line, not only at its start: the prelude starts
@@ -190,16 +278,24 @@ class OutputReader:
         at = line.find(_MARK_START) if markers else -1
         if at >= 0 and self._marker(line[at:]):
             if at:
-                self._lines.append(line[:at])
+                self._output.write(line[:at] + "\n")
             return
-        self._lines.append(line)
+        self._output.write(line + "\n")
 
     def _marker(self, text: str) -> bool:
         if text.startswith(CALL_MARK):
-            call = parse_call(text[len(CALL_MARK) :])
-            if call is None:
+            payload = text[len(CALL_MARK) :]
+            try:
+                held = parsed_bytes(payload)
+            except ValueError:
                 return False
-            self._on_call(call)
+            if self._budget is not None and not self._budget.take(held):
+                return False
+            call = parse_call(payload)
+            if call is None:
+                self.answered(held)
+                return False
+            self._on_call(call, held)
             return True
         if text.startswith(FINAL_MARK):
             try:

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from rlm.errors import SandboxError
 from rlm.sandbox.base import ExecutionResult, SandboxLimits, SubcallHandler, clip_middle
 from rlm.sandbox.e2b import service
-from rlm.sandbox.e2b.bridge import FINAL_SIGNAL, OutputReader, prelude
+from rlm.sandbox.e2b.bridge import FINAL_SIGNAL, MAX_STEP_OUTPUT_BYTES, OutputReader, prelude
+from rlm.sandbox.host_memory import BASE_FRAME_BYTES
 
 DEFAULT_WORKDIR = "/home/user/.rlm"
 # Short, so the sandboxes of a crashed host stop soon; extended before each step and while the
@@ -86,6 +87,9 @@ class E2BSandbox:
         self._box: Any = None
         self._context: Any = None
         self._loaded = False
+        # A call marker's line is bounded as the local worker's frames are: 64 MiB plus twice the
+        # context (set when the context is uploaded).
+        self._max_marker_chars = BASE_FRAME_BYTES
         service.warn_memory_limit_once(self.limits.memory_limit_mb, SandboxLimits().memory_limit_mb)
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -131,7 +135,27 @@ class E2BSandbox:
             service.logger.info("could not extend the E2B sandbox: %s: %s", type(exc).__name__, exc)
 
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        reader = OutputReader(lambda call: events.put(("call", call)))
+        reader = OutputReader(
+            lambda call, held: events.put(("call", (call, held))),
+            output_limit=self.limits.max_output_chars,
+            max_line_chars=self._max_marker_chars,
+            budget=self.limits.frame_budget,
+            on_too_much=lambda: events.put(("too_much", None)),
+        )
+        try:
+            return self._run_step(code, handler, reader, events)
+        finally:
+            # Calls still queued (a step cut at its deadline) no longer count against the run's
+            # account; the reader counts no new ones.
+            reader.close()
+            while not events.empty():
+                kind, value = events.get_nowait()
+                if kind == "call":
+                    reader.answered(value[1])
+
+    def _run_step(
+        self, code: str, handler: SubcallHandler, reader: OutputReader, events: queue.Queue[tuple[str, Any]]
+    ) -> ExecutionResult:
         box = self._box
 
         def run() -> None:
@@ -162,16 +186,25 @@ class E2BSandbox:
             left -= time.monotonic() - waited_from
             if kind == "call":
                 answering_from = time.monotonic()
+                call, held = value
                 try:
-                    host_work = self._answer(box, value, handler)
+                    host_work = self._answer(box, call, handler)
                 except _Lost as exc:
                     return self._restarted(reader.text(), f"SandboxLost: {exc}")
+                finally:
+                    reader.answered(held)
                 # Only the host's own work on a call it carried out is off the step's clock. Writing
                 # the reply, and a refused call (past the budget or the step's deadline), are the
                 # step's: markers printed in a loop otherwise held the step past every limit.
                 left -= (time.monotonic() - answering_from) - host_work
             elif kind == "done":
                 return self._result(value, reader)
+            elif kind == "too_much":
+                return self._restarted(
+                    reader.text(),
+                    f"OutputLimit: the step printed more than the host keeps for a step ({MAX_STEP_OUTPUT_BYTES >> 20} "
+                    "MB, or the run's share left) and was stopped; print summaries, not whole data",
+                )
             elif isinstance(value, service.sdk_errors().TimeoutException):
                 # Includes SandboxNotRunningException and SandboxUnreachableException: the sandbox
                 # reached its lifetime, was killed, or cannot be reached.
@@ -224,6 +257,7 @@ class E2BSandbox:
         else:
             data = json.dumps(context, ensure_ascii=False).encode("utf-8")
             name, reader = "context.json", "_rlm_json.load(context_file)"
+        self._max_marker_chars = BASE_FRAME_BYTES + 2 * len(data)
         path = posixpath.join(self.workdir, name)
         seconds = UPLOAD_BASE_S + len(data) / UPLOAD_MIN_BYTES_PER_S
         # A streamed, gzip-compressed upload: a `str` would be one in-memory request under the

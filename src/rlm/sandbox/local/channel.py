@@ -15,7 +15,7 @@ import select
 import time
 from typing import Any
 
-from rlm.sandbox.host_memory import NON_ASCII_WIDTH, HostFrameBudget
+from rlm.sandbox.host_memory import NON_ASCII_WIDTH, HostFrameBudget, parsed_bytes
 from rlm.sandbox.local import protocol
 
 _F_SETPIPE_SZ = 1031  # Linux: larger pipes mean fewer wake-ups for a 100 MB context
@@ -94,10 +94,9 @@ class WorkerChannel:
             raise ChannelError(f"the worker sent a frame of {size} bytes; the limit is {self.max_frame_bytes}")
         self._hold(size)
         raw = self._read_exactly(size, deadline)
-        if not raw.isascii():
-            # Decoded, non-ASCII text takes up to 4 bytes a character (one emoji widens the whole
-            # string): count the frame at that width before decoding it.
-            self._hold(NON_ASCII_WIDTH * size)
+        # Decoded, non-ASCII text takes up to 4 bytes a character (one emoji widens the whole
+        # string): count the frame at that width before decoding it.
+        self._hold(size if raw.isascii() else NON_ASCII_WIDTH * size)
         # A few bytes of JSON can become tens of bytes of Python objects ("{}," is a dict): bound
         # what parsing may build on the host, whatever the frame's size.
         containers = raw.count(b"{") + raw.count(b"[")
@@ -106,7 +105,12 @@ class WorkerChannel:
                 f"the worker sent a frame of {containers} JSON objects and lists; the limit is {MAX_CONTAINERS}"
             )
         try:
-            message = json.loads(raw.decode("utf-8"))
+            text = raw.decode("utf-8")
+            del raw
+            # ... and each value is an object of its own: the frame counts at what parsing builds,
+            # before it is parsed.
+            self._hold(parsed_bytes(text))
+            message = json.loads(text)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ChannelError(f"the worker sent a malformed frame ({type(exc).__name__})") from None
         if not isinstance(message, dict):

@@ -103,6 +103,11 @@ DENIED_SYSCALLS = (
     # legacy AIO: io_setup draws on one quota for the whole machine (fs.aio-max-nr); a worker that
     # took it made every other process's io_setup fail with EAGAIN while it lived
     "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
+    # per-user kernel quotas shared with the host's user: each POSIX timer takes a slot of the
+    # user's RLIMIT_SIGPENDING (a worker holding them all made the host's own timer_create fail);
+    # epoll watches are kernel memory outside the address-space cap, on the user's
+    # max_user_watches (the worker's Python uses neither)
+    "timer_create", "epoll_create", "epoll_create1",
     # the machine itself
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
     "swapon", "swapoff", "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",

@@ -1,7 +1,8 @@
 """The step's printed output: `print` in the model's code writes into an OutputBuffer.
 
-Loaded inside the worker process only (as a top-level module, like `policy`, which hands
-PrintCollector to the code as RestrictedPython's `_print_`).
+Loaded inside the worker process as a top-level module, like `policy`, which hands PrintCollector
+to the code as RestrictedPython's `_print_`; the E2B adapter's host side keeps a step's output in an
+OutputBuffer too. It imports nothing outside the standard library.
 """
 
 from __future__ import annotations

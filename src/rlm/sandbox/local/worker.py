@@ -34,12 +34,30 @@ def _cap_memory(extra_mb: int) -> None:
     _memory_capped = True
 
 
+_MAX_PENDING_SIGNALS = 64
+_MAX_DESCRIPTORS = 64
+
+
 def _harden_process() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # No file may grow: the model's code has no `open`, and this closes the door twice.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    # Per-user kernel quotas are shared with the host's user (the same uid, root in CI): the
+    # worker's share of queued signals and of descriptors (each can hold kernel objects outside
+    # the address-space cap: eventfds, timerfds, watches) is kept to what it needs. It holds
+    # about seven descriptors; an import opens one file at a time.
+    _lower_limit(getattr(resource, "RLIMIT_SIGPENDING", None), _MAX_PENDING_SIGNALS)  # Linux only
+    _lower_limit(resource.RLIMIT_NOFILE, _MAX_DESCRIPTORS)
     signal.signal(repl.STEP_SIGNAL, repl.on_step_timeout)
+
+
+def _lower_limit(which: int | None, most: int) -> None:
+    if which is None:
+        return
+    _, hard = resource.getrlimit(which)
+    cap = most if hard == resource.RLIM_INFINITY else min(hard, most)
+    resource.setrlimit(which, (cap, cap))
 
 
 def _readable_in_jail() -> list[str]:
