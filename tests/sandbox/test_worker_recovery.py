@@ -197,3 +197,28 @@ def test_a_reaped_worker_is_never_signalled_again(monkeypatch):
     finally:
         running.kill()
         running.wait()
+
+
+SLOW_DEFINE = """
+import sys, time
+protocol = sys.modules['protocol']
+send = protocol.send
+def late(stream, message):
+    if message.get('type') == 'defined':
+        time.sleep(2.5)  # past the host's deadline for the request
+    send(stream, message)
+protocol.send = late
+"""
+
+
+def test_a_worker_that_answers_a_request_too_late_is_never_read_from_again(unrestricted, monkeypatch):
+    import rlm.sandbox.local.sandbox as local_sandbox
+
+    assert unrestricted.execute(SLOW_DEFINE, no_calls).error is None
+    monkeypatch.setattr(local_sandbox, "START_TIMEOUT_S", 1.0)
+    with pytest.raises(Exception, match="refused 'define': no answer"):
+        unrestricted.define_tools(["lookup"])
+    time.sleep(2.0)  # the late answer is on its way, or would be from a worker left alive
+    # A worker left alive sent its late "defined" as the answer to this step's request.
+    result = unrestricted.execute("print(len(context))", no_calls)
+    assert result.error is None and result.output == "11\n", result

@@ -213,6 +213,9 @@ class LocalSandbox:
             if not isinstance(exc, ChannelError):
                 raise
             raise SandboxError(f"the sandbox worker failed during {message['op']!r}: {exc}") from exc
+        if reply is None:
+            # Its answer may still come, and would be read as the reply to the next request.
+            self._kill()
         if reply is None or reply.get("type") != expected:
             detail = (reply or {}).get("error", "no answer")
             raise SandboxError(f"the sandbox worker refused {message['op']!r}: {detail}")
