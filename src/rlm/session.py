@@ -15,11 +15,13 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from rlm.engine.conversation import Compaction, Conversation, compact_threshold
+from rlm.engine.describe import context_is_ascii, context_length
 from rlm.engine.module import validate_inputs
 from rlm.engine.parsing import bound_names, cut_after_code
 from rlm.engine.result import RLMResult, StepRecord
 from rlm.errors import ConfigurationError
 from rlm.sandbox.base import ExecutionResult, Sandbox, SandboxLimits, SubcallHandler
+from rlm.sandbox.host_memory import HostFrameBudget, run_budget_bytes
 from rlm.sandbox.registry import create_sandbox
 
 if TYPE_CHECKING:
@@ -33,8 +35,11 @@ class _KeptSandbox:
     """The session's sandbox as a question's root node sees it: started and loaded already, and
     the node's `close` at the end of a question is not the end of the sandbox."""
 
-    def __init__(self, inner: Sandbox) -> None:
+    def __init__(self, inner: Sandbox, frame_budget: HostFrameBudget) -> None:
         self.inner = inner
+        # The session's account of worker messages held on the host: its own worker counts against
+        # it, and each question's tree shares it (engine/module.py), as one run's nodes do.
+        self.frame_budget = frame_budget
 
     def start(self) -> None:
         pass
@@ -140,7 +145,10 @@ class Session:
     # --- internals -----------------------------------------------------------------------------------
     def _open(self) -> None:
         config = self._rlm.config
-        limits = SandboxLimits(config.exec_timeout, config.memory_limit_mb, config.max_output_chars)
+        self._frame_budget = HostFrameBudget(
+            run_budget_bytes(context_length(self.context), config.max_depth, context_is_ascii(self.context))
+        )
+        limits = SandboxLimits(config.exec_timeout, config.memory_limit_mb, config.max_output_chars, self._frame_budget)
         sandbox = create_sandbox(config.sandbox, limits)
         try:
             sandbox.start()
@@ -160,7 +168,7 @@ class Session:
             raise RuntimeError("this session is closed: open a new one with rlm.session(context)")
         note = self._note(self._sandbox)
         self.conversation.begin_question()
-        return _KeptSandbox(self._sandbox), note, self.conversation
+        return _KeptSandbox(self._sandbox, self._frame_budget), note, self.conversation
 
     def _remember(self, query: str, result: RLMResult) -> None:
         self.conversation.end_question(closing_reply(result), [step.output for step in result.trajectory])

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from rlm import RLM
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.host_memory import BASE_FRAME_BYTES, HostFrameBudget, run_budget_bytes
 from rlm.sandbox.local import LocalSandbox
+from rlm.testing import scripted_lm
+
+
+def code(src: str) -> str:
+    return f"```python\n{src}\n```"
 
 
 def test_the_account_refuses_what_would_pass_its_limit_and_counts_nothing_then():
@@ -38,3 +44,18 @@ def test_a_call_past_the_runs_budget_restarts_only_that_worker_and_frees_its_cou
         after = box.execute("print(len(context))", echo)
         assert after.output.strip() == "7"
     assert seen == [100_000]  # the refused call never reached the host function
+
+
+def test_a_sessions_own_worker_counts_against_the_account_its_questions_share():
+    # The session's root worker had only its per-frame cap (64 MiB plus twice the context), so
+    # question after question it could make the host hold frames the run's account never saw.
+    steps = [
+        code("print(recursive_llm('q', ['ab'] * 1_300_000))"),  # 7.8 MB, ~91 MB once parsed
+        code("FINAL('after')"),
+    ]
+    lm, _ = scripted_lm(lambda messages: steps.pop(0) if steps else code("FINAL('after')"))
+    sub, _ = scripted_lm(lambda messages: code("FINAL('sub')"), model="scripted/sub")
+    with RLM(model=lm, recursive_model=sub, exec_timeout=20.0, max_iterations=2).session("ctx") as session:
+        result = session.run("q")
+        assert result.answer == "after" and "bytes the host keeps for them" in (result.trajectory[0].error or "")
+        assert session._frame_budget.held_bytes == 0

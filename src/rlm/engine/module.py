@@ -104,7 +104,9 @@ class RLMModule(dspy.Module):
         )
         bus = EventBus([totals, budget.record, *self.subscribers])
         # One account for the whole tree: what its workers' messages may hold on the host at once.
-        frame_budget = HostFrameBudget(
+        # A session's questions share the account its own worker counts against.
+        kept: HostFrameBudget | None = getattr(session[0], "frame_budget", None) if session else None
+        frame_budget = kept or HostFrameBudget(
             run_budget_bytes(context_length(context), config.max_depth, context_is_ascii(context))
         )
         limits = SandboxLimits(config.exec_timeout, config.memory_limit_mb, config.max_output_chars, frame_budget)
