@@ -90,3 +90,23 @@ def test_any_list_of_text_survives_the_round_trip_through_final_text(values):
 @pytest.mark.parametrize("text", ["{[1]: 2}", "[" * 100_000, "{'a': set()}", "\x00"])
 def test_any_text_gives_a_refusal_never_an_exception(text):
     assert AnswerType(int).refusal(text) is not None
+
+
+@pytest.mark.parametrize(
+    ("spec", "answer"),
+    [
+        (float, "nan"),
+        (float, "inf"),
+        (float, "-Infinity"),
+        (list[float], "[1.0, NaN]"),
+        (dict[str, float], '{"a": Infinity}'),
+    ],
+)
+def test_nan_and_infinity_are_refused_as_answers(spec, answer):
+    # They validate as floats, but mean no answer, and strict JSON (a batch row, --json) cannot hold them.
+    refusal = AnswerType(spec).refusal(answer)
+    assert refusal is not None and "finite" in refusal
+
+
+def test_a_finite_float_still_fits():
+    assert AnswerType(float).refusal("1e308") is None and AnswerType(list[float]).parse("[0.5, -2]") == [0.5, -2.0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import math
 import sys
 from typing import Any
 
@@ -52,9 +53,17 @@ class AnswerType:
         first: ValidationError | None = None
         for candidate in _candidates(answer):
             try:
-                return self.adapter.validate_python(candidate)
+                value = self.adapter.validate_python(candidate)
             except ValidationError as exc:
                 first = first or exc
+                continue
+            if not _finite(self.adapter.dump_python(value)):
+                # "nan" and "inf" validate as floats; no answer means them, and strict JSON (a
+                # batch row, `rlm ask --output float --json` read by another tool) cannot hold them.
+                raise ValidationError.from_exception_data(
+                    "Answer", [{"type": "finite_number", "loc": (), "input": answer[:100]}]
+                )
+            return value
         assert first is not None
         raise first
 
@@ -111,6 +120,20 @@ def _writable(value: Any) -> bool:
                 return False
             members = [*item, *item.values()] if isinstance(item, dict) else list(item)
             pending.extend((member, depth + 1) for member in members)
+    return True
+
+
+def _finite(value: Any) -> bool:
+    """Whether no float in `value` (lists and dicts of it, as dumped) is NaN or infinite."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        if isinstance(item, (list, tuple, set, frozenset)):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
     return True
 
 
