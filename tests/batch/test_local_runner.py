@@ -133,3 +133,20 @@ def test_rlm_batch_is_callable_whichever_import_came_first():
     import rlm.batch.store  # binds the package to the name `batch` on `rlm`
 
     assert callable(rlm.batch) and rlm.batch.BatchResult is rlm.BatchResult
+
+
+def test_an_item_timeout_stops_an_item_whose_step_only_spins(make_lm, tmp_path):
+    # The item's step would run to its own limit (exec_timeout, 120 s here); its worker is killed
+    # when item_timeout cancels the item, and the next item runs.
+    lm, _ = make_lm(
+        lambda messages: (
+            "```python\nwhile True:\n    pass\n```" if "spin" in messages[-1]["content"] else ANSWER_FROM_CONTEXT
+        )
+    )
+    started = time.perf_counter()
+    spinning = [{"id": "spin", "query": "spin", "context": "x"}, *items(1)]
+    results = {
+        r.id: r for r in rlm.batch(spinning, out=tmp_path / "r.jsonl", model=lm, item_timeout=1.0, exec_timeout=120.0)
+    }
+    assert results["spin"].error_class == "TimeoutError" and results["q0"].ok
+    assert time.perf_counter() - started < 60

@@ -102,3 +102,17 @@ async def test_a_cancelled_run_ends_its_child_nodes_before_it_returns(make_lm):
     started = [e.node_id for e in events if isinstance(e, NodeStarted)]
     finished = [e.node_id for e in events if isinstance(e, NodeFinished)]
     assert len(started) == 2 and finished == started[::-1]  # the child ended, and said so, first
+
+
+async def test_a_cancelled_run_stops_its_spinning_step_at_once(make_lm):
+    # A step that only spins used to hold a cancelled run (an item_timeout, a task's cancel) until
+    # its own limit, exec_timeout + 1 s; its worker is now killed when the run is cancelled.
+    root, _ = make_lm(["```python\nwhile True:\n    pass\n```"])
+    seen: list[object] = []
+    started = time.perf_counter()
+    task = asyncio.create_task(RLM(model=root, exec_timeout=120.0, on_event=seen.append).arun("q", "ctx"))
+    await asyncio.sleep(1.5)  # the step is spinning
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert time.perf_counter() - started < 60  # far below the step's 120 s limit

@@ -180,6 +180,12 @@ async def adrive(node: NodeRun) -> NodeOutcome:
             end(node, None, exc)
         raise
     finally:
+        if outcome is None and sandbox is not None and sandbox is not node.session_sandbox:
+            # Cancelled or failed: its step, if one runs, has nothing left to give. A session's
+            # worker keeps its variables for the next question, so that step ends by its own limit.
+            interrupt = getattr(sandbox, "interrupt", None)  # optional: not part of the Sandbox protocol
+            if interrupt is not None:
+                interrupt()
         await _to_its_end(_close_node(subcalls, opening, sandbox, worker, slot))
         if outcome is not None:
             end(node, outcome, None)

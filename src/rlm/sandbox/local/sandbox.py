@@ -147,6 +147,13 @@ class LocalSandbox:
         self._closed = True
         self._kill()  # a worker keeps nothing worth a clean exit: killed at once, reaped off this thread
 
+    def interrupt(self) -> None:
+        """Kill the worker now, from any thread: a step under way ends at once with an error (the
+        sandbox is closed, as by `close`). Without it a cancelled run (an `item_timeout`, a task's
+        cancel) waited for its step's own limit, `exec_timeout` + 1 s, for code that only spins."""
+        self._closed = True
+        self._signal_worker(signal.SIGKILL)
+
     def __enter__(self) -> LocalSandbox:
         self.start()
         return self
