@@ -6,8 +6,9 @@ Holes are strict xfails (reproductions, causes and suggested fixes in the round'
 /tmp/s9/attack12/): an ASCII frame whose JSON escapes decode to astral characters counts at a
 quarter of what it builds; counting a frame walks its strings in Python (a 2 s step held the host
 for half a minute); the E2B reader rebuilds its output tail on every line, under a lock the step's
-deadline waits on; page tables are kernel memory outside RLIMIT_AS (twice the worker's cap); JSON
-escapes carry lone surrogates past the channel and end the run with a ProviderError.
+deadline waits on; page tables and Landlock rules are kernel memory outside RLIMIT_AS (page tables
+twice the worker's cap); JSON escapes carry lone surrogates past the channel and end the run with a
+ProviderError.
 """
 
 from __future__ import annotations
@@ -211,6 +212,53 @@ def test_the_workers_page_tables_stay_within_its_memory_cap():
         assert process is not None
         page_tables = _status_mb(process.pid, "VmPTE")
     assert outcome.startswith("DENIED") or page_tables < 256, (outcome, page_tables)
+
+
+LANDLOCK_RULES = """
+class Attr(ctypes.Structure):
+    _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
+class Beneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed", ctypes.c_uint64), ("fd", ctypes.c_int32)]
+attr = Attr(1, 0, 0)
+paths, stack = [], [os.path.dirname(os.__file__)]
+while stack and len(paths) < 60_000:
+    folder = stack.pop()
+    try:
+        for entry in os.scandir(folder):
+            paths.append(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+    except OSError:
+        pass
+rulesets, rules = [], 0
+try:
+    for _ in range(3):
+        rulesets.append(sc(444, ctypes.byref(attr), ctypes.sizeof(attr), 0))  # landlock_create_ruleset
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                sc(445, rulesets[-1], 1, ctypes.byref(Beneath(1, fd)), 0)  # landlock_add_rule
+                rules += 1
+            finally:
+                os.close(fd)
+finally:
+    for ruleset in rulesets:
+        os.close(ruleset)
+result = rules
+"""
+
+
+@x86_64_only
+@pytest.mark.xfail(strict=True, reason="hole 6: Landlock rules are kernel memory outside RLIMIT_AS")
+def test_the_worker_cannot_hold_landlock_rules_by_the_hundred_thousand(unrestricted):
+    # Seen: ~66 bytes of unreclaimable slab a rule; 56 rulesets (the descriptor limit) of the standard
+    # library's ~60,000 names hold ~3.3 million rules, ~220 MB a worker, none of it in its cap.
+    outcome = attempt(unrestricted, LANDLOCK_RULES)
+    assert outcome.startswith("DENIED") or int(outcome.split(":", 1)[1]) < 100_000, outcome
 
 
 @x86_64_only
