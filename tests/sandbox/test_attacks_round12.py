@@ -8,7 +8,7 @@ quarter of what it builds; counting a frame walks its strings in Python (a 2 s s
 for half a minute); the E2B reader rebuilds its output tail on every line, under a lock the step's
 deadline waits on; page tables and Landlock rules are kernel memory outside RLIMIT_AS (page tables
 twice the worker's cap); JSON escapes carry lone surrogates past the channel and end the run with a
-ProviderError.
+ProviderError; a batch item id holding a lone surrogate ends the whole batch.
 """
 
 from __future__ import annotations
@@ -367,3 +367,19 @@ def test_forged_call_frames_leave_the_account_empty():
         assert oversized.restarted and "bytes the host keeps" in (oversized.error or ""), oversized
         assert budget.held_bytes == 0
         assert box.execute("print(len(context))", no_calls).output == "3\n"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 7: an item id with a lone surrogate ends the batch (safe_name)")
+def test_an_item_id_with_a_lone_surrogate_is_one_failed_or_answered_row(tmp_path):
+    # A JSONL items file with "\ud800" in an id: the item is recorded, and the next item runs.
+    items = tmp_path / "items.jsonl"
+    items.write_text(
+        '{"id": "evil-\\ud800", "query": "q", "context": "c"}\n{"id": "later", "query": "q", "context": "c"}\n'
+    )
+    server = FakeOpenAIServer(lambda body: code("FINAL('ok')")).start()
+    settings = {"model": "openai/test-model", "api_base": server.base_url, "api_key": "test", "concurrency": 1}
+    try:
+        rows = {r.id: r for r in batch(str(items), out=tmp_path / "r.jsonl", **settings)}
+    finally:
+        server.stop()
+    assert rows["later"].answer == "ok" and len(rows) == 2
