@@ -13,6 +13,7 @@ ProviderError; a batch item id holding a lone surrogate ends the whole batch.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import textwrap
@@ -383,3 +384,46 @@ def test_an_item_id_with_a_lone_surrogate_is_one_failed_or_answered_row(tmp_path
     finally:
         server.stop()
     assert rows["later"].answer == "ok" and len(rows) == 2
+
+
+# --- 4. asyncio.run's shutdown with a run or a session question still in its step -------------------------
+SPIN = code("n = 0\nwhile True:\n    n += 1")
+
+
+def test_asyncio_run_ending_mid_step_stops_the_runs_worker(monkeypatch):
+    # The task is left pending: asyncio.run cancels it at its end, and the clean-up runs to its end.
+    boxes: list[LocalSandbox] = []
+
+    def make(limits: SandboxLimits) -> LocalSandbox:
+        boxes.append(LocalSandbox(limits))
+        return boxes[-1]
+
+    monkeypatch.setitem(registry._FACTORIES, "restricted", make)
+    lm, _ = scripted_lm([SPIN, code("FINAL('x')")])
+    rlm = RLM(model=lm, sandbox="restricted", exec_timeout=30.0)
+    pending: list[asyncio.Task] = []
+
+    async def leave_it_running() -> None:
+        pending.append(asyncio.create_task(rlm.arun("q", "ctx")))
+        await asyncio.sleep(1.5)
+
+    asyncio.run(leave_it_running())
+    assert len(boxes) == 1 and boxes[0]._process is None  # the worker was stopped and retired
+
+
+def test_asyncio_run_ending_mid_session_question_leaves_the_session_usable():
+    replies = [SPIN, code("print('second question ran', 6 * 7)"), code("FINAL('two')")]
+    lm, _ = scripted_lm(lambda messages: replies.pop(0) if replies else code("FINAL('x')"))
+    session = RLM(model=lm, sandbox="restricted", exec_timeout=3.0, max_iterations=2).session("ctx")
+    pending: list[asyncio.Task] = []
+    try:
+
+        async def leave_it_running() -> None:
+            pending.append(asyncio.create_task(session.arun("one")))
+            await asyncio.sleep(1.0)
+
+        asyncio.run(leave_it_running())  # waits for the question's step to end by its own limit
+        second = session.run("two")
+    finally:
+        session.close()
+    assert second.trajectory[0].error is None and "second question ran 42" in second.trajectory[0].output
