@@ -2,13 +2,19 @@
 E2B reader's head-and-tail output and its account, the OS jail alone against kernel memory and
 per-user quotas, a cancelled node's clean-up, sessions and batch items.
 
-Holes are strict xfails (reproductions, causes and suggested fixes in the round's HOLES.md,
-/tmp/s9/attack12/): an ASCII frame whose JSON escapes decode to astral characters counts at a
-quarter of what it builds; counting a frame walks its strings in Python (a 2 s step held the host
-for half a minute); the E2B reader rebuilds its output tail on every line, under a lock the step's
-deadline waits on; page tables and Landlock rules are kernel memory outside RLIMIT_AS (page tables
-twice the worker's cap); JSON escapes carry lone surrogates past the channel and end the run with a
-ProviderError; a batch item id holding a lone surrogate ends the whole batch.
+Seven holes were found (strict xfails first; reproductions, causes and suggested fixes in the
+round's HOLES.md, /tmp/s9/attack12/), all closed at their cause the same session: an ASCII frame
+whose JSON escapes decode to astral characters counted at a quarter of what it builds (escapes past
+Latin-1 now count at 4 bytes a character); counting a frame walked its strings in Python, a 2 s step
+holding the host for half a minute (one regex pass now); the E2B reader rebuilt its output tail on
+every line under a lock the step's deadline waits on (the tail is trimmed in amortized linear time,
+lines without a marker are written in one piece, and a stopped step's output is dropped); Landlock
+rules were kernel memory outside RLIMIT_AS (Landlock's calls are refused once the jail is entered);
+JSON escapes carried lone surrogates past the channel and ended the run with a ProviderError
+(sandbox messages are made UTF-8-able as they arrive); a batch item id holding a lone surrogate
+ended the whole batch (refused when the items are read). Page tables are kernel memory outside
+RLIMIT_AS too, and no syscall filter tells a sparse mapping from ld.so's: a worker whose page tables
+pass 32 MB after a step is replaced, which bounds how long they are held, not their peak in a step.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ import pytest
 
 from rlm import RLM
 from rlm.batch import batch
-from rlm.errors import RLMError
+from rlm.cli.main import main
+from rlm.errors import ConfigurationError, RLMError
 from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.host_memory import HostFrameBudget, parsed_bytes, run_budget_bytes
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
-from tests.sandbox.conftest import attempt, finishes_within, no_calls, x86_64_only
+from tests.sandbox.conftest import RAW, attempt, finishes_within, no_calls, x86_64_only
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -72,7 +79,6 @@ def _counted_and_parsed(body: bytes) -> dict[str, int]:
 
 
 # --- 1. the frame account's count --------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="hole 1: JSON escapes in an ASCII frame decode to astral text at 4x")
 def test_an_ascii_frame_of_escaped_astral_text_counts_at_what_it_decodes_to():
     # 5 MB of ASCII with one "\\ud83d\\ude00" is counted at 5 MB; parsing builds a 20 MB str.
     body = b'{"type": "call", "fn": "llm_query", "args": ["' + b"a" * 5_000_000 + b'\\ud83d\\ude00"], "kwargs": {}}'
@@ -111,7 +117,6 @@ def test_counting_malformed_frames_raises_only_value_error(text):
     assert counted >= len(text)
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: counting a frame walks its strings one by one in Python")
 def test_counting_a_frame_of_many_strings_costs_about_what_parsing_it_does():
     # 15 million empty strings (a 45 MB frame, under the 64 MiB cap): json.loads takes ~0.3 s and one
     # C pass that skips strings (a possessive regex) ~3 s; the Python walk takes 30-70 s here.
@@ -169,7 +174,6 @@ def test_e2b_one_flush_past_the_step_cap_stops_the_step_and_gives_its_bytes_back
     assert all(account.held_bytes == 0 for account in e2b_accounts)
 
 
-@pytest.mark.xfail(strict=True, reason="hole 3: the E2B reader's tail is rebuilt on every line (lines x limit)")
 def test_the_e2b_reader_takes_time_linear_in_the_lines_it_is_sent():
     # Three million empty lines in one message (3 MB, under the step's 8 MB cap) with
     # max_output_chars=1,000,000: ~6 s of per-line work, plus a 1 MB copy a line past the head.
@@ -203,16 +207,21 @@ def _status_mb(pid: int, field: str) -> int:
 
 
 @x86_64_only
-@pytest.mark.xfail(strict=True, reason="hole 4: page tables are kernel memory outside RLIMIT_AS")
-def test_the_workers_page_tables_stay_within_its_memory_cap():
-    # Seen: 60,000 pages (234 MB of a 256 MB cap) built 470 MB of page tables; a tree's 16 workers, 8 GB.
+def test_a_worker_whose_page_tables_pass_the_bound_is_replaced_after_its_step():
+    # Hole 4: 60,000 pages (234 MB of a 256 MB cap) built 470 MB of page tables, held for as long as
+    # the worker lived (a tree's 16 workers, 8 GB). No syscall filter tells such mappings from ld.so's,
+    # so the host now reads the worker's page tables after each step and replaces a worker past
+    # 32 MB: they are held for one step at most. Within that step they still reach ~0.5 GB
+    # (docs/SECURITY.md, "What is not protected").
     with LocalSandbox(SandboxLimits(exec_timeout=30.0, memory_limit_mb=256), python_policy=False) as box:
         box.load("ctx")
-        outcome = attempt(box, SPARSE_PAGES)
+        result = box.execute(textwrap.dedent(RAW + SPARSE_PAGES), no_calls)
         process = box._process
         assert process is not None
         page_tables = _status_mb(process.pid, "VmPTE")
-    assert outcome.startswith("DENIED") or page_tables < 256, (outcome, page_tables)
+        after = box.execute("print(len(context))", no_calls)
+    assert result.restarted and "page tables" in (result.error or ""), result
+    assert page_tables < 32 and after.output == "3\n"
 
 
 LANDLOCK_RULES = """
@@ -254,7 +263,6 @@ result = rules
 
 
 @x86_64_only
-@pytest.mark.xfail(strict=True, reason="hole 6: Landlock rules are kernel memory outside RLIMIT_AS")
 def test_the_worker_cannot_hold_landlock_rules_by_the_hundred_thousand(unrestricted):
     # Seen: ~66 bytes of unreclaimable slab a rule; 56 rulesets (the descriptor limit) of the standard
     # library's ~60,000 names hold ~3.3 million rules, ~220 MB a worker, none of it in its cap.
@@ -289,7 +297,6 @@ while True:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="hole 5: a frame's \\udc9b escape reaches the LM request; run() raises")
 def test_a_lone_surrogate_escaped_in_a_worker_frame_never_ends_the_run(monkeypatch):
     monkeypatch.setitem(registry._FACTORIES, "restricted", lambda limits: LocalSandbox(limits, python_policy=False))
     replies = [code(textwrap.dedent(FORGED_RESULT)), code("FINAL('done')")]
@@ -370,20 +377,19 @@ def test_forged_call_frames_leave_the_account_empty():
         assert box.execute("print(len(context))", no_calls).output == "3\n"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 7: an item id with a lone surrogate ends the batch (safe_name)")
-def test_an_item_id_with_a_lone_surrogate_is_one_failed_or_answered_row(tmp_path):
-    # A JSONL items file with "\ud800" in an id: the item is recorded, and the next item runs.
+def test_an_item_id_with_a_lone_surrogate_is_refused_when_the_items_are_read(tmp_path, capsys):
+    # Hole 7 (closed): "\ud800" in an id ended the whole batch midway with a UnicodeEncodeError (the
+    # item's file names). Such an id is now refused with the other malformed ids, before any item runs.
     items = tmp_path / "items.jsonl"
     items.write_text(
-        '{"id": "evil-\\ud800", "query": "q", "context": "c"}\n{"id": "later", "query": "q", "context": "c"}\n'
+        '{"id": "later", "query": "q", "context": "c"}\n{"id": "evil-\\ud800", "query": "q", "context": "c"}\n'
     )
-    server = FakeOpenAIServer(lambda body: code("FINAL('ok')")).start()
-    settings = {"model": "openai/test-model", "api_base": server.base_url, "api_key": "test", "concurrency": 1}
-    try:
-        rows = {r.id: r for r in batch(str(items), out=tmp_path / "r.jsonl", **settings)}
-    finally:
-        server.stop()
-    assert rows["later"].answer == "ok" and len(rows) == 2
+    with pytest.raises(ConfigurationError, match=r"line 2.*lone surrogate"):
+        list(batch(str(items), out=tmp_path / "r.jsonl", model="openai/test-model", api_key="test"))
+    assert not (tmp_path / "r.jsonl").exists() or (tmp_path / "r.jsonl").read_text() == ""
+    status = main(["batch", str(items), "--out", str(tmp_path / "r2.jsonl"), "--model", "openai/test-model"])
+    shown = capsys.readouterr()
+    assert status == 2 and "lone surrogate" in shown.err and "Traceback" not in shown.err
 
 
 # --- 4. asyncio.run's shutdown with a run or a session question still in its step -------------------------

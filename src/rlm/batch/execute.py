@@ -169,7 +169,8 @@ def safe_name(item_id: str) -> str:
     """A file name for an id; ids that had to change get a hash so two never share a file."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", item_id)[:80]
     if name != item_id or name.startswith("."):
-        name = f"{name}-{hashlib.sha256(item_id.encode()).hexdigest()[:8]}"
+        digest = hashlib.sha256(item_id.encode("utf-8", "surrogatepass")).hexdigest()
+        name = f"{name}-{digest[:8]}"
     return name
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm.errors import ConfigurationError, ContextError
+from rlm.utf8 import utf8_text
 
 # The most text one item's context may hold (files and folders): far above any one model's reach.
 BATCH_MAX_BYTES = 10 << 30
@@ -148,6 +149,12 @@ def _item(row: Any, base: Path, where: str) -> BatchItem:
     row = {k: v for k, v in row.items() if v is not None}
     if not isinstance(row.get("id"), (str, int)) or isinstance(row.get("id"), bool) or row.get("id") == "":
         raise ConfigurationError(f"{where}: 'id' is missing (a string or an integer, unique in the batch)")
+    if isinstance(row["id"], str) and utf8_text(row["id"]) != row["id"]:
+        # A JSON escape such as "\ud800" gives a lone surrogate, which no file name, results row
+        # or history can hold: one such id ended the whole batch after the items before it ran.
+        raise ConfigurationError(
+            f"{where}: 'id' {ascii(row['id'])[:80]} holds a lone surrogate: give the item a plain id"
+        )
     if not isinstance(row.get("query"), str) or not row["query"].strip():
         raise ConfigurationError(f"{where}: 'query' is missing or empty")
     given = [name for name in CONTEXT_FIELDS if name in row]

@@ -24,6 +24,7 @@ from rlm.models.errors import translate_lm_error
 from rlm.models.prompt_cache import cache_refused, step_cache
 from rlm.models.retry import acall_with_retries, call_with_retries, policy_for
 from rlm.tracking.redact import known_secrets, redact
+from rlm.utf8 import utf8_text  # every reply enters the engine through it
 
 
 @dataclass(frozen=True)
@@ -273,18 +274,6 @@ def _aheld(site: CallSite, request: Callable[[], Awaitable[Any]]) -> Callable[[]
             return await request()
 
     return run
-
-
-def utf8_text(text: str) -> str:
-    """`text` with lone surrogates replaced by '?', as the sandbox's channel does.
-
-    A provider's JSON may carry "\\ud800" escapes, which decode to lone surrogates: UTF-8 has no
-    form for them, so the history, the HTML graph and batch rows failed to write, and `run()` raised
-    after the run. Every reply enters the engine here, so nothing downstream meets one.
-    """
-    if text.isascii():
-        return text
-    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _first_text(outputs: Any) -> str:

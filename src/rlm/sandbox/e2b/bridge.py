@@ -15,6 +15,7 @@ from typing import Any
 from rlm.sandbox.host_memory import BASE_FRAME_BYTES, NON_ASCII_WIDTH, HostFrameBudget, parsed_bytes
 from rlm.sandbox.local.output import OutputBuffer
 from rlm.sandbox.local.policy import READY_MODULES
+from rlm.utf8 import may_hold_surrogates, utf8_text, utf8_values
 
 CALL_MARK = "\x1eRLM_CALL "
 FINAL_MARK = "\x1eRLM_FINAL "
@@ -137,6 +138,8 @@ def parse_call(payload: str) -> dict[str, Any] | None:
     """A call marker's JSON, or None when it is not a well-formed call (then it is plain output)."""
     try:
         call = json.loads(payload)
+        if may_hold_surrogates(payload):
+            call = utf8_values(call)
     except (ValueError, RecursionError):  # deep nesting is malformed too: plain output, never a raise
         return None
     if not isinstance(call, dict) or not isinstance(call.get("fn"), str) or not isinstance(call.get("args"), list):
@@ -225,20 +228,37 @@ class OutputReader:
 
     def _feed(self, stream: str, message: Any) -> None:
         text = getattr(message, "line", message)
-        text = text if isinstance(text, str) else str(text)
+        text = utf8_text(text if isinstance(text, str) else str(text))  # the SDK's JSON may hold "\udc9b"
         with self._lock:
-            if self._closed:
+            if self._closed or self.too_much:  # a step being stopped: what it prints now is dropped
                 return
             self._count_streamed(len(text) * (1 if text.isascii() else NON_ASCII_WIDTH) + MESSAGE_BYTES)
-            start = 0
-            while start < len(text):
-                newline = text.find("\n", start)
-                end = len(text) if newline < 0 else newline
-                self._add(stream, text[start:end])
-                if newline < 0:
-                    break
-                self._end_line(stream)
-                start = newline + 1
+            if self.too_much:
+                return
+            newline = text.find("\n")
+            if newline < 0:
+                self._add(stream, text)
+                return
+            self._add(stream, text[:newline])  # the open line ends here
+            self._end_line(stream)
+            last = text.rfind("\n")
+            self._whole_lines(stream, text[newline + 1 : last + 1])
+            self._add(stream, text[last + 1 :])
+
+    def _whole_lines(self, stream: str, lines: str) -> None:
+        """Complete lines, each ending in a newline: written in one piece but for those that may hold
+        a marker (one at a time, a million empty lines cost seconds under the lock)."""
+        done = 0
+        while stream == "stdout":
+            at = lines.find(_MARK_START, done)
+            if at < 0:
+                break
+            start = max(done, lines.rfind("\n", done, at) + 1)
+            end = lines.find("\n", at)
+            self._output.write(lines[done:start])
+            self._line(lines[start:end], markers=True)
+            done = end + 1
+        self._output.write(lines[done:])
 
     def _count_streamed(self, size: int) -> None:
         if self.too_much:
@@ -252,6 +272,8 @@ class OutputReader:
     def _add(self, stream: str, piece: str) -> None:
         # Pieces are joined once, at the newline: joining on every flush made a line flushed a
         # character at a time quadratic.
+        if not piece:
+            return
         if self._spilling[stream]:
             self._output.write(piece)
             return
@@ -304,6 +326,6 @@ class OutputReader:
                 return False
             if not isinstance(answer, str):
                 return False
-            self.final = answer
+            self.final = utf8_text(answer)
             return True
         return False

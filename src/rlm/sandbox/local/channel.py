@@ -17,6 +17,7 @@ from typing import Any
 
 from rlm.sandbox.host_memory import NON_ASCII_WIDTH, HostFrameBudget, parsed_bytes
 from rlm.sandbox.local import protocol
+from rlm.utf8 import may_hold_surrogates, utf8_values
 
 _F_SETPIPE_SZ = 1031  # Linux: larger pipes mean fewer wake-ups for a 100 MB context
 _PIPE_BYTES = 1 << 20
@@ -111,6 +112,8 @@ class WorkerChannel:
             # before it is parsed.
             self._hold(parsed_bytes(text))
             message = json.loads(text)
+            if may_hold_surrogates(text):
+                message = utf8_values(message)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ChannelError(f"the worker sent a malformed frame ({type(exc).__name__})") from None
         if not isinstance(message, dict):

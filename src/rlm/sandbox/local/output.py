@@ -20,7 +20,11 @@ class OutputBuffer:
         self.limit = limit
         self.head: list[str] = []
         self.head_len = 0
-        self.tail = ""
+        # The tail's pieces, cut back to `limit` characters once they pass twice that: rebuilding
+        # it on every write cost `limit` characters a line (attack round 12: seven million empty
+        # lines held the E2B reader, which keeps a step's output in one of these, for 25 s).
+        self.tail_pieces: list[str] = []
+        self.tail_len = 0
         self.total = 0
 
     def write(self, text: str) -> None:
@@ -28,6 +32,8 @@ class OutputBuffer:
         # the model made may run.
         if type(text) is not str:
             text = str.__str__(text) if issubclass(type(text), str) else str.__str__(str(text))
+        if not text:
+            return
         self.total += len(text)
         room = self.limit - self.head_len
         if room > 0:
@@ -35,15 +41,25 @@ class OutputBuffer:
             self.head_len += min(room, len(text))
             text = text[room:]
         if text:
-            self.tail = (self.tail + text[-self.limit :])[-self.limit :]
+            piece = text[-self.limit :]
+            self.tail_pieces.append(piece)
+            self.tail_len += len(piece)
+            if self.tail_len > 2 * self.limit:
+                self._trim_tail()
+
+    def _trim_tail(self) -> None:
+        tail = "".join(self.tail_pieces)[-self.limit :]
+        self.tail_pieces, self.tail_len = [tail], len(tail)
 
     def getvalue(self) -> str:
         head = "".join(self.head)
-        if not self.tail:
+        self._trim_tail()
+        tail = self.tail_pieces[0]
+        if not tail:
             return head
-        hidden = self.total - len(head) - len(self.tail)
+        hidden = self.total - len(head) - len(tail)
         gap = f"\n... [{hidden} characters cut] ...\n" if hidden > 0 else ""
-        return head + gap + self.tail
+        return head + gap + tail
 
 
 class PrintCollector:
