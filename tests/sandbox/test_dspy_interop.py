@@ -74,3 +74,24 @@ def test_tools_are_called_on_the_host_with_keyword_arguments():
     finally:
         interpreter.shutdown()
     assert calls == [("a", "z")]
+
+
+def test_a_forged_call_cannot_reach_a_tool_that_was_not_offered():
+    # A worker past the policy writes its own call frame; "_hidden" (a leading underscore, as DSPy's
+    # sub-agent shim) is never offered to the code, so the host refuses it too.
+    reached: list[str] = []
+    interpreter = RestrictedInterpreter(tools={"_hidden": lambda: reached.append("hidden") or "secret"})
+    interpreter._sandbox.python_policy = False
+    forged = (
+        "import json, struct, sys\n"
+        "protocol = sys.modules['protocol']\n"
+        "frame = json.dumps({'type': 'call', 'fn': '_hidden', 'args': [], 'kwargs': {}}).encode()\n"
+        "import os\nos.write(4, struct.pack('>I', len(frame)) + frame)\n"
+        "size = struct.unpack('>I', os.read(3, 4))[0]\n"
+        "print(json.loads(os.read(3, size)))\n"
+    )
+    try:
+        output = interpreter.execute(forged)
+    finally:
+        interpreter.shutdown()
+    assert reached == [] and "no tool named" in str(output)

@@ -95,7 +95,10 @@ class RestrictedInterpreter:
             self._offered = offer
 
     def _call_tool(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        tool = self._tools.get(name)
+        # Only what was offered: a worker past the policy can write a call frame for any name, and
+        # tools left unoffered (DSPy's sub-agent shim) must stay out of its reach.
+        offered = self._offered[0] if self._offered is not None else ()
+        tool = self._tools.get(name) if name in offered else None
         if tool is None:
             raise NameError(f"no tool named {name!r}")
         value = tool(*args, **kwargs)
