@@ -317,3 +317,23 @@ def test_a_step_printing_past_its_share_is_reported_once_and_its_count_freed_at_
     assert stopped == [1] and reader.too_much and budget.held_bytes <= 1 << 20
     reader.close()
     assert budget.held_bytes == 0
+
+
+async def test_a_cancelled_run_ends_its_e2b_step_at_once_and_creates_no_new_sandbox(make_lm, make_box):
+    import asyncio
+    import contextlib
+    import time
+
+    from rlm import RLMConfig, RLMModule
+
+    root, _ = make_lm(["```python\nwhile True:\n    pass\n```"])
+    module = RLMModule(RLMConfig(exec_timeout=120.0), root, root, sandbox_factory=lambda limits: make_box(limits))
+    started = time.perf_counter()
+    task = asyncio.create_task(module.acall(query="q", context="abc"))
+    await asyncio.sleep(2.0)  # the step spins in its sandbox
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert time.perf_counter() - started < 60  # far below the step's 120 s limit
+    created = FakeSandbox.service.created
+    assert len(created) == 1 and created[0].killed  # closed, and not replaced

@@ -90,6 +90,7 @@ class E2BSandbox:
         # A call marker's line is bounded as the local worker's frames are: 64 MiB plus twice the
         # context (set when the context is uploaded).
         self._max_marker_chars = BASE_FRAME_BYTES
+        self._step_events: queue.Queue[tuple[str, Any]] | None = None  # the step under way's, for `interrupt`
         service.warn_memory_limit_once(self.limits.memory_limit_mb, SandboxLimits().memory_limit_mb)
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -114,6 +115,13 @@ class E2BSandbox:
         self._context = context
         self._upload_context()
         self._loaded = True
+
+    def interrupt(self) -> None:
+        """End a step under way now, from any thread: a cancelled run (an `item_timeout`) otherwise
+        waited for the step's own limit, with the E2B sandbox billed meanwhile."""
+        events = self._step_events
+        if events is not None:
+            events.put(("interrupted", None))
 
     def close(self) -> None:
         box, self._box = self._box, None
@@ -142,9 +150,11 @@ class E2BSandbox:
             budget=self.limits.frame_budget,
             on_too_much=lambda: events.put(("too_much", None)),
         )
+        self._step_events = events
         try:
             return self._run_step(code, handler, reader, events)
         finally:
+            self._step_events = None
             # Calls still queued (a step cut at its deadline) no longer count against the run's
             # account; the reader counts no new ones.
             reader.close()
@@ -199,6 +209,13 @@ class E2BSandbox:
                 left -= (time.monotonic() - answering_from) - host_work
             elif kind == "done":
                 return self._result(value, reader)
+            elif kind == "interrupted":
+                self.close()  # no new sandbox: the node is ending
+                return ExecutionResult(
+                    output=clip_middle(reader.text(), self.limits.max_output_chars),
+                    error="Cancelled: the run was cancelled while this step ran; the sandbox was closed.",
+                    restarted=True,
+                )
             elif kind == "too_much":
                 return self._restarted(
                     reader.text(),
