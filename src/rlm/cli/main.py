@@ -10,6 +10,7 @@ rlm serve-local
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import traceback
@@ -187,19 +188,34 @@ def view(args: argparse.Namespace) -> int:
     if kind == "batch":
         print(data)
         return EXIT_OK
+    if kind == "history" and args.html:
+        print("rlm: --html needs a saved graph; this file is a history", file=sys.stderr)
+        return EXIT_USAGE
+    # Shown whole or not at all: a file from elsewhere can hold fields of any type, which only the
+    # printing meets.
+    shown = io.StringIO()
+    try:
+        if kind == "history":
+            print_history(data, args.detailed, args.max_length, shown)
+        else:
+            print_tree(data, args.max_length, shown)
+    except (TypeError, KeyError, ValueError, AttributeError, RecursionError) as exc:
+        print(f"rlm: {args.file} was not written by rlm ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(shown.getvalue())
     if kind == "history":
-        if args.html:
-            print("rlm: --html needs a saved graph; this file is a history", file=sys.stderr)
-            return EXIT_USAGE
-        print_history(data, args.detailed, args.max_length, sys.stdout)
         return EXIT_OK
-    print_tree(data, args.max_length, sys.stdout)
     if args.html:
         from pathlib import Path
 
         from rlm.tracking.html_view import render_graph_html
 
-        Path(args.html).write_text(render_graph_html(data), encoding="utf-8")
+        try:
+            page = render_graph_html(data)
+        except RecursionError:  # a call chain thousands deep, or a cycle: not a graph rlm wrote
+            print(f"rlm: {args.file} was not written by rlm (its calls nest too deep to lay out)", file=sys.stderr)
+            return EXIT_USAGE
+        Path(args.html).write_text(page, encoding="utf-8")
         print(f"wrote {args.html}", file=sys.stderr)
     return EXIT_OK
 

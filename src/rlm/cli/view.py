@@ -44,9 +44,17 @@ def load_saved(path: str) -> tuple[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"{path} is not JSON ({exc}); expected a saved history or graph.") from exc
     if isinstance(data, list):
+        if not all(isinstance(record, dict) for record in data):
+            raise ConfigurationError(f"{path} is a JSON list, but not of LM call records: not a saved history.")
         return "history", data
     if isinstance(data, dict) and "nodes" in data:
-        return "graph", graph_from_json(data)  # already read: not load_graph, which would read it again
+        try:
+            graph = graph_from_json(data)  # already read: not load_graph, which would read it again
+        except (nx.NetworkXError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigurationError(f"{path} is not a graph saved by --graph ({type(exc).__name__}: {exc})") from exc
+        if not graph.is_directed() or graph.is_multigraph():
+            raise ConfigurationError(f"{path} is not a graph saved by --graph (calls form a directed graph).")
+        return "graph", graph
     raise ConfigurationError(f"{path} is neither a history (a JSON list) nor a graph (JSON with 'nodes').")
 
 
@@ -58,7 +66,9 @@ def print_history(records: list[dict[str, Any]], detailed: bool, max_length: int
 
 
 def print_tree(graph: nx.DiGraph, max_length: int, out: TextIO) -> None:
-    """One line per node, children indented under their parent in call order."""
+    """One line per node, children indented under their parent in call order. Each node is shown
+    once: a file from elsewhere may hold a node reached twice (a graph of 30 diamonds in a row has
+    2**30 paths to its last node) or a cycle."""
 
     def children(node: str) -> list[str]:
         return sorted(graph.successors(node), key=lambda child: graph.edges[node, child].get("order", 0))
@@ -74,14 +84,20 @@ def print_tree(graph: nx.DiGraph, max_length: int, out: TextIO) -> None:
         )
         print(f"{'  ' * indent}  Q: {_one_line(a.get('query'), max_length)}", file=out)
         print(f"{'  ' * indent}  A: {_one_line(a.get('error') or a.get('answer'), max_length)}", file=out)
-        for child in children(node):
-            show(child, indent + 1)
 
     roots = [n for n in graph.nodes if graph.in_degree(n) == 0]
     if not roots:
-        print("(empty graph)", file=out)
-    for root in roots:
-        show(root, 0)
+        print("(empty graph)" if not graph.nodes else "(no root: every node has a caller)", file=out)
+    shown: set[str] = set()
+    pending = [(root, 0) for root in reversed(roots)]  # depth first, without recursion (any depth)
+    while pending:
+        node, indent = pending.pop()
+        if node in shown:
+            print(f"{'  ' * indent}{node} (shown above)", file=out)
+            continue
+        shown.add(node)
+        show(node, indent)
+        pending.extend((child, indent + 1) for child in reversed(children(node)))
 
 
 def _one_line(text: Any, limit: int) -> str:

@@ -23,6 +23,7 @@ from rlm.sandbox.base import ExecutionResult, SandboxLimits, SubcallHandler, cli
 from rlm.sandbox.e2b import service
 from rlm.sandbox.e2b.bridge import FINAL_SIGNAL, MAX_STEP_OUTPUT_BYTES, OutputReader, prelude
 from rlm.sandbox.host_memory import BASE_FRAME_BYTES
+from rlm.utf8 import utf8_text
 
 DEFAULT_WORKDIR = "/home/user/.rlm"
 # Short, so the sandboxes of a crashed host stop soon; extended before each step and while the
@@ -238,13 +239,18 @@ class E2BSandbox:
         error = None
         failure = execution.error
         if reader.final is None and failure is not None and failure.name != FINAL_SIGNAL:
-            error = f"{failure.name}: {failure.value}"
+            error = utf8_text(f"{failure.name}: {failure.value}")
         return ExecutionResult(
-            output=clip_middle(output, self.limits.max_output_chars), error=error, final_answer=reader.final
+            # The SDK's JSON gives the result's text and the error's value as the code made them:
+            # a lone surrogate there ended run() when the next LM request was encoded.
+            output=clip_middle(utf8_text(output), self.limits.max_output_chars),
+            error=error,
+            final_answer=reader.final,
         )
 
     def _restarted(self, output: str, reason: str) -> ExecutionResult:
         self._restart()
+        reason = utf8_text(reason)  # may quote the SDK's error text
         return ExecutionResult(
             output=clip_middle(output, self.limits.max_output_chars),
             error=f"{reason}. The sandbox was restarted: only `context` is defined again; your variables are gone.",
