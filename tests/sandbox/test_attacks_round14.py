@@ -242,3 +242,35 @@ def test_ask_json_of_a_hostile_answer_is_valid_exact_and_free_of_controls(tmp_pa
     assert status == 0
     assert not any(ch in out for ch in "\u202e\x1b\x9b\u2066")
     assert json.loads(out)["answer"] == hostile
+
+
+# --- 7. rlm.batch: item_timeout over a nested spinning child; lone surrogates in items --------------------------
+def test_batch_item_timeout_ends_a_nested_spinning_child_and_the_batch_goes_on(tmp_path):
+    # interrupt() on cancel: the parent's step waits on a recursive child whose code spins for its
+    # 20 s limit; the item's 2 s timeout must end both, and the next items run.
+    from rlm.batch import batch
+
+    def reply(body):
+        text = str(body)
+        if "child-task" in text:
+            return code("while True:\n    pass")
+        if "parent-task" in text:
+            return code("print(recursive_llm('child-task', 'x'))")
+        return code("FINAL('fine')")
+
+    server = FakeOpenAIServer(reply).start()
+    items = [
+        {"id": "a", "query": "parent-task", "context": "c"},
+        {"id": "b", "query": "plain", "context": "c"},
+        {"id": "c", "query": "q\ud800", "context": "c", "meta": {"k\ud800": "v\udcff"}},
+        {"id": "d", "query": "plain too", "context": "c\ud800"},
+    ]
+    settings = {"model": "openai/test-model", "api_base": server.base_url, "api_key": "test", "exec_timeout": 20.0}
+    try:
+        rows = {r.id: r for r in batch(items, out=tmp_path / "r.jsonl", concurrency=1, item_timeout=2.0, **settings)}
+    finally:
+        server.stop()
+    assert "item_timeout" in (rows["a"].error or "")
+    assert rows["b"].answer == "fine"
+    assert rows["c"].error and rows["d"].error and "lone surrogate" in rows["c"].error  # refused per item
+    assert len((tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()) == 4
