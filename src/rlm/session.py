@@ -23,6 +23,7 @@ from rlm.errors import ConfigurationError
 from rlm.sandbox.base import ExecutionResult, Sandbox, SandboxLimits, SubcallHandler
 from rlm.sandbox.host_memory import HostFrameBudget, run_budget_bytes
 from rlm.sandbox.registry import create_sandbox
+from rlm.utf8 import utf8_text
 
 if TYPE_CHECKING:
     from rlm.facade import RLM
@@ -145,6 +146,8 @@ class Session:
     # --- internals -----------------------------------------------------------------------------------
     def _open(self) -> None:
         config = self._rlm.config
+        if isinstance(self.context, str):
+            self.context = utf8_text(self.context)  # as each question's run takes it (engine/module.py)
         self._frame_budget = HostFrameBudget(
             run_budget_bytes(context_length(self.context), config.max_depth, context_is_ascii(self.context))
         )

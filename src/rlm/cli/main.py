@@ -199,7 +199,7 @@ def view(args: argparse.Namespace) -> int:
             print_history(data, args.detailed, args.max_length, shown)
         else:
             print_tree(data, args.max_length, shown)
-    except (TypeError, KeyError, ValueError, AttributeError, RecursionError) as exc:
+    except (TypeError, KeyError, ValueError, AttributeError, RecursionError, OverflowError) as exc:
         print(f"rlm: {args.file} was not written by rlm ({type(exc).__name__}: {exc})", file=sys.stderr)
         return EXIT_USAGE
     sys.stdout.write(shown.getvalue())
@@ -215,7 +215,10 @@ def view(args: argparse.Namespace) -> int:
         except RecursionError:  # a call chain thousands deep, or a cycle: not a graph rlm wrote
             print(f"rlm: {args.file} was not written by rlm (its calls nest too deep to lay out)", file=sys.stderr)
             return EXIT_USAGE
-        Path(args.html).write_text(page, encoding="utf-8")
+        except (TypeError, ValueError, OverflowError) as exc:
+            print(f"rlm: {args.file} was not written by rlm ({type(exc).__name__}: {exc})", file=sys.stderr)
+            return EXIT_USAGE
+        Path(args.html).write_text(page, encoding="utf-8", errors="replace")
         print(f"wrote {args.html}", file=sys.stderr)
     return EXIT_OK
 

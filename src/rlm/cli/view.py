@@ -12,6 +12,7 @@ import networkx as nx
 from rlm.errors import ConfigurationError
 from rlm.tracking.graph import graph_from_json, load_graph
 from rlm.tracking.history import CallHistory
+from rlm.utf8 import utf8_values
 
 
 def load_saved(path: str) -> tuple[str, Any]:
@@ -24,18 +25,21 @@ def load_saved(path: str) -> tuple[str, Any]:
         raise ConfigurationError(f"{path} is already a view: open it in a browser.")
     if suffix in (".graphml", ".xml"):
         try:
-            return "graph", load_graph(source)
-        except ElementTree.ParseError as exc:
+            graph = load_graph(source)
+        except (ElementTree.ParseError, nx.NetworkXError, ValueError, KeyError, TypeError, OverflowError) as exc:
             raise ConfigurationError(
-                f"{path} is not readable GraphML ({exc}); expected a graph saved by --graph."
+                f"{path} is not readable GraphML ({type(exc).__name__}: {exc}); expected a graph saved by --graph."
             ) from exc
+        if not graph.is_directed() or graph.is_multigraph():
+            raise ConfigurationError(f"{path} was not written by rlm: calls form a directed graph, not this one.")
+        return "graph", graph
     if suffix == ".jsonl":  # results of `rlm batch`: its summary table again
         from rlm.batch.progress import summary_table
         from rlm.batch.store import load_results
 
         try:
             return "batch", summary_table(load_results(source).values(), [f"results in {path}"])
-        except (TypeError, ValueError, RecursionError) as exc:  # rows of the wrong types: not our file
+        except (TypeError, ValueError, RecursionError, OverflowError) as exc:  # rows of the wrong types: not our file
             raise ConfigurationError(
                 f"{path} is not a results file written by rlm batch ({type(exc).__name__}: {exc})"
             ) from exc
@@ -43,6 +47,7 @@ def load_saved(path: str) -> tuple[str, Any]:
         data = json.loads(source.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"{path} is not JSON ({exc}); expected a saved history or graph.") from exc
+    data = utf8_values(data)  # a "\ud800" escape: nothing could print or write it
     if isinstance(data, list):
         if not all(isinstance(record, dict) for record in data):
             raise ConfigurationError(f"{path} is a JSON list, but not of LM call records: not a saved history.")
@@ -53,7 +58,7 @@ def load_saved(path: str) -> tuple[str, Any]:
         except (nx.NetworkXError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigurationError(f"{path} is not a graph saved by --graph ({type(exc).__name__}: {exc})") from exc
         if not graph.is_directed() or graph.is_multigraph():
-            raise ConfigurationError(f"{path} is not a graph saved by --graph (calls form a directed graph).")
+            raise ConfigurationError(f"{path} was not written by rlm: calls form a directed graph, not this one.")
         return "graph", graph
     raise ConfigurationError(f"{path} is neither a history (a JSON list) nor a graph (JSON with 'nodes').")
 
@@ -73,17 +78,18 @@ def print_tree(graph: nx.DiGraph, max_length: int, out: TextIO) -> None:
     def children(node: str) -> list[str]:
         return sorted(graph.successors(node), key=lambda child: graph.edges[node, child].get("order", 0))
 
-    def show(node: str, indent: int) -> None:
+    def show(node: str, depth: int) -> None:
+        indent = _indent(depth)
         a = graph.nodes[node]
         status = "error" if a.get("error") else a.get("finish_reason") or "running"
         steps = f"{a.get('iterations') or 0} steps, " if a.get("kind") != "llm" else ""
         print(
-            f"{'  ' * indent}{node} [{status}] {a.get('model')}: {steps}{a.get('llm_calls') or 0} LM calls, "
+            f"{indent}{node} [{status}] {a.get('model')}: {steps}{a.get('llm_calls') or 0} LM calls, "
             f"{a.get('tokens') or 0} tokens, {float(a.get('duration_s') or 0):.1f} s",
             file=out,
         )
-        print(f"{'  ' * indent}  Q: {_one_line(a.get('query'), max_length)}", file=out)
-        print(f"{'  ' * indent}  A: {_one_line(a.get('error') or a.get('answer'), max_length)}", file=out)
+        print(f"{indent}  Q: {_one_line(a.get('query'), max_length)}", file=out)
+        print(f"{indent}  A: {_one_line(a.get('error') or a.get('answer'), max_length)}", file=out)
 
     roots = [n for n in graph.nodes if graph.in_degree(n) == 0]
     if not roots:
@@ -93,11 +99,22 @@ def print_tree(graph: nx.DiGraph, max_length: int, out: TextIO) -> None:
     while pending:
         node, indent = pending.pop()
         if node in shown:
-            print(f"{'  ' * indent}{node} (shown above)", file=out)
+            print(f"{_indent(indent)}{node} (shown above)", file=out)
             continue
         shown.add(node)
         show(node, indent)
         pending.extend((child, indent + 1) for child in reversed(children(node)))
+
+
+# Deeper levels are numbered, not indented further: indentation per level made a deep chain's
+# output grow with the square of its depth (a 225 KB file printed 48 MB; attack round 14).
+MAX_INDENT_LEVELS = 12
+
+
+def _indent(depth: int) -> str:
+    if depth <= MAX_INDENT_LEVELS:
+        return "  " * depth
+    return "  " * MAX_INDENT_LEVELS + f"[level {depth}] "
 
 
 def _one_line(text: Any, limit: int) -> str:

@@ -29,6 +29,7 @@ from rlm.sandbox.base import Sandbox, SandboxLimits
 from rlm.sandbox.host_memory import HostFrameBudget, run_budget_bytes
 from rlm.sandbox.registry import create_sandbox, resolve_sandbox_name
 from rlm.tracking.usage import UsageTotals
+from rlm.utf8 import utf8_text
 
 
 class RLMModule(dspy.Module):
@@ -89,6 +90,12 @@ class RLMModule(dspy.Module):
         conversation: Conversation | None = None,
     ) -> tuple[UsageTotals, NodeRun]:
         validate_inputs(query, context)
+        # The user's own text can hold a lone surrogate (stdin read with surrogateescape, a JSON
+        # "\ud800"): it would end the first LM request, and a session's first question is kept as
+        # its opening, so every later question failed too (attack round 14).
+        query = utf8_text(query)
+        if isinstance(context, str):
+            context = utf8_text(context)
         answer_type = AnswerType(output) if output is not None else None
         root_lm = self.lm or dspy.settings.lm
         if root_lm is None:

@@ -182,15 +182,17 @@ class LocalSandbox:
                 if message is None:
                     return self._recover(timed_out)
                 self._pause()
+                # Checked whenever the worker stops, a sub-call's too: it may wait there for a
+                # child's whole run (attack round 14 held 156 MB through one llm_query).
+                tables_mb = self._page_tables_mb()
+                if tables_mb > MAX_PAGE_TABLES_MB:
+                    return self._recover(
+                        f"MemoryError: the step's code mapped memory so sparsely that its page tables took "
+                        f"{tables_mb} MB of the host's memory, outside its memory limit."
+                    )
                 if message.get("type") != "call":
                     result = self._result(message)
                     channel.release()  # the result is copied out: its frame no longer counts
-                    tables_mb = self._page_tables_mb()
-                    if tables_mb > MAX_PAGE_TABLES_MB:
-                        return self._recover(
-                            f"MemoryError: the step's code mapped memory so sparsely that its page tables took "
-                            f"{tables_mb} MB of the host's memory, outside its memory limit."
-                        )
                     return result
                 started = time.monotonic()
                 reply = _answer_call(handler, message)  # its arguments count until it is answered
