@@ -321,3 +321,19 @@ def test_ask_with_a_typed_output_prints_the_validated_value(server, tmp_path):
     assert result.stdout.strip() == "7"
     refused = run_cli("ask", "q", "--context", str(document), "--output", "__import__('os')", *model_args(server))
     assert refused.returncode == 2 and "--output" in refused.stderr
+
+
+def test_chat_with_undecodable_input_answers_and_saves_it(server, tmp_path):
+    # In UTF-8 mode stdin reads with surrogateescape: a stray byte is a lone surrogate in the question.
+    # The question is answered (the run takes it UTF-8-safe) and /save writes it whole, as "?".
+    document = tmp_path / "notes.txt"
+    document.write_text("x" * 42)
+    saved = tmp_path / "chat.json"
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "RLM_MODEL"}
+    env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUTF8": "1"})
+    lines = b"How long \xff?\nAnd now?\n/save " + str(saved).encode() + b"\n/quit\n"
+    args = [str(RLM_SCRIPT), "chat", "--context", str(document), *model_args(server)]
+    result = subprocess.run(args, input=lines, capture_output=True, env=env, timeout=120)
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr[-500:]
+    assert result.stdout.decode().splitlines()[:2] == ["42", "42"]
+    assert [entry["question"] for entry in json.loads(saved.read_text(encoding="utf-8"))] == ["How long ??", "And now?"]

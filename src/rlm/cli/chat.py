@@ -95,9 +95,12 @@ def _command(line: str, session: Any, log: list[dict[str, Any]]) -> bool:
         if not path:
             print("rlm: /save needs a file name, e.g. /save chat.json", file=sys.stderr)
             return True
+        # Built whole before the file is opened (no half-written file), and written UTF-8-safe: a
+        # question read from stdin with surrogateescape can hold a lone surrogate.
+        text = json.dumps(log, indent=2, ensure_ascii=False, default=str)
         try:
-            with open(os.path.expanduser(path), "w", encoding="utf-8") as out:
-                json.dump(log, out, indent=2, ensure_ascii=False)
+            with open(os.path.expanduser(path), "w", encoding="utf-8", errors="replace") as out:
+                out.write(text)
         except OSError as exc:
             print(f"rlm: could not save to {path}: {exc.strerror or exc}", file=sys.stderr)
             return True

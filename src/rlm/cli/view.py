@@ -83,8 +83,9 @@ def print_tree(graph: nx.DiGraph, max_length: int, out: TextIO) -> None:
         a = graph.nodes[node]
         status = "error" if a.get("error") else a.get("finish_reason") or "running"
         steps = f"{a.get('iterations') or 0} steps, " if a.get("kind") != "llm" else ""
+        name = _one_line(node, max_length)  # a foreign file's node id can be any length
         print(
-            f"{indent}{node} [{status}] {a.get('model')}: {steps}{a.get('llm_calls') or 0} LM calls, "
+            f"{indent}{name} [{status}] {a.get('model')}: {steps}{a.get('llm_calls') or 0} LM calls, "
             f"{a.get('tokens') or 0} tokens, {float(a.get('duration_s') or 0):.1f} s",
             file=out,
         )
@@ -99,7 +100,7 @@ def print_tree(graph: nx.DiGraph, max_length: int, out: TextIO) -> None:
     while pending:
         node, indent = pending.pop()
         if node in shown:
-            print(f"{_indent(indent)}{node} (shown above)", file=out)
+            print(f"{_indent(indent)}{_one_line(node, max_length)} (shown above)", file=out)
             continue
         shown.add(node)
         show(node, indent)
