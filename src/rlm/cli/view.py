@@ -30,9 +30,7 @@ def load_saved(path: str) -> tuple[str, Any]:
             raise ConfigurationError(
                 f"{path} is not readable GraphML ({type(exc).__name__}: {exc}); expected a graph saved by --graph."
             ) from exc
-        if not graph.is_directed() or graph.is_multigraph():
-            raise ConfigurationError(f"{path} was not written by rlm: calls form a directed graph, not this one.")
-        return "graph", graph
+        return "graph", _call_graph(graph, path)
     if suffix == ".jsonl":  # results of `rlm batch`: its summary table again
         from rlm.batch.progress import summary_table
         from rlm.batch.store import load_results
@@ -57,10 +55,15 @@ def load_saved(path: str) -> tuple[str, Any]:
             graph = graph_from_json(data)  # already read: not load_graph, which would read it again
         except (nx.NetworkXError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigurationError(f"{path} is not a graph saved by --graph ({type(exc).__name__}: {exc})") from exc
-        if not graph.is_directed() or graph.is_multigraph():
-            raise ConfigurationError(f"{path} was not written by rlm: calls form a directed graph, not this one.")
-        return "graph", graph
+        return "graph", _call_graph(graph, path)
     raise ConfigurationError(f"{path} is neither a history (a JSON list) nor a graph (JSON with 'nodes').")
+
+
+def _call_graph(graph: nx.Graph, path: str) -> nx.DiGraph:
+    """`graph` if it has the shape of a saved call graph (directed, one edge per call)."""
+    if not graph.is_directed() or graph.is_multigraph():
+        raise ConfigurationError(f"{path} was not written by rlm: calls form a directed graph, not this one.")
+    return graph
 
 
 def print_history(records: list[dict[str, Any]], detailed: bool, max_length: int, out: TextIO) -> None:

@@ -57,9 +57,9 @@ class AnswerType:
             except ValidationError as exc:
                 first = first or exc
                 continue
-            if not _finite(self.adapter.dump_python(value)):
-                # "nan" and "inf" validate as floats; no answer means them, and strict JSON (a
-                # batch row, `rlm ask --output float --json` read by another tool) cannot hold them.
+            if not _writable(self.adapter.dump_python(value), finite=True):
+                # The text itself is the last candidate, and lax validation reads "nan" or "inf"
+                # as a float: checked again once validated.
                 raise ValidationError.from_exception_data(
                     "Answer", [{"type": "finite_number", "loc": (), "input": answer[:100]}]
                 )
@@ -104,36 +104,27 @@ def _candidates(answer: str) -> list[Any]:
 MAX_VALUE_NESTING = 100
 
 
-def _writable(value: Any) -> bool:
-    """Whether every int in `value` can be written in decimal (str, JSON) and its lists and dicts
-    nest at most MAX_VALUE_NESTING deep. A hex literal (`0xfff...`) reads past Python's limit on
-    decimal digits, which only guards decimal text: the typed value then could not be printed or
-    saved, and `rlm ask --output int` ended in a traceback."""
+def _writable(value: Any, finite: bool = False) -> bool:
+    """Whether every int in `value` can be written in decimal (str, JSON), its lists and dicts
+    nest at most MAX_VALUE_NESTING deep, and (with `finite`) no float is NaN or infinite. A hex literal
+    (`0xfff...`) reads past Python's limit on decimal digits, which only guards decimal text: the
+    typed value then could not be printed or saved, and `rlm ask --output int` ended in a
+    traceback. NaN and infinities mean no answer, and strict JSON (a batch row, `rlm ask --json`
+    read by another tool) cannot hold them; they are checked on the validated value, so the model
+    reads that its number is not finite rather than that its list is no list."""
     limit = sys.get_int_max_str_digits()
     pending = [(value, 0)]
     while pending:
         item, depth = pending.pop()
         if isinstance(item, int) and limit and item.bit_length() > limit * 3.32:  # log2(10) bits a digit
             return False
+        if finite and isinstance(item, float) and not math.isfinite(item):
+            return False
         if isinstance(item, (list, tuple, set, frozenset, dict)):
             if depth >= MAX_VALUE_NESTING:
                 return False
             members = [*item, *item.values()] if isinstance(item, dict) else list(item)
             pending.extend((member, depth + 1) for member in members)
-    return True
-
-
-def _finite(value: Any) -> bool:
-    """Whether no float in `value` (lists and dicts of it, as dumped) is NaN or infinite."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return False
-        if isinstance(item, (list, tuple, set, frozenset)):
-            pending.extend(item)
-        elif isinstance(item, dict):
-            pending.extend(item.values())
     return True
 
 
