@@ -3,9 +3,10 @@ the worker's pipes and folder listings, and what the host does with hostile fram
 recursive_llm call whose slice nests past the protocol's limit, a frame sent after the result, and a
 worker that exits while the host answers its call.
 
-Holes (strict xfails; reproductions, causes and suggested fixes in /tmp/s9/attack15/HOLES.md):
-1. the worker may stack seccomp filters: each is kernel memory outside RLIMIT_AS (3,600 filters,
-   about 22 MB of slab and vmalloc), held for the worker's whole life, as round 12's Landlock rules were.
+One hole (a strict xfail first; reproduction and cause in /tmp/s9/attack15/HOLES.md), closed the
+same session: the worker could stack seccomp filters, each kernel memory outside RLIMIT_AS (3,600
+filters, about 22 MB of slab and vmalloc), held for the worker's whole life, as round 12's Landlock
+rules were. The worker's last filter (jail.seal_limits) now refuses seccomp and PR_SET_SECCOMP.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ result = stacked
 
 
 @x86_64_only
-@pytest.mark.xfail(strict=True, reason="hole 1: stacked seccomp filters hold kernel memory outside RLIMIT_AS")
 def test_the_worker_cannot_stack_seccomp_filters_as_kernel_memory():
     # A fresh worker: the filters stay attached for its whole life, and slow each of its syscalls.
     from rlm.sandbox.base import SandboxLimits
@@ -61,7 +61,6 @@ def test_the_worker_cannot_stack_seccomp_filters_as_kernel_memory():
 
 
 @x86_64_only
-@pytest.mark.xfail(strict=True, reason="hole 1: prctl(PR_SET_SECCOMP) stacks filters as seccomp() does")
 def test_the_worker_cannot_stack_seccomp_filters_through_prctl(unrestricted):
     # Attached filters stay for the worker's life: one ALLOW filter only, so the shared worker goes on.
     outcome = attempt(
