@@ -240,9 +240,12 @@ def test_a_sigcont_handler_that_breaks_the_worker_costs_one_step(handler):
     with LocalSandbox(SandboxLimits(exec_timeout=1.0), python_policy=False) as box:
         box.load("context")
         assert box.execute(install, no_calls).error is None
-        broken = box.execute("print(len(context))", no_calls)
-        assert broken.restarted, broken
-        assert box.execute("print(len(context))", no_calls).output == "7\n"
+        # The handler runs when the worker is continued for the next step. If the host's request is
+        # already in the pipe by the time the worker is scheduled (a loaded machine), that step reads it
+        # first and the break costs the step after; either way exactly one step is lost.
+        outcomes = [box.execute("print(len(context))", no_calls) for _ in range(3)]
+        assert [outcome.restarted for outcome in outcomes] in ([True, False, False], [False, True, False]), outcomes
+        assert all(outcome.output == "7\n" for outcome in outcomes if not outcome.restarted), outcomes
 
 
 SIGCONT_AND_TIMERS = """
