@@ -74,6 +74,16 @@ def test_each_question_is_a_run_of_its_own(make_lm):
     assert (first.answer, first.iterations, second.value) == ("3", 1, "x")
 
 
+def test_a_context_with_a_lone_surrogate_is_made_writable_once_for_every_question(make_lm):
+    # Session._open repairs the text once; each question's run takes it as it is then (module._prepare)
+    lm, engine = make_lm([code("FINAL(context[:3])"), code("FINAL(context[-3:])")])
+    with RLM(model=lm).session("a\ud800b c \udfffd") as session:
+        answers = [session.run("first three").answer, session.run("last three").answer]
+        assert session.context == "a?b c ?d"
+    assert answers == ["a?b", " ?d"]
+    "".join(m["content"] for call in engine.calls for m in call).encode("utf-8")  # every request was writable
+
+
 def test_reset_forgets_the_questions_and_the_variables(make_lm):
     lm, engine = make_lm([code("kept = 1\nFINAL('a')"), code("FINAL('b')")])
     with RLM(model=lm).session("abc") as session:

@@ -94,7 +94,7 @@ class RLMModule(dspy.Module):
         # "\ud800"): it would end the first LM request, and a session's first question is kept as
         # its opening, so every later question failed too (attack round 14).
         query = utf8_text(query)
-        if isinstance(context, str):
+        if isinstance(context, str) and session is None:  # a session's text was made so once, at its opening
             context = utf8_text(context)
         answer_type = AnswerType(output) if output is not None else None
         root_lm = self.lm or dspy.settings.lm
