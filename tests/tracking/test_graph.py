@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_graph_has_one_node_per_rlm_node_and_plain_call_in_call_order(multi_depth_run):
     rlm, result, _ = multi_depth_run
@@ -62,3 +64,21 @@ def test_model_text_cannot_break_out_of_the_page(make_lm, tmp_path):
     page = render_graph_html(rlm.get_graph())
     assert "</script><script>window.pwned" not in page
     assert page.count("</script>") == 2  # the data block and the page script, nothing injected
+
+
+def test_a_page_of_a_graph_with_nan_or_infinite_numbers_still_parses():
+    import networkx as nx
+
+    from rlm.tracking.html_view import render_graph_html
+
+    graph = nx.DiGraph()
+    graph.add_node("root", cost_usd=float("nan"), tokens=[1, float("inf")], query="q")
+    graph.add_node("child", wall_s=float("-inf"))
+    graph.add_edge("root", "child", order=0)
+    page = render_graph_html(graph)
+    data = json.loads(  # Python's parser takes NaN; the browser's JSON.parse would not: strict here
+        page.split('id="graph-data">', 1)[1].split("</script>", 1)[0],
+        parse_constant=lambda name: pytest.fail(f"{name} in the page's data"),
+    )
+    root = next(node for node in data["nodes"] if node["id"] == "root")
+    assert (root["cost_usd"], root["tokens"]) == ("nan", [1, "inf"])

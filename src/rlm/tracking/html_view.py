@@ -8,6 +8,7 @@ page with `textContent` only, never parsed as HTML.
 from __future__ import annotations
 
 import json
+import math
 from importlib import resources
 from typing import Any
 
@@ -17,28 +18,45 @@ X_GAP, Y_GAP, MARGIN = 170, 120, 90  # node boxes are 144 x 44, centred on their
 
 
 def layout(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
-    """A tidy tree: leaves side by side in call order, each parent centred over its children."""
+    """A tidy tree: leaves side by side in call order, each parent centred over its children.
+
+    Walked with a stack of its own, not recursion: `rlm view` draws graph files it was handed,
+    and a chain thousands of nodes deep must draw, not end in RecursionError. A node shared by two
+    parents (a hand-made file) is drawn once, under the first parent that reaches it.
+    """
     positions: dict[str, tuple[float, float]] = {}
-    next_slot = [0]
+    claimed: set[str] = set()
+    next_slot = 0
 
-    def children(node: str) -> list[str]:
-        return sorted(graph.successors(node), key=lambda child: graph.edges[node, child].get("order", 0))
-
-    def place(node: str, level: int) -> float:
-        kids = [k for k in children(node) if k not in positions]
-        if not kids:
-            x = float(next_slot[0])
-            next_slot[0] += 1
-        else:
-            xs = [place(kid, level + 1) for kid in kids]
-            x = (xs[0] + xs[-1]) / 2
-        positions[node] = (x, float(level))
-        return x
+    def claim_children(node: str) -> list[str]:
+        kids = sorted(graph.successors(node), key=lambda child: graph.edges[node, child].get("order", 0))
+        kids = [kid for kid in kids if kid not in claimed]
+        claimed.update(kids)
+        return kids
 
     roots = [n for n in graph.nodes if graph.in_degree(n) == 0] or list(graph.nodes)[:1]
     for root in roots:
-        if root not in positions:
-            place(root, 0)
+        if root in claimed:
+            continue
+        claimed.add(root)
+        # each frame: node, level, its children, how many were entered, their x positions
+        stack: list[tuple[str, int, list[str], list[int], list[float]]] = [(root, 0, claim_children(root), [0], [])]
+        while stack:
+            node, level, kids, entered, xs = stack[-1]
+            if entered[0] < len(kids):
+                kid = kids[entered[0]]
+                entered[0] += 1
+                stack.append((kid, level + 1, claim_children(kid), [0], []))
+                continue
+            stack.pop()
+            if xs:
+                x = (xs[0] + xs[-1]) / 2
+            else:
+                x = float(next_slot)
+                next_slot += 1
+            positions[node] = (x, float(level))
+            if stack:
+                stack[-1][4].append(x)
     return {n: (MARGIN + x * X_GAP, MARGIN + y * Y_GAP) for n, (x, y) in positions.items()}
 
 
@@ -64,13 +82,26 @@ def graph_payload(graph: nx.DiGraph) -> dict[str, Any]:
 
 
 def render_graph_html(graph: nx.DiGraph, title: str = "RLM call graph") -> str:
-    data = json.dumps(graph_payload(graph), default=str, ensure_ascii=False)
+    # JSON.parse refuses NaN and Infinity, which json.dumps writes for such floats: the page would be blank.
+    data = json.dumps(_finite_numbers(graph_payload(graph)), default=str, ensure_ascii=False, allow_nan=False)
     # Model-written text could contain "</script>" or "<!--", which end or derail the data block.
     # Every "<" (which JSON has only inside strings) becomes JSON's own escape: the block holds
     # none, and JSON.parse reads back the same text ("<\\!--" was no JSON escape: the page broke).
     data = data.replace("<", "\\u003c")
     page = resources.files("rlm.tracking").joinpath("graph_page.html").read_text(encoding="utf-8")
     return page.replace("__TITLE__", _escape(title)).replace("__DATA__", data)
+
+
+def _finite_numbers(value: Any) -> Any:
+    """`value` with every NaN or infinite float written as text ("nan", "inf"). Recursive as
+    json.dumps itself is: nesting deeper than it could write fails there first, with RecursionError."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite_numbers(member) for key, member in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_numbers(member) for member in value]
+    return value
 
 
 def _escape(text: str) -> str:
