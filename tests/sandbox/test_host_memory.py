@@ -20,6 +20,16 @@ def test_the_account_refuses_what_would_pass_its_limit_and_counts_nothing_then()
     assert budget.take(100) and budget.held_bytes == 100
 
 
+def test_a_frame_counted_again_at_a_larger_size_keeps_its_bytes_counted_in_between():
+    # A channel counts a frame by stages (its bytes, then decoded, then parsed): each stage replaces
+    # the last in one step, so no other worker can take the bytes the frame still occupies.
+    budget = HostFrameBudget(100)
+    assert budget.take(30)  # another worker's frame
+    assert budget.exchange(0, 40) and budget.held_bytes == 70
+    assert budget.exchange(40, 70) and budget.held_bytes == 100
+    assert not budget.exchange(70, 71) and budget.held_bytes == 30  # refused: the frame's count is given back
+
+
 def test_the_default_leaves_room_for_two_copies_of_the_context_per_level_at_its_decoded_width():
     assert run_budget_bytes(1_000, max_depth=2) == BASE_FRAME_BYTES + 6_000
     assert run_budget_bytes(1_000, max_depth=2, ascii_only=False) == BASE_FRAME_BYTES + 24_000

@@ -85,10 +85,18 @@ class HostFrameBudget:
 
     def take(self, size: int) -> bool:
         """Count `size` bytes as held; False (nothing counted) if that would pass the limit."""
+        return self.exchange(0, size)
+
+    def exchange(self, held: int, size: int) -> bool:
+        """Count `size` bytes in place of `held` in one step: a frame read in stages is counted
+        throughout, never released and taken again (another worker could take the gap). False (and
+        `held` given back) if `size` would pass the limit."""
         with self._lock:
-            if self.held_bytes + size > self.limit_bytes:
+            rest = max(0, self.held_bytes - held)
+            if rest + size > self.limit_bytes:
+                self.held_bytes = rest
                 return False
-            self.held_bytes += size
+            self.held_bytes = rest + size
             return True
 
     def give(self, size: int) -> None:

@@ -129,10 +129,10 @@ class WorkerChannel:
     def _hold(self, size: int) -> None:
         """Count a frame against the run's budget (in place of what it counted so far) before reading
         or decoding it: those are what take the memory."""
-        self.release()
         if self.budget is None:
             return
-        if not self.budget.take(size):
+        held, self._held = self._held, 0
+        if not self.budget.exchange(held, size):
             raise ChannelError(
                 f"the worker sent a frame of {size:,} bytes while the run's workers already held "
                 f"{self.budget.held_bytes:,} of the {self.budget.limit_bytes:,} bytes the host keeps for "
