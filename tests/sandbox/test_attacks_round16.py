@@ -11,7 +11,11 @@ Holes (strict xfails; reproductions, causes and suggested fixes in /tmp/s10/atta
 2. a program file holding an integer longer than 4,300 digits, or nesting deeper than the JSON
    parser's stack, raises ValueError / RecursionError out of RLM(...) instead of ProgramFileError;
 3. a program file's strings are not made UTF-8-safe: a lone surrogate (a JSON escape) in its
-   instructions raises UnicodeEncodeError out of RLM(...), one in a demo makes every run() raise.
+   instructions raises UnicodeEncodeError out of RLM(...), one in a demo makes every run() raise;
+4. a results file line holding an integer past 4,300 digits raises ValueError out of
+   ResultStore.open (`rlm batch --out FILE` resuming) instead of being left out as a bad line;
+5. a reply's prose FINAL({...}) goes through ast.literal_eval on the host, with no timer: a set of
+   complex numbers whose hashes all collide builds in quadratic time (0.4 MB: 9 s, 0.8 MB: 25 s).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
-from tests.sandbox.conftest import attempt, no_calls, x86_64_only
+from tests.sandbox.conftest import attempt, finishes_within, no_calls, x86_64_only
 
 needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -279,3 +283,23 @@ def test_a_results_file_with_an_overlong_integer_is_a_bad_line_when_a_batch_resu
     path.write_text(good + "\n" + '{"id": "b", "status": "ok", "llm_calls": ' + "9" * 5000 + "}\n", encoding="utf-8")
     with ResultStore(path) as store:
         assert list(store.rows) == ["kept"]  # the line no JSON reader takes is left out, as a torn one is
+
+
+# --- host parsing of a reply: must stay linear in what the model sent (round 9's rule) ---------------------
+COLLIDING_PROSE_FINAL = """
+from rlm import RLM
+from rlm.testing import scripted_lm
+
+# a - 1000003*k + k*j: every complex hashes alike, so a set of them is built in quadratic time
+colliding = "{" + ",".join(f"{-1000003 * k}+{k}j" for k in range(60000)) + "}"
+lm, _ = scripted_lm([f"I am done.\\nFINAL({colliding})"] * 3)
+assert RLM(model=lm).run("q", "ctx").finish_reason == "final"
+"""
+
+
+@pytest.mark.xfail(
+    strict=True, reason="hole 5: a prose FINAL's argument is ast.literal_eval'd: colliding hashes make it quadratic"
+)
+def test_a_prose_final_of_colliding_set_members_is_read_in_linear_time():
+    # 1.2 MB of reply: a few seconds when linear (import included), past a minute when quadratic.
+    assert finishes_within(COLLIDING_PROSE_FINAL, 30), "reading the reply's FINAL took past 30 s"
