@@ -3,7 +3,8 @@ mappings and files (VMAs split one page at a time, memfd growth, descriptors), t
 rules fed arguments with high bits; what the host does with a forged result frame; and a hostile
 program file (`RLM(program=PATH)`) a user was handed.
 
-Holes (strict xfails; reproductions, causes and suggested fixes in /tmp/s10/attack16/HOLES.md):
+Five holes, found as strict xfails (reproductions, causes and suggested fixes in
+/tmp/s10/attack16/HOLES.md) and closed the same session; what they were:
 1. with the policy off, a worker splits an anonymous mapping into ~64,000 one-page VMAs with
    mprotect: ~15 MB of unreclaimable kernel slab (vm_area_struct, maple nodes) outside its memory
    cap, held for the worker's whole life; the host's page-table check does not see it (no page is
@@ -16,11 +17,16 @@ Holes (strict xfails; reproductions, causes and suggested fixes in /tmp/s10/atta
    ResultStore.open (`rlm batch --out FILE` resuming) instead of being left out as a bad line;
 5. a reply's prose FINAL({...}) goes through ast.literal_eval on the host, with no timer: a set of
    complex numbers whose hashes all collide builds in quadratic time (0.4 MB: 9 s, 0.8 MB: 25 s).
+The fixes: the host counts a stopped worker's mappings beside its page tables and replaces one past
+16,384 (`sandbox/local/kernel_memory.py`); a program file is read as any stranger's text (every
+JSON failure is a ProgramFileError, strings pass through rlm/utf8.py); a results line JSON cannot
+read is a bad line; a prose FINAL's argument is parsed, never evaluated (only a string is kept).
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 
 import pytest
 
@@ -31,7 +37,7 @@ from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
-from tests.sandbox.conftest import attempt, finishes_within, no_calls, x86_64_only
+from tests.sandbox.conftest import PROBE_REPORT, RAW, attempt, finishes_within, no_calls, x86_64_only
 
 needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -58,18 +64,15 @@ result = split
 
 
 @needs_jail
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole 1: ~64,000 one-page VMAs (~15 MB of kernel slab outside the cap) stay held for the worker's life",
-)
 def test_a_worker_that_splits_its_memory_into_vmas_is_replaced():
     with LocalSandbox(SandboxLimits(exec_timeout=30.0, memory_limit_mb=512), python_policy=False) as box:
         box.load("ctx")
-        outcome = attempt(box, SPLIT_INTO_VMAS)
-        assert outcome.startswith("OK: 32000"), outcome  # the split itself cannot be refused
-        after = box.execute("print('held_vmas' in dir())", no_calls)
-    # Either the step that built them reported a restart, or the next one finds a fresh worker.
-    assert after.restarted or after.output == "False\n", "the worker kept its 64,000 VMAs"
+        # The split itself cannot be refused (mprotect is the interpreter's own tool); the worker that
+        # holds it is replaced when it stops, so its kernel records go with it.
+        built = box.execute("try:\n" + textwrap.indent(RAW + SPLIT_INTO_VMAS, "    ") + PROBE_REPORT, no_calls)
+        assert built.restarted and "separate mappings" in (built.error or ""), built
+        after = box.execute("print('held_vmas' in dir(), len(context))", no_calls)
+    assert after.output == "False 3\n", after
 
 
 @needs_jail
@@ -203,9 +206,6 @@ def _run_with_program(path) -> str:
     return RLM(model=lm, program=path).run("q", "ctx").answer
 
 
-@pytest.mark.xfail(
-    strict=True, reason="hole 2: ValueError/RecursionError out of RLM(program=...), not ProgramFileError"
-)
 @pytest.mark.parametrize(
     "payload",
     ["1" * 5000, "[" * 100_000 + "]" * 100_000],
@@ -218,9 +218,6 @@ def test_a_program_file_json_cannot_parse_is_a_program_file_error(tmp_path, payl
         _run_with_program(path)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="hole 3: a program file's lone surrogates reach the signature and every LM request"
-)
 @pytest.mark.parametrize(
     "fields",
     [
@@ -271,10 +268,6 @@ def test_a_batch_items_id_never_names_a_file_outside_its_folder(tmp_path, item_i
     assert target.parent == tmp_path.resolve() and len(name) <= 89, name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole 4: a results line with an integer past 4,300 digits raises ValueError out of ResultStore.open",
-)
 def test_a_results_file_with_an_overlong_integer_is_a_bad_line_when_a_batch_resumes(tmp_path):
     from rlm.batch.store import ResultStore
 
@@ -297,9 +290,6 @@ assert RLM(model=lm).run("q", "ctx").finish_reason == "final"
 """
 
 
-@pytest.mark.xfail(
-    strict=True, reason="hole 5: a prose FINAL's argument is ast.literal_eval'd: colliding hashes make it quadratic"
-)
 def test_a_prose_final_of_colliding_set_members_is_read_in_linear_time():
     # 1.2 MB of reply: a few seconds when linear (import included), past a minute when quadratic.
     assert finishes_within(COLLIDING_PROSE_FINAL, 30), "reading the reply's FINAL took past 30 s"

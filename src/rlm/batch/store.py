@@ -108,7 +108,8 @@ def _parse(data: bytes) -> tuple[dict[str, dict[str, Any]], bool]:
     for line in data[:end].splitlines():
         try:
             row = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # a row nested too deep is a bad line
+        # ValueError: not JSON, not UTF-8, or an integer past Python's digit limit; RecursionError: nested too deep
+        except (ValueError, RecursionError):
             row = None
         if not isinstance(row, dict) or not isinstance(row.get("id"), str):
             clean = False

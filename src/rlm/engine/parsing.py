@@ -40,12 +40,15 @@ class TextFinal:
         """The argument as text: a quoted string is unquoted, anything else is kept verbatim.
 
         Numbers stay as written: `FINAL(007)` and `FINAL(1_000)` mean those characters.
+        Parsed, never evaluated: only a string is kept, and building any other literal (a set of
+        members whose hashes collide) took the host quadratic time, a minute for 1.2 MB (attack
+        round 16).
         """
-        try:
-            value = ast.literal_eval(self.argument)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        tree = parse_code(self.argument)
+        if tree is None or len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
             return self.argument
-        return value if isinstance(value, str) else self.argument
+        value = tree.body[0].value
+        return value.value if isinstance(value, ast.Constant) and isinstance(value.value, str) else self.argument
 
     @property
     def variable_name(self) -> str | None:

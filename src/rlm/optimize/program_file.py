@@ -16,6 +16,7 @@ from typing import Any
 import dspy
 
 from rlm.errors import ConfigurationError
+from rlm.utf8 import utf8_values
 
 FORMAT = "rlm-program"
 FORMAT_VERSION = 1
@@ -83,16 +84,22 @@ def read_program(path: str | Path) -> Program:
     if not path.is_file():
         raise ProgramFileError(f"program file {str(path)!r} does not exist: check the path, or {remake}")
     try:
+        # ValueError: JSON's own errors, and an integer past Python's digit limit; RecursionError: nesting
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProgramFileError(f"program file {str(path)!r} is not readable JSON ({exc}): {remake} again") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ProgramFileError(
+            f"program file {str(path)!r} is not readable JSON ({type(exc).__name__}: {str(exc)[:200]}): {remake} again"
+        ) from None
+    # A "\ud800" escape reads as a lone surrogate: the file is a stranger's text like a provider's reply,
+    # and one in a demo made every request of the RLM fail to encode.
+    data = utf8_values(data)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ProgramFileError(
             f'{str(path)!r} is not an rlm program file (no "format": "{FORMAT}"): pass a file written by '
             "`rlm optimize` or rlm.optimize.optimize(...).save(path)"
         )
     version = data.get("version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:  # `true` equals 1 but is no version
         raise ProgramFileError(
             f"program file {str(path)!r} has format version {version!r}; this recursive-llm reads version "
             f"{FORMAT_VERSION}: {remake} with this version"

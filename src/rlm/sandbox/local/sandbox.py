@@ -24,6 +24,7 @@ from rlm.errors import SandboxError
 from rlm.sandbox.base import ExecutionResult, SandboxLimits, SubcallHandler, clip_middle
 from rlm.sandbox.host_memory import BASE_FRAME_BYTES
 from rlm.sandbox.local.channel import ChannelError, WorkerChannel
+from rlm.sandbox.local.kernel_memory import kernel_memory_problem
 from rlm.sandbox.local.processes import UNSHARE_FLAGS, network_isolation_available, retire, spawn
 from rlm.sandbox.local.spare import SparePool
 
@@ -31,11 +32,6 @@ _WORKER_DIR = Path(__file__).resolve().parent
 # Seconds a step may overrun its limit before the worker is killed (it gets a TimeoutError first).
 HARD_KILL_GRACE_S = 1.0
 START_TIMEOUT_S = 15.0
-# Page tables are kernel memory outside the worker's address-space cap: code past the policy that
-# maps one page every gigabyte builds 8 KB of them for each 4 KB page, 470 MB under a 256 MB cap
-# (attack round 12). An honest worker's, dense, take about 2 MB per GB mapped. A worker past this
-# after a step is replaced (it is stopped between steps, so nothing grows then).
-MAX_PAGE_TABLES_MB = 32
 # Frames from the worker beyond this (plus twice the context, for slices sent to children) are
 # refused: only a runaway or hostile step sends more.
 
@@ -184,12 +180,9 @@ class LocalSandbox:
                 self._pause()
                 # Checked whenever the worker stops, a sub-call's too: it may wait there for a
                 # child's whole run (attack round 14 held 156 MB through one llm_query).
-                tables_mb = self._page_tables_mb()
-                if tables_mb > MAX_PAGE_TABLES_MB:
-                    return self._recover(
-                        f"MemoryError: the step's code mapped memory so sparsely that its page tables took "
-                        f"{tables_mb} MB of the host's memory, outside its memory limit."
-                    )
+                held = self._kernel_memory_problem()
+                if held is not None:
+                    return self._recover(held)
                 if message.get("type") != "call":
                     result = self._result(message)
                     channel.release()  # the result is copied out: its frame no longer counts
@@ -324,19 +317,9 @@ class LocalSandbox:
         note = " The REPL was restarted: only `context` is defined again; your variables are gone."
         return ExecutionResult(output="", error=error + note, restarted=True)
 
-    def _page_tables_mb(self) -> int:
-        """The kernel memory the worker's page tables take (Linux; 0 where /proc cannot tell)."""
+    def _kernel_memory_problem(self) -> str | None:
         process = self._process
-        if process is None:
-            return 0
-        try:
-            with open(f"/proc/{process.pid}/status", "rb") as status:
-                for line in status:
-                    if line.startswith(b"VmPTE:"):
-                        return int(line.split()[1]) // 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        return 0
+        return None if process is None else kernel_memory_problem(process.pid)
 
     def _pause(self) -> None:
         """Stop the worker while the host is not waiting for its answer: between steps, and while a
