@@ -1,0 +1,280 @@
+"""Seventeenth attack round: kernel memory a jailed worker (policy off) pins through file mappings,
+the descriptors and pipes it still has, what the host does with forged call and result frames,
+typed answers read from a reply's prose, and the bundled local model server as something another
+local user's process can stand in for.
+
+Three holes, found as strict xfails (reproductions, causes and suggested fixes in
+/tmp/s10/attack17/HOLES.md):
+1. with the policy off, a worker maps ~16,000 empty memfds, one page each, and closes every
+   descriptor: each mapping pins a shmem inode, a dentry and a struct file, ~30 MB of kernel slab
+   (19 MB unreclaimable) outside its memory cap, for the worker's life, under the host's bound of
+   16,384 mappings (which it sizes at ~240 bytes a mapping, ~4 MB);
+2. another local user's process that listens first on the bundled model's port and answers
+   /v1/models with the bundled model's id is adopted as the local model server: the user's prompts
+   (their documents) go to it and its replies drive the run;
+3. with a typed answer (`output=...`), a reply's prose FINAL({...}) reaches ast.literal_eval on the
+   host unclipped and with no timer: a set of complex numbers whose hashes collide is built in
+   quadratic time (round 16 closed this for untyped runs only).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from rlm import RLM
+from rlm.errors import ConfigurationError, RLMError
+from rlm.sandbox import registry
+from rlm.sandbox.base import SandboxLimits
+from rlm.sandbox.local import LocalSandbox, jail
+from rlm.sandbox.local.kernel_memory import MAX_MAPPINGS
+from rlm.testing import FakeOpenAIServer
+from tests.sandbox.conftest import PROBE_REPORT, RAW, attempt, finishes_within, no_calls, x86_64_only
+
+needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
+
+
+def code(src: str) -> str:
+    return f"```python\n{src}\n```"
+
+
+# --- OS jail alone: kernel objects pinned by file mappings ---------------------------------------------------
+def _memfd_mappings(count: int) -> str:
+    """Map `count` empty memfds of one page each (no page is ever touched) and close their descriptors."""
+    return f"""
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+pinned = 0
+for i in range({count}):
+    fd = os.memfd_create('m' * 249)  # a new inode, and a dentry whose long name is its own allocation
+    address = libc.mmap(None, 4096, 0, 1, fd, 0)  # PROT_NONE, MAP_SHARED
+    os.close(fd)  # the mapping keeps the file, its dentry and inode alive
+    if address in (None, ctypes.c_void_p(-1).value):
+        break
+    pinned += 1
+result = pinned
+"""
+
+
+def _pin_and_look_again(count: int) -> tuple[object, object]:
+    with LocalSandbox(SandboxLimits(exec_timeout=30.0, memory_limit_mb=256), python_policy=False) as box:
+        box.load("ctx")
+        built = box.execute("try:\n" + textwrap.indent(RAW + _memfd_mappings(count), "    ") + PROBE_REPORT, no_calls)
+        later = box.execute("print('pinned' in dir(), len(context))", no_calls)
+    return built, later
+
+
+@needs_jail
+def test_a_worker_past_the_mapping_bound_through_memfd_mappings_is_replaced():
+    built, later = _pin_and_look_again(MAX_MAPPINGS + 2000)
+    assert built.restarted and "separate mappings" in (built.error or ""), built
+    assert later.output == "False 3\n", later
+
+
+@needs_jail
+@pytest.mark.xfail(
+    strict=True,
+    reason="hole 1: ~16,000 memfd mappings pin ~30 MB of kernel slab (inodes, dentries, files) under the mapping bound",
+)
+def test_a_worker_cannot_pin_files_inodes_and_dentries_through_mappings_under_the_bound():
+    # Each mapping of its own memfd costs the kernel ~1.9 KB (measured: Slab +29.7 MB, SUnreclaim
+    # +19.1 MB for 15,884), not the ~240 bytes of an anonymous one the bound was sized for.
+    built, later = _pin_and_look_again(MAX_MAPPINGS - 500)
+    assert built.restarted or later.output == "False 3\n", (built, later)
+
+
+# --- OS jail alone: what the worker's own descriptors and the allowed calls still reach ----------------------
+@needs_jail
+@x86_64_only
+@pytest.mark.parametrize("command", ["1026", "(1 << 32) | 1026", "(0xFFFF << 48) | 1026"])
+def test_the_worker_cannot_watch_a_readable_folder_with_dnotify(unrestricted, command):
+    # fcntl(F_NOTIFY, DN_MODIFY | DN_CREATE | DN_MULTISHOT) on the standard library's folder: it would
+    # signal the worker whenever the host's user changes a file there (as inotify would)
+    outcome = attempt(
+        unrestricted,
+        f"fd = os.open(os.path.dirname(os.__file__), os.O_RDONLY)\n"
+        f"try:\n    result = sc(72, fd, {command}, 0x80000006)\nfinally:\n    os.close(fd)",
+    )
+    assert outcome.startswith("DENIED: PermissionError"), outcome
+
+
+@needs_jail
+@x86_64_only
+@pytest.mark.parametrize("fd", [3, 4])
+@pytest.mark.parametrize("command", ["0x5412", "(1 << 32) | 0x5412", "0x540E"])
+def test_terminal_ioctls_on_the_workers_channel_reach_no_terminal(unrestricted, fd, command):
+    # TIOCSTI (type into a terminal) and TIOCSCTTY, the family the filter allows, on the host's pipes
+    outcome = attempt(unrestricted, f"buf[0] = b'x'\nresult = sc(16, {fd}, {command}, buf)")
+    assert outcome.startswith("DENIED: OSError [Errno 25]"), outcome  # ENOTTY: the pipes are no terminal
+    assert unrestricted.execute("print(len(context))", no_calls).output == "7\n"
+
+
+@needs_jail
+def test_a_worker_that_closes_its_own_channel_and_spins_is_replaced():
+    with LocalSandbox(SandboxLimits(exec_timeout=3.0, memory_limit_mb=256), python_policy=False) as box:
+        box.load("ctx")
+        gone = box.execute("import os\nos.closerange(3, 5)\nwhile True:\n    pass", no_calls)
+        after = box.execute("print(len(context))", no_calls)
+    assert gone.restarted and gone.final_answer is None, gone
+    assert after.output == "3\n", after
+
+
+# --- what the host does with forged call and result frames --------------------------------------------------
+@pytest.fixture
+def policy_off(monkeypatch):
+    monkeypatch.setitem(registry._FACTORIES, "restricted", lambda limits: LocalSandbox(limits, python_policy=False))
+
+
+def _forged_then_read(body: bytes) -> str:
+    return textwrap.dedent(
+        f"""
+        import os, struct
+        os.write(4, struct.pack('>I', {len(body)}) + {body!r})
+        (size,) = struct.unpack('>I', os.read(3, 4))
+        reply = b''
+        while len(reply) < size:
+            reply += os.read(3, size - len(reply))
+        print(reply[:200])
+        """
+    )
+
+
+def _run_with_worker_code(first_step: str, **settings) -> tuple[str, list[str]]:
+    """The run's answer and the prompts the model was sent, with `first_step` as the root's first code."""
+    prompts: list[str] = []
+    replies = [code(first_step), code("FINAL('done')")]
+
+    def reply(body: dict) -> str:
+        prompts.append(str(body.get("messages", ""))[-3000:])
+        return replies.pop(0) if replies else code("FINAL('done')")
+
+    server = FakeOpenAIServer(reply).start()
+    rlm = RLM(model="openai/test-model", api_base=server.base_url, api_key="test", exec_timeout=5.0, **settings)
+    try:
+        try:
+            return rlm.run("q", "ctx").answer, prompts
+        except RLMError as exc:
+            pytest.fail(f"run() raised {type(exc).__name__}: {str(exc)[:300]}")
+    finally:
+        server.stop()
+
+
+@needs_jail
+@pytest.mark.parametrize(
+    "fn",
+    [
+        b"[" * 900 + b"]" * 900,  # str() of it recurses past the stack
+        b'{"a": ' * 400 + b"1" + b"}" * 400,
+        b'"llm_query\\u0000\\ud800"',
+    ],
+)
+def test_a_forged_call_naming_no_function_is_an_error_the_code_reads(policy_off, fn):
+    body = b'{"type": "call", "fn": ' + fn + b', "args": ["p"], "kwargs": {}}'
+    answer, prompts = _run_with_worker_code(_forged_then_read(body), sandbox="restricted")
+    assert answer == "done"
+    assert '{"error": ' in prompts[1], prompts[1][-500:]  # answered with an error the code printed; the run went on
+
+
+@needs_jail
+def test_a_forged_result_whose_submitted_fields_nest_deep_never_ends_the_step(policy_off):
+    deep = b"[" * 900 + b"]" * 900
+    body = b'{"type": "result", "output": "o", "error": null, "final": null, "submitted": {"x": ' + deep + b"}}"
+    step = f"import os, struct\nos.write(4, struct.pack('>I', {len(body)}) + {body!r})\nimport time\ntime.sleep(5)"
+    answer, _ = _run_with_worker_code(step, sandbox="restricted")
+    assert answer == "done"
+
+
+# --- typed answers read on the host: linear in what the model sent ------------------------------------------
+COLLIDING = '"{" + ",".join(f"{-1000003 * k}+{k}j" for k in range(40000)) + "}"'
+
+TYPED_PROSE_FINAL = f"""
+from rlm import RLM
+from rlm.testing import scripted_lm
+
+colliding = {COLLIDING}  # every complex hashes alike
+lm, _ = scripted_lm([f"I am done.\\nFINAL({{colliding}})"] * 3)
+RLM(model=lm, max_iterations=1).run("q", "ctx", output=int)
+"""
+
+TYPED_STEP_FINAL = """
+from rlm import RLM
+from rlm.testing import scripted_lm
+
+step = "s = '{' + ','.join(str(-1000003 * k) + '+' + str(k) + 'j' for k in range(40000)) + '}'\\nFINAL(s)"
+lm, _ = scripted_lm(["```python\\n" + step + "\\n```"] * 3)
+RLM(model=lm, max_iterations=1, sandbox="restricted").run("q", "ctx", output=int)
+"""
+
+
+@needs_jail
+def test_a_typed_step_final_of_colliding_set_members_is_clipped_before_it_is_read():
+    # 0.8 MB of answer cut to max_answer_chars (100,000) before the type check: seconds
+    assert finishes_within(TYPED_STEP_FINAL, 25), "reading the step's typed FINAL took past 25 s"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 3: a typed prose FINAL is literal_eval'd unclipped, in quadratic time")
+def test_a_typed_prose_final_of_colliding_set_members_is_read_in_linear_time():
+    # 0.8 MB of reply: a few seconds when linear (import included), ~45 s when quadratic
+    assert finishes_within(TYPED_PROSE_FINAL, 25), "reading the reply's typed FINAL took past 25 s"
+
+
+# --- the bundled local model server: another local user's process on its port -------------------------------
+SQUATTER = """
+import encodings.idna, http.server, json, os, sys  # idna first: nobody cannot read the stdlib under /root
+port, model_id = int(sys.argv[1]), sys.argv[2]
+
+class Models(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"data": [{"id": model_id}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+os.setgid(65534)
+os.setuid(65534)  # another user of the machine
+http.server.HTTPServer(("127.0.0.1", port), Models).serve_forever()
+"""
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="plays another local user with setuid")
+@pytest.mark.xfail(strict=True, reason="hole 2: another user's server on the bundled model's port is adopted")
+def test_another_users_server_on_the_local_models_port_is_never_adopted(tmp_path, monkeypatch):
+    from rlm.models import local_server
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    squatter = subprocess.Popen([sys.executable, "-c", SQUATTER, str(port), local_server.SERVED_MODEL_ID])
+    try:
+        while not _listening(port):
+            assert squatter.poll() is None, "the other user's server did not start"
+            time.sleep(0.05)
+        monkeypatch.setenv("RLM_LOCAL_PORT", str(port))
+        monkeypatch.setenv("RLM_CACHE_DIR", str(tmp_path))
+        monkeypatch.delenv("RLM_LOCAL_API_BASE", raising=False)
+        monkeypatch.setattr(local_server, "_managed", None)
+
+        def never_launch(self, wait_s):
+            raise AssertionError("the test must not start the real model server")
+
+        monkeypatch.setattr(local_server.LocalServer, "_launch", never_launch)
+        with pytest.raises(ConfigurationError):
+            local_server.ensure_local_server()
+    finally:
+        squatter.kill()
+        squatter.wait()
