@@ -3,7 +3,7 @@ the descriptors and pipes it still has, what the host does with forged call and 
 typed answers read from a reply's prose, and the bundled local model server as something another
 local user's process can stand in for.
 
-Three holes, found as strict xfails (reproductions, causes and suggested fixes in
+Four holes, found as strict xfails (reproductions, causes and suggested fixes in
 /tmp/s10/attack17/HOLES.md):
 1. with the policy off, a worker maps ~16,000 empty memfds, one page each, and closes every
    descriptor: each mapping pins a shmem inode, a dentry and a struct file, ~30 MB of kernel slab
@@ -14,7 +14,10 @@ Three holes, found as strict xfails (reproductions, causes and suggested fixes i
    (their documents) go to it and its replies drive the run;
 3. with a typed answer (`output=...`), a reply's prose FINAL({...}) reaches ast.literal_eval on the
    host unclipped and with no timer: a set of complex numbers whose hashes collide is built in
-   quadratic time (round 16 closed this for untyped runs only).
+   quadratic time (round 16 closed this for untyped runs only);
+4. the run's frame account counts an ASCII frame once while the host holds it twice (its bytes and
+   its text while decoding, its text and the parsed strings while json.loads runs): a 60 MB frame
+   inside a 64 MiB account made the host allocate 120 MB.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 
 import pytest
 
@@ -32,6 +36,7 @@ from rlm import RLM
 from rlm.errors import ConfigurationError, RLMError
 from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
+from rlm.sandbox.host_memory import HostFrameBudget
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.sandbox.local.kernel_memory import MAX_MAPPINGS
 from rlm.testing import FakeOpenAIServer
@@ -179,6 +184,47 @@ def test_a_forged_call_naming_no_function_is_an_error_the_code_reads(policy_off,
     answer, prompts = _run_with_worker_code(_forged_then_read(body), sandbox="restricted")
     assert answer == "done"
     assert '{"error": ' in prompts[1], prompts[1][-500:]  # answered with an error the code printed; the run went on
+
+
+FRAME_OF_ONE_STRING = """
+import os, struct
+body = b'{"type": "call", "fn": "llm_query", "args": ["' + b'a' * (60 << 20) + b'"], "kwargs": {}}'
+os.write(4, struct.pack('>I', len(body)))
+view = memoryview(body)
+while view:
+    view = view[os.write(4, view):]
+del body, view
+(size,) = struct.unpack('>I', os.read(3, 4))
+reply = b''
+while len(reply) < size:
+    reply += os.read(3, size - len(reply))
+print(reply[:60])
+"""
+
+
+@needs_jail
+@pytest.mark.xfail(
+    strict=True, reason="hole 4: a frame is counted once while decoding and parsing hold it twice (120 MB for 60)"
+)
+def test_a_frame_never_makes_the_host_allocate_past_the_runs_account():
+    budget = HostFrameBudget(64 << 20)
+    counted: list[int] = []
+
+    def handler(fn, args, kwargs):
+        counted.append(budget.held_bytes)
+        return "ok"
+
+    limits = SandboxLimits(exec_timeout=30.0, memory_limit_mb=512, frame_budget=budget)
+    with LocalSandbox(limits, python_policy=False) as box:
+        box.load("ctx")
+        tracemalloc.start()  # the host's own allocations, exactly: no sampling
+        try:
+            result = box.execute(FRAME_OF_ONE_STRING, handler)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert result.error is None or not counted, result  # the frame is refused, or ...
+    assert peak <= budget.limit_bytes + (8 << 20), f"counted {counted}, allocated {peak:,}"  # ... fits as counted
 
 
 @needs_jail
