@@ -236,6 +236,36 @@ def test_a_forged_result_whose_submitted_fields_nest_deep_never_ends_the_step(po
     assert answer == "done"
 
 
+def _dspy_chat_reply(src: str) -> str:
+    return f"[[ ## reasoning ## ]]\nLet me check.\n\n[[ ## code ## ]]\n```python\n{src}\n```\n\n[[ ## completed ## ]]"
+
+
+@needs_jail
+@pytest.mark.parametrize(
+    "answer",
+    [b"[" * 900 + b"]" * 900, b'{"a": ' * 500 + b"1" + b"}" * 500, b'"\\ud800x"', b"1e400"],
+)
+def test_a_forged_submit_never_ends_a_dspy_rlm_on_the_restricted_interpreter(answer):
+    import dspy
+
+    from rlm.sandbox.dspy_interop import RestrictedInterpreter
+    from rlm.testing import scripted_lm
+
+    body = b'{"type": "result", "output": "", "error": null, "final": null, "submitted": {"answer": ' + answer + b"}}"
+    step = f"import os, struct\nos.write(4, struct.pack('>I', {len(body)}) + {body!r})\nos._exit(0)"
+
+    def policy_off_interpreter(*args, **kwargs):
+        interpreter = RestrictedInterpreter(*args, **kwargs)
+        interpreter._sandbox = LocalSandbox(interpreter._sandbox.limits, python_policy=False)
+        return interpreter
+
+    lm, _ = scripted_lm([_dspy_chat_reply(step)] + [_dspy_chat_reply("SUBMIT(answer='ok')")] * 4)
+    rlm = dspy.RLM("context, query -> answer", max_iters=3, interpreter_factory=policy_off_interpreter)
+    with dspy.context(lm=lm):
+        prediction = rlm(context="ctx", query="q")
+    prediction.answer.encode("utf-8")  # an answer the user's program can print and save
+
+
 # --- typed answers read on the host: linear in what the model sent ------------------------------------------
 COLLIDING = '"{" + ",".join(f"{-1000003 * k}+{k}j" for k in range(40000)) + "}"'
 
