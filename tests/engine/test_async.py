@@ -7,19 +7,17 @@ import contextlib
 import time
 
 from rlm import RLM
+from tests.meeting import meeting_lm
 
 
-async def test_two_acompletions_in_one_loop_overlap(make_lm):
+async def test_two_acompletions_in_one_loop_overlap():
     # Each run gets its own two replies (code, then FINAL once an output came back): a shared list
     # of replies would hand them out in whatever order the runs ask.
-    lm, _ = make_lm(lambda m: "FINAL(done)" if len(m) > 2 else "```python\nx = len(context)\n```", delay_s=0.3)
+    lm, meeting = meeting_lm(lambda m: "FINAL(done)" if len(m) > 2 else "```python\nx = len(context)\n```", 2)
     rlm = RLM(model=lm)
-    started = time.perf_counter()
     answers = await asyncio.gather(rlm.acompletion("q1", "context one"), rlm.acompletion("q2", "context two"))
-    elapsed = time.perf_counter() - started
     assert answers == ["done", "done"]
-    # Each run makes two 0.3 s calls: sequential runs would take at least 1.2 s.
-    assert elapsed < 1.1
+    assert meeting.peak == 2  # a request of each run was out at once: sequential runs never overlap
 
 
 async def test_event_loop_stays_responsive_while_code_runs(make_lm):
@@ -40,11 +38,10 @@ async def test_event_loop_stays_responsive_while_code_runs(make_lm):
 
 async def test_async_batched_subcalls_are_awaited_concurrently(make_lm):
     root, _ = make_lm(["```python\nr = llm_query_batched(['a', 'b', 'c', 'd'])\nFINAL(','.join(r))\n```"])
-    sub, _ = make_lm(lambda m: m[-1]["content"].upper(), model="scripted/sub", delay_s=0.3)
+    sub, meeting = meeting_lm(lambda m: m[-1]["content"].upper(), 4, model="scripted/sub")
     rlm = RLM(model=root, recursive_model=sub, max_concurrency=4)
-    started = time.perf_counter()
     assert await rlm.acompletion("q", "ctx") == "A,B,C,D"
-    assert time.perf_counter() - started < 1.0  # four 0.3 s calls in sequence would take 1.2 s
+    assert meeting.peak == 4  # all four were out at once
 
 
 async def test_async_recursion_runs_child_nodes(make_lm):
