@@ -48,7 +48,7 @@ def code(src: str) -> str:
 def small_account(monkeypatch):
     """Runs get an account of 100,000 bytes, and the test sees every sandbox's account."""
     accounts = []
-    monkeypatch.setattr(engine_module, "run_budget_bytes", lambda chars, depth, ascii_only=True: 100_000)
+    monkeypatch.setattr(engine_module, "run_budget_bytes", lambda chars, depth, ascii_only=True: 200_000)
 
     def make(limits: SandboxLimits) -> LocalSandbox:
         accounts.append(limits.frame_budget)
@@ -59,14 +59,15 @@ def small_account(monkeypatch):
 
 
 def test_a_childs_frame_refused_by_the_account_leaves_nothing_held_for_later_honest_steps(small_account):
-    # The root holds 60,000 bytes (its call's arguments) while the child sends 50,000 more: refused,
-    # the child's worker restarts. Then the root's own call of 90,000 bytes must fit again.
+    # The root holds 60,000 bytes (its call's arguments) while the child sends 80,000 more (160,000
+    # at their peak, decoded and parsed): refused, the child's worker restarts. Then the root's own
+    # call of 90,000 bytes (180,000 at its peak) must fit again.
     root = [
         code("print(recursive_llm('child-q', 'y' * 60_000))"),
         code("print(llm_query('b' * 90_000))"),
         code("FINAL('root done')"),
     ]
-    child = [code("print(llm_query('a' * 50_000))"), code("n = str(len(context))\nFINAL(n)"), "sub answer"]
+    child = [code("print(llm_query('a' * 80_000))"), code("n = str(len(context))\nFINAL(n)"), "sub answer"]
     lm, _ = scripted_lm(root)
     sub, sub_engine = scripted_lm(child, model="scripted/sub")
     result = RLM(model=lm, recursive_model=sub, max_depth=2, exec_timeout=10.0).run("q", "ctx")

@@ -4,7 +4,7 @@ typed answers read from a reply's prose, and the bundled local model server as s
 local user's process can stand in for.
 
 Four holes, found as strict xfails (reproductions, causes and suggested fixes in
-/tmp/s10/attack17/HOLES.md):
+/tmp/s10/attack17/HOLES.md) and closed the same session; what they were:
 1. with the policy off, a worker maps ~16,000 empty memfds, one page each, and closes every
    descriptor: each mapping pins a shmem inode, a dentry and a struct file, ~30 MB of kernel slab
    (19 MB unreclaimable) outside its memory cap, for the worker's life, under the host's bound of
@@ -18,6 +18,10 @@ Four holes, found as strict xfails (reproductions, causes and suggested fixes in
 4. the run's frame account counts an ASCII frame once while the host holds it twice (its bytes and
    its text while decoding, its text and the parsed strings while json.loads runs): a 60 MB frame
    inside a 64 MiB account made the host allocate 120 MB.
+The fixes: the jail refuses memfd_create (and mbind, set_mempolicy, naming anonymous mappings);
+the bundled server is used only when its listener is this user's own (`models/port_owner.py`); a
+prose FINAL is clipped to max_answer_chars before anything reads it; a frame counts every copy
+that exists at each stage of reading it, and the default account is twice what it was to match.
 """
 
 from __future__ import annotations
@@ -76,22 +80,14 @@ def _pin_and_look_again(count: int) -> tuple[object, object]:
 
 
 @needs_jail
-def test_a_worker_past_the_mapping_bound_through_memfd_mappings_is_replaced():
-    built, later = _pin_and_look_again(MAX_MAPPINGS + 2000)
-    assert built.restarted and "separate mappings" in (built.error or ""), built
-    assert later.output == "False 3\n", later
-
-
-@needs_jail
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole 1: ~16,000 memfd mappings pin ~30 MB of kernel slab (inodes, dentries, files) under the mapping bound",
-)
-def test_a_worker_cannot_pin_files_inodes_and_dentries_through_mappings_under_the_bound():
-    # Each mapping of its own memfd costs the kernel ~1.9 KB (measured: Slab +29.7 MB, SUnreclaim
-    # +19.1 MB for 15,884), not the ~240 bytes of an anonymous one the bound was sized for.
-    built, later = _pin_and_look_again(MAX_MAPPINGS - 500)
-    assert built.restarted or later.output == "False 3\n", (built, later)
+@pytest.mark.parametrize("count", [MAX_MAPPINGS - 500, MAX_MAPPINGS + 2000])
+def test_a_worker_cannot_pin_files_inodes_and_dentries_through_mappings(count):
+    # Each mapping of its own memfd cost the kernel ~1.9 KB (measured: Slab +29.7 MB, SUnreclaim
+    # +19.1 MB for 15,884), not the ~240 bytes of an anonymous one the mapping bound was sized for.
+    # The jail refuses memfd_create now; past the bound the worker would be replaced anyway.
+    built, later = _pin_and_look_again(count)
+    assert built.output.startswith("DENIED: PermissionError"), built
+    assert later.output == "True 3\n", later  # the refusal cost the worker nothing
 
 
 # --- OS jail alone: what the worker's own descriptors and the allowed calls still reach ----------------------
@@ -203,9 +199,6 @@ print(reply[:60])
 
 
 @needs_jail
-@pytest.mark.xfail(
-    strict=True, reason="hole 4: a frame is counted once while decoding and parsing hold it twice (120 MB for 60)"
-)
 def test_a_frame_never_makes_the_host_allocate_past_the_runs_account():
     budget = HostFrameBudget(64 << 20)
     counted: list[int] = []
@@ -294,7 +287,6 @@ def test_a_typed_step_final_of_colliding_set_members_is_clipped_before_it_is_rea
     assert finishes_within(TYPED_STEP_FINAL, 25), "reading the step's typed FINAL took past 25 s"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 3: a typed prose FINAL is literal_eval'd unclipped, in quadratic time")
 def test_a_typed_prose_final_of_colliding_set_members_is_read_in_linear_time():
     # 0.8 MB of reply: a few seconds when linear (import included), ~45 s when quadratic
     assert finishes_within(TYPED_PROSE_FINAL, 25), "reading the reply's typed FINAL took past 25 s"
@@ -328,7 +320,6 @@ def _listening(port: int) -> bool:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="plays another local user with setuid")
-@pytest.mark.xfail(strict=True, reason="hole 2: another user's server on the bundled model's port is adopted")
 def test_another_users_server_on_the_local_models_port_is_never_adopted(tmp_path, monkeypatch):
     from rlm.models import local_server
 

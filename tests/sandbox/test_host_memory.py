@@ -31,12 +31,13 @@ def test_a_frame_counted_again_at_a_larger_size_keeps_its_bytes_counted_in_betwe
 
 
 def test_the_default_leaves_room_for_two_copies_of_the_context_per_level_at_its_decoded_width():
-    assert run_budget_bytes(1_000, max_depth=2) == BASE_FRAME_BYTES + 6_000
-    assert run_budget_bytes(1_000, max_depth=2, ascii_only=False) == BASE_FRAME_BYTES + 24_000
+    # twice over: a frame counts at its peak, two copies, while it is decoded and parsed
+    assert run_budget_bytes(1_000, max_depth=2) == 2 * (BASE_FRAME_BYTES + 6_000)
+    assert run_budget_bytes(1_000, max_depth=2, ascii_only=False) == 2 * (BASE_FRAME_BYTES + 24_000)
 
 
 def test_a_call_past_the_runs_budget_restarts_only_that_worker_and_frees_its_count():
-    budget = HostFrameBudget(200_000)
+    budget = HostFrameBudget(400_000)  # a frame counts twice at its peak: 100,000 bytes fit, 300,000 do not
     seen = []
 
     def echo(fn, args, kwargs):
@@ -60,7 +61,7 @@ def test_a_sessions_own_worker_counts_against_the_account_its_questions_share():
     # The session's root worker had only its per-frame cap (64 MiB plus twice the context), so
     # question after question it could make the host hold frames the run's account never saw.
     steps = [
-        code("print(recursive_llm('q', ['ab'] * 1_300_000))"),  # 7.8 MB, ~91 MB once parsed
+        code("print(recursive_llm('q', ['ab'] * 2_000_000))"),  # 12 MB, ~140 MB once parsed
         code("FINAL('after')"),
     ]
     lm, _ = scripted_lm(lambda messages: steps.pop(0) if steps else code("FINAL('after')"))

@@ -22,7 +22,7 @@ from rlm.engine.conversation import Conversation
 from rlm.engine.describe import describe_context, quoted_parts, shows_whole
 from rlm.engine.grounding import Grounding, shows
 from rlm.engine.hints import unset_name_hint
-from rlm.engine.limits import BUDGET_REASONS, deadline_passed, prompt_cap
+from rlm.engine.limits import BUDGET_REASONS, clip_answer, deadline_passed, prompt_cap
 from rlm.engine.parsing import (
     TextFinal,
     count_code_blocks,
@@ -317,7 +317,9 @@ class NodeRun:
                 return None, result.error, False
         if final.kind == "FINAL_VAR":
             return None, f"FINAL_VAR needs a variable name, got {final.argument!r}", False
-        return final.literal, None, True
+        # Clipped here, as a code step's FINAL is (limits.clip_execution), before anything reads it:
+        # a typed answer is parsed as a literal, and unclipped that took the host quadratic time.
+        return clip_answer(final.literal, self.tree.config, self.host.log), None, True
 
     def _last_answer(self, reply: str, grounding: Grounding, step: int) -> Generator[Run, Any, tuple[str | None, bool]]:
         """The answer of the last step and whether the model typed it; None when it gave none.

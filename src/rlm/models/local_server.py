@@ -29,6 +29,7 @@ from typing import Any
 from rlm.errors import ConfigurationError
 from rlm.models.local import EXPECTED_SHA256, INSTALL_HINT, cache_dir, model_path
 from rlm.models.local_guard import RESTART_AFTER_UPTIME_S, live_users
+from rlm.models.port_owner import foreign_listener, listener_uids
 from rlm.models.prompt_cache import llama_server_cache_args
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,9 @@ class LocalServer:
         if self._user_fd is not None:
             return
         with self._state_lock():
-            if self.record() is not None:  # ours, possibly busy answering: no health timing needed
+            # ours, possibly busy answering: no health timing needed (unless its guard's pid was
+            # reused and someone else now listens on the port)
+            if self.record() is not None and foreign_listener(self.host, self.port) is None:
                 self._register_user()
                 self.shared = True
                 return
@@ -184,6 +187,8 @@ class LocalServer:
                 )
             served = self.served_model(timeout=2.0)
             if served == SERVED_MODEL_ID:
+                # Another user's listener may have taken the port between the check and our bind.
+                self._refuse_foreign_listener()
                 record = {"guard_pid": self.process.pid, "port": self.port, "model": SERVED_MODEL_ID}
                 self.record_path.write_text(json.dumps(record))
                 return
@@ -234,14 +239,33 @@ class LocalServer:
     def _check_foreign_server(self) -> None:
         served = self.served_model()
         if served == SERVED_MODEL_ID:
-            logger.info("recursive-llm: using the bundled model's server already on %s", self.base_url)
-            return  # started by hand or by another user: used, not managed
+            self._refuse_foreign_listener()
+            if listener_uids(self.host, self.port) is None:
+                logger.warning(
+                    "recursive-llm: using the server on %s that answers as the bundled model; this system "
+                    "cannot tell which user runs it",
+                    self.base_url,
+                )
+            else:
+                logger.info("recursive-llm: using the bundled model's server already on %s", self.base_url)
+            return  # started by hand: used, not managed
         what = f"a server for {served!r}" if served else "a program that is not an OpenAI-compatible model server"
         raise ConfigurationError(
             f"port {self.port} on {self.host} is held by {what}, not the bundled local model. Stop it, choose "
             f"another port with RLM_LOCAL_PORT (rlm serve-local --port), or point RLM_LOCAL_API_BASE at it "
             "to use that server deliberately."
         )
+
+    def _refuse_foreign_listener(self) -> None:
+        """Another user's process answering as the bundled model would receive every prompt (the
+        user's documents) and write every reply: the id it answers with is public."""
+        uid = foreign_listener(self.host, self.port)
+        if uid is not None:
+            raise ConfigurationError(
+                f"port {self.port} on {self.host} is held by another user's program (uid {uid}) that answers as the "
+                "bundled local model; it would see every prompt. Choose another port with RLM_LOCAL_PORT "
+                "(rlm serve-local --port), or point RLM_LOCAL_API_BASE at it to use that server deliberately."
+            )
 
     @contextlib.contextmanager
     def _state_lock(self) -> Iterator[None]:

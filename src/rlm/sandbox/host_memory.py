@@ -9,7 +9,8 @@ from its header, before it is read, until the host is done with it; a frame that
 refused like any frame too large, and that worker is restarted (the run goes on).
 
 The default leaves room for an honest decomposition: the root's frame cap, plus two copies of the
-root's context per level of the tree (each level's sub-calls hold at most its slices of it).
+root's context per level of the tree (each level's sub-calls hold at most its slices of it), all
+twice over, because a frame is counted at its peak, two copies, while it is decoded and parsed.
 """
 
 from __future__ import annotations
@@ -68,11 +69,16 @@ def _punctuation(text: str) -> int:
     return sum(text.count(mark) for mark in ",:[{") + text.count(":")
 
 
+# A frame is counted at its peak: while it is decoded its bytes and text coexist, while it is
+# parsed its text and the objects built from it. So the account holds twice the frames it allows.
+PEAK_COPIES = 2
+
+
 def run_budget_bytes(root_context_chars: int, max_depth: int, ascii_only: bool = True) -> int:
     """The bytes of worker messages one run may hold at once (see the module's docstring), at the
     root context's decoded width, so an honest split of a non-ASCII context fits as an ASCII one does."""
     width = 1 if ascii_only else NON_ASCII_WIDTH
-    return BASE_FRAME_BYTES + 2 * root_context_chars * width * (max_depth + 1)
+    return PEAK_COPIES * (BASE_FRAME_BYTES + 2 * root_context_chars * width * (max_depth + 1))
 
 
 class HostFrameBudget:

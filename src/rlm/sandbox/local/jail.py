@@ -46,6 +46,7 @@ _SCOPE_SIGNAL = 1 << 1
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
+_PR_SET_VMA = 0x53564D41  # PR_SET_VMA_ANON_NAME is its only option
 
 # The jail needs at least Landlock's first ABI (files) and a seccomp filter; the rest is added
 # where the kernel has it.
@@ -109,6 +110,10 @@ DENIED_SYSCALLS = (
     # epoll watches are kernel memory outside the address-space cap, on the user's
     # max_user_watches (the worker's Python uses neither)
     "timer_create", "epoll_create", "epoll_create1",
+    # kernel memory per mapping beyond what the host's mapping bound prices (kernel_memory.py): each
+    # memfd mapped is a shmem inode and dentry of its own (~1.9 KB; 16,000 held 30 MB, attack round
+    # 17), and memory policies add to every mapping they split; the runtime uses none of them
+    "memfd_create", "mbind", "set_mempolicy",
     # the machine itself
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
     "swapon", "swapoff", "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
@@ -353,7 +358,8 @@ def enter(readable: list[str], listable: Sequence[str] = ()) -> JailSupport:
     _restrict_files_and_net(libc, abi, readable, listable)
     # prctl and fcntl stay usable, but not to unset the death signal or for what _F_REFUSED_COMMANDS
     # reach. Masked compares: a value with high bits set must not slip by.
-    conditional = [("prctl", _int_equals(0, _PR_SET_PDEATHSIG))]
+    # ... nor to name anonymous mappings: each name is kernel memory on a mapping (attack round 17)
+    conditional = [("prctl", _int_equals(0, _PR_SET_PDEATHSIG)), ("prctl", _int_equals(0, _PR_SET_VMA))]
     conditional += [(name, _int_equals(1, command)) for name in ("fcntl", "fcntl64") for command in _F_REFUSED_COMMANDS]
     conditional += [
         ("ioctl", _ArgCompare(1, _SCMP_CMP_MASKED_EQ, mask, value))
