@@ -1,4 +1,4 @@
-"""Run the model's code in E2B cloud sandboxes: pip install 'recursive-llm-dspy[e2b]', set E2B_API_KEY.
+"""Run the model's code in E2B cloud sandboxes: pip install -e ".[e2b]" in the clone, set E2B_API_KEY.
 
 E2B_API_KEY=... python examples/e2b_usage.py
 (sandbox="auto" picks E2B by itself when the key is set; RLM_SANDBOX=restricted overrides)

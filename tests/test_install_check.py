@@ -58,7 +58,18 @@ def test_rlms_installed_into_our_folder_is_named_with_the_fix(site):
     assert problem.startswith(f"rlms 0.1.3 installed its own `rlm` package into {site / 'rlm'}")
     assert "(not recursive-llm-dspy's: clients, core)" in problem
     assert "overwrite each other" in problem
-    assert "pip uninstall -y rlms recursive-llm-dspy && pip install recursive-llm-dspy" in problem
+    # Not on PyPI: the fix reinstalls from the clone, never `pip install recursive-llm-dspy`.
+    assert "pip uninstall -y rlms recursive-llm-dspy && pip install -e . (run in your clone" in problem
+
+
+def test_the_fix_reinstalls_from_the_folder_our_install_came_from(site):
+    [dist_info] = site.glob("recursive_llm_dspy-*.dist-info")
+    (dist_info / "direct_url.json").write_text('{"url": "file:///home/me/recursive%20llm", "dir_info": {}}')
+    install(site, "rlms", "0.1.3", RLMS_FILES)
+
+    [problem] = find_conflicts(str(site / "rlm"), search_path=[str(site)])
+
+    assert "Fix: pip uninstall -y rlms recursive-llm-dspy && pip install '/home/me/recursive llm' (" in problem
 
 
 def test_pypi_recursive_llm_without_top_level_txt_is_found_by_its_record(site):
@@ -177,7 +188,7 @@ def test_import_rlm_warns_when_rlms_shares_the_folder(copied_install):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(copied_install / "rlm" / "__init__.py")
     assert "PackageConflictWarning: rlms 0.1.3 installed its own `rlm` package" in result.stderr
-    assert "pip uninstall -y rlms recursive-llm-dspy && pip install recursive-llm-dspy" in result.stderr
+    assert "pip uninstall -y rlms recursive-llm-dspy && pip install -e . (run in your clone" in result.stderr
 
 
 def test_import_rlm_is_silent_in_a_clean_install(copied_install):

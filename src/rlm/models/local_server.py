@@ -157,8 +157,7 @@ class LocalServer:
             time.sleep(0.1)
 
     def _launch(self, wait_s: float) -> None:
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise ConfigurationError(f"llama-cpp-python's server is not installed: {INSTALL_HINT}")
+        require_server_package()
         gguf = model_path()
         spec = {
             "command": self.command(gguf),
@@ -318,6 +317,12 @@ _managed: LocalServer | None = None
 _managed_lock = threading.Lock()
 
 
+def require_server_package() -> None:
+    """ConfigurationError naming the install when llama-cpp-python (the `[local]` extra) is absent."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ConfigurationError(f"llama-cpp-python's server is not installed: {INSTALL_HINT}")
+
+
 def ensure_local_server() -> str:
     """The base URL of the local model server: RLM_LOCAL_API_BASE, else the bundled model's server on
     RLM_LOCAL_PORT (default 8080), shared with other processes or started now."""
@@ -333,6 +338,7 @@ def ensure_local_server() -> str:
             return _managed.base_url
         server = LocalServer(port=int(port_setting))
         if server.record() is None and not _port_taken(server.host, server.port):
+            require_server_package()  # before announcing a start that cannot happen
             logger.warning(
                 "recursive-llm: starting the local model server on %s (the first start takes a while)",
                 server.base_url,

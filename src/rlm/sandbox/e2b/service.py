@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from rlm.errors import SandboxError
+from rlm.install_check import install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +35,7 @@ def load_sdk() -> Any:
     try:
         from e2b_code_interpreter import Sandbox
     except ImportError:
-        raise SandboxError(
-            "The e2b sandbox needs the E2B SDK: pip install 'recursive-llm-dspy[e2b]' (e2b-code-interpreter)"
-        ) from None
+        raise SandboxError(f"The e2b sandbox needs the E2B SDK (e2b-code-interpreter): {install_hint('e2b')}") from None
     return Sandbox
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm.errors import SandboxError
+from rlm.install_check import install_hint
 from rlm.sandbox.base import ExecutionResult, SandboxLimits, SubcallHandler, clip_middle
 from rlm.sandbox.host_memory import BASE_FRAME_BYTES
 from rlm.sandbox.local.channel import ChannelError, WorkerChannel
@@ -39,7 +40,7 @@ START_TIMEOUT_S = 15.0
 def jail_refused(cause: str) -> SandboxError:
     return SandboxError(
         f"The 'restricted' sandbox runs model code inside an OS jail, which cannot be set up here: {cause}. "
-        "Choose sandbox='e2b' (a remote VM; pip install 'recursive-llm-dspy[e2b]' and set E2B_API_KEY), or opt "
+        f"Choose sandbox='e2b' (a remote VM; {install_hint('e2b')}, and set E2B_API_KEY), or opt "
         "in to the weaker sandbox='restricted-policy-only' (the Python policy alone: one hole in it would "
         "expose your files, network and environment)."
     )
