@@ -107,7 +107,7 @@ def test_rlm_sandbox_e2b_without_its_sdk_is_refused_at_construction(make_lm, mon
     monkeypatch.setenv("RLM_SANDBOX", "e2b")
     monkeypatch.setenv("E2B_API_KEY", "k")
     monkeypatch.setitem(sys.modules, "e2b_code_interpreter", None)  # import fails as if absent
-    with pytest.raises(SandboxError, match=r"needs the E2B SDK: pip install"):
+    with pytest.raises(SandboxError, match=r"needs the E2B SDK\b.*: pip install"):
         RLM(model=lm)
     monkeypatch.delenv("E2B_API_KEY")
     monkeypatch.delitem(sys.modules, "e2b_code_interpreter")
@@ -241,3 +241,18 @@ def test_on_event_receives_engine_events(make_lm):
     seen = []
     RLM(model=lm, on_event=lambda e: seen.append(type(e).__name__)).completion("q", "ctx")
     assert seen == ["NodeStarted", "LMCalled", "StepExecuted", "NodeFinished"]
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [("history_path", "history_output_path"), ("graph_path", "graph_output_path"), ("maxdepth", "max_depth")],
+)
+def test_a_misspelled_parameter_is_refused_when_the_rlm_is_built_naming_the_one_meant(given, meant):
+    # Unknown keywords are request settings for the model: this one would fail at the first LM call.
+    with pytest.raises(ConfigurationError, match=rf"no parameter '{given}': did you mean {meant}="):
+        RLM(model="openai/x", api_key="k", **{given: "x"})
+
+
+def test_request_settings_close_to_a_parameters_name_still_reach_the_model():
+    rlm = RLM(model="openai/x", api_key="k", verbosity="low", max_retries=2, top_p=0.5)
+    assert (rlm.lm.kwargs["verbosity"], rlm.lm.kwargs["top_p"]) == ("low", 0.5)

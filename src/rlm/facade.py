@@ -5,6 +5,7 @@ owns the graph and history trackers, and writes them out after every run, failed
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from rlm.errors import ConfigurationError
 from rlm.events import Event
 from rlm.models.resolve import LOCAL_MODEL, build_lm
 from rlm.models.retry import DEFAULT_MAX_WAIT_S, RetryPolicy, use_policy
+from rlm.settings_check import refuse_misspelled_parameters
 from rlm.tracking.graph import CallGraph
 from rlm.tracking.history import CallHistory
 from rlm.tracking.progress import ProgressPrinter
@@ -106,6 +108,7 @@ class RLM:
         **lm_kwargs: Any,
     ) -> None:
         """`program`: a file written by `rlm optimize` (the step's compiled demos/instructions)."""
+        refuse_misspelled_parameters(lm_kwargs, inspect.signature(RLM.__init__).parameters)
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ConfigurationError(f"timeout must be positive seconds per LM request (or None), got {timeout!r}")
         _refuse_settings_without_a_named_model(
