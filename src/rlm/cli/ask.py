@@ -11,11 +11,13 @@ from typing import Any
 from rlm.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_NO_ANSWER,
     EXIT_OK,
     EXIT_USAGE,
     build_rlm,
     for_the_cli,
     is_user_fixable,
+    no_answer_line,
 )
 
 
@@ -49,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         saved = f"; wrote {' and '.join(written)}" if written else ""
         print(f"rlm: interrupted after {len(finished_steps)} finished steps{saved}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if args.json:
+    missing = no_answer_line(result)
+    if args.json:  # the record either way (its finish_reason says why); the exit code says whether it answered
         data = result.to_dict()
         if output is not None:
             data["value"] = _jsonable(result.value)
@@ -57,18 +60,22 @@ def run(args: argparse.Namespace) -> int:
     elif output is not None and result.value is not None:
         print(json.dumps(_jsonable(result.value), ensure_ascii=False))
     elif output is not None:  # scripts expect the typed value: prose on stdout would mislead them
-        print(f"rlm: no answer fitted --output {args.output} ({result.finish_reason}); the last answer was: "
-              f"{result.answer}", file=sys.stderr)  # fmt: skip
-        return EXIT_FAILED
+        print(missing or f"rlm: no answer fitted --output {args.output} ({result.finish_reason}); the last answer "
+              f"was: {result.answer}", file=sys.stderr)  # fmt: skip
+        return EXIT_NO_ANSWER
+    elif missing:  # nothing on stdout: an empty line would read as an empty answer
+        print(missing, file=sys.stderr)
     else:
         print(result.answer)
-        if args.verbose:
-            cost = "unknown" if result.cost is None else f"${result.cost:.4f}"
-            print(
-                f"[{result.finish_reason}; {result.iterations} steps; {result.llm_calls} LM calls; "
-                f"{result.prompt_tokens}+{result.completion_tokens} tokens; cost {cost}; {result.wall_time_s:.1f} s]",
-                file=sys.stderr,
-            )
+    if args.verbose and not args.json:
+        cost = "unknown" if result.cost is None else f"${result.cost:.4f}"
+        print(
+            f"[{result.finish_reason}; {result.iterations} steps; {result.llm_calls} LM calls; "
+            f"{result.prompt_tokens}+{result.completion_tokens} tokens; cost {cost}; {result.wall_time_s:.1f} s]",
+            file=sys.stderr,
+        )
+    if missing or (output is not None and result.value is None):
+        return EXIT_NO_ANSWER
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from rlm.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, build_rlm, for_the_cli
+from rlm.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, build_rlm, for_the_cli, no_answer_line
 
 COMMANDS = "/reset (forget questions and variables), /history, /save FILE, /quit"
 SUMMARY_SHOWN = 160  # characters of a compaction's summary that /history shows
@@ -59,7 +59,11 @@ def run(args: argparse.Namespace) -> int:
             except RLMError as exc:
                 print(f"rlm: {type(exc).__name__}: {for_the_cli(exc)}", file=sys.stderr)
                 continue
-            print(result.answer, flush=True)
+            missing = no_answer_line(result)
+            if missing:  # said, not printed as an empty answer; the chat goes on
+                print(missing, file=sys.stderr, flush=True)
+            else:
+                print(result.answer, flush=True)
             compactions = [
                 {key: getattr(c, key) for key in ("step", "turns_folded", "tokens_before", "tokens_after", "summary")}
                 for c in session.compactions[compacted_before:]

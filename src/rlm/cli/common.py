@@ -12,6 +12,7 @@ from rlm.context_files import DEFAULT_MAX_BYTES
 from rlm.install_check import install_hint
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_NO_ANSWER = 3  # the run ended without an answer to print: a script must not take "" for one
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 128 + signal.SIGINT, 128 + signal.SIGPIPE  # as the shell reports them
 
 
@@ -26,6 +27,27 @@ def default_model() -> str:
     if os.environ.get("RLM_MODEL"):
         return os.environ["RLM_MODEL"]
     return "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
+
+
+# Why a run ended with nothing to print, and what may help; the engine's finish reasons.
+_NO_ANSWER_REASONS = {
+    "no_answer": "the model's last reply gave no FINAL answer",
+    "unfounded": "the model's last answer was never shown by any output of its code, so it was refused as a guess",
+}
+NO_ANSWER_ADVICE = "try more steps (--max-iterations), a larger model (--model), or a narrower question or --context"
+
+
+def no_answer_line(result: Any) -> str | None:
+    """One line for stderr when `result` holds no answer (finish reason no_answer or unfounded, or an
+    empty answer), naming why and what to try; None when it answered."""
+    reason = result.finish_reason
+    if reason in _NO_ANSWER_REASONS:
+        why = f"{reason}: {_NO_ANSWER_REASONS[reason]}"
+    elif not str(result.answer or "").strip():
+        why = f"{reason}: the answer was empty"
+    else:
+        return None
+    return f"rlm: no answer ({why}); {NO_ANSWER_ADVICE}"
 
 
 def build_rlm(args: argparse.Namespace, **settings: Any) -> Any:
