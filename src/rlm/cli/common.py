@@ -23,7 +23,11 @@ DEFAULT_MODEL_EPILOG = (
 
 
 def default_model() -> str:
-    """RLM_MODEL, else gpt-4o-mini when OPENAI_API_KEY is set, else the bundled local model."""
+    """RLM_MODEL, else gpt-4o-mini when OPENAI_API_KEY is set, else the bundled local model; each
+    looked up in the environment and in ./.env, which RLM(...) would read only after the choice."""
+    from rlm.facade import load_dotenv_file
+
+    load_dotenv_file()
     if os.environ.get("RLM_MODEL"):
         return os.environ["RLM_MODEL"]
     return "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"

@@ -1,0 +1,39 @@
+"""The CLI's default model is chosen after ./.env is read, as RLM(...) reads it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.cli.test_cli import RLM_SCRIPT
+
+
+@pytest.fixture
+def server(openai_server):
+    return openai_server(lambda body: "```python\nFINAL(str(len(context)))\n```")
+
+
+def ask_in(folder, server) -> subprocess.CompletedProcess:
+    (folder / "doc.txt").write_text("abc")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "RLM_MODEL"}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    return subprocess.run([str(RLM_SCRIPT), "ask", "How long?", "-c", "doc.txt", "--api-base", server.base_url],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_a_key_kept_in_dotenv_picks_gpt_4o_mini_not_the_local_model(server, tmp_path):
+    (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-test\n")
+    result = ask_in(tmp_path, server)
+    assert result.returncode == 0, result.stderr
+    assert "starting the local model server" not in result.stderr
+    assert {request["model"] for request in server.requests} == {"gpt-4o-mini"}
+    assert result.stdout.strip() == "3"
+
+
+def test_rlm_model_kept_in_dotenv_is_the_default(server, tmp_path):
+    (tmp_path / ".env").write_text("RLM_MODEL=openai/model-from-dotenv\n")
+    result = ask_in(tmp_path, server)
+    assert result.returncode == 0, result.stderr
+    assert {request["model"] for request in server.requests} == {"model-from-dotenv"}
