@@ -59,6 +59,34 @@ KEY_VARIABLES = {
 }
 
 
+def is_local_model(model: object) -> bool:
+    """Whether `model` names the bundled local model ('local', in any case: `--model Local` too)."""
+    return isinstance(model, str) and model.strip().lower() == LOCAL_MODEL
+
+
+def _litellm_quietly() -> Any:
+    """LiteLLM, with its "Provider List: ..." banner (printed on stdout before it raises) turned off."""
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def unknown_name_note(name: str) -> str:
+    """ "" when LiteLLM's bundled model table has `name` (in any of its keys: "anthropic.NAME-v1:0" counts,
+    since the table drops retired names from their provider's own spelling); else a sentence saying
+    it does not, with the closest names it does have."""
+    import difflib
+
+    table = _litellm_quietly().model_cost
+    bare = name.split("/", 1)[1] if "/" in name else name
+    if any(bare in key for key in table):
+        return ""
+    close = difflib.get_close_matches(bare, [key.rsplit("/", 1)[-1] for key in table], n=3, cutoff=0.8)
+    hint = f"; did you mean {' or '.join(repr(c) for c in dict.fromkeys(close))}?" if close else ""
+    return f" Also, LiteLLM's model table has no '{bare}' (check the spelling, unless the model is newer{hint})."
+
+
 def qualified_name(model: str, api_base: str | None = None) -> str:
     """`provider/model` for a model name, or ModelNotFoundError if LiteLLM cannot place it."""
     name = model.strip()
@@ -72,13 +100,17 @@ def qualified_name(model: str, api_base: str | None = None) -> str:
             return f"{provider}/{name}"
     if api_base:  # a bare name served by the OpenAI-compatible endpoint the caller named
         return f"openai/{name}"
-    import litellm
-
+    litellm = _litellm_quietly()
     try:
         _, provider, _, _ = litellm.get_llm_provider(name)
     except Exception:
+        import difflib
+
+        local = f" Did you mean '{LOCAL_MODEL}' (the bundled model)?" if difflib.get_close_matches(
+            name.lower(), [LOCAL_MODEL], cutoff=0.6
+        ) else ""  # fmt: skip
         raise ModelNotFoundError(
-            f"Model not found: '{model}' is not a model name LiteLLM knows. Use 'provider/model' "
+            f"Model not found: '{model}' is not a model name LiteLLM knows.{local} Use 'provider/model' "
             "(e.g. 'openai/gpt-4o-mini', 'anthropic/claude-sonnet-4-20250514', 'ollama/llama3.2'), "
             "or pass api_base=... for an OpenAI-compatible server."
         ) from None
@@ -91,10 +123,8 @@ def missing_key_variables(model: str) -> list[str]:
     if provider in KEY_VARIABLES:
         wanted = KEY_VARIABLES[provider]
         return [] if not wanted or any(os.environ.get(v) for v in wanted) else list(wanted)
-    import litellm
-
     try:
-        report = litellm.validate_environment(model=model)
+        report = _litellm_quietly().validate_environment(model=model)
     except Exception:
         return []
     return [v for v in report.get("missing_keys", []) if "KEY" in v or "TOKEN" in v]
@@ -120,7 +150,7 @@ def build_lm(
         return model
     if not isinstance(model, str):
         raise ConfigurationError(f"model must be a model name or a dspy.BaseLM, got {type(model).__name__}")
-    if model.strip() == LOCAL_MODEL:
+    if is_local_model(model):
         return _local_lm(api_base, temperature, timeout, max_tokens, **lm_kwargs)
     name = qualified_name(model, api_base)
     kwargs: dict[str, Any] = {"cache": False, "num_retries": 3, **lm_kwargs}
@@ -133,9 +163,9 @@ def build_lm(
     else:
         missing = missing_key_variables(name)
         if missing:
-            raise APIKeyNotFoundError(
+            raise APIKeyNotFoundError(  # a typo in the name shows now, not after the key is set
                 f"API key not found for model '{model}': set {' or '.join(missing)} "
-                "(in the environment or a .env file) or pass api_key=..."
+                f"(in the environment or a .env file) or pass api_key=...{unknown_name_note(name)}"
             )
     if timeout is not None:
         kwargs["timeout"] = timeout
