@@ -1,6 +1,7 @@
 """Ask one question of a long document.
 
-Needs a model: by default gpt-4o-mini with OPENAI_API_KEY set (in the environment or ./.env).
+Needs a model: by default gpt-4o-mini with OPENAI_API_KEY set (in the environment or ./.env), or
+RLM_MODEL=local for the bundled model (no key).
 Any other model: RLM_MODEL=anthropic/claude-sonnet-4-20250514, or an OpenAI-compatible server with
 RLM_MODEL=openai/<name> RLM_API_BASE=http://127.0.0.1:8080/v1.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 import random
 import sys
+
+from common import exit_for_missing_key
 
 from rlm import RLM, APIKeyNotFoundError
 
@@ -30,8 +33,7 @@ def main() -> int:
     try:
         rlm = RLM(model=model, api_base=os.environ.get("RLM_API_BASE"), max_iterations=10)
     except APIKeyNotFoundError as exc:
-        print(f"{exc}\nSet the key, or point RLM_MODEL/RLM_API_BASE at another model.", file=sys.stderr)
-        return 2
+        exit_for_missing_key(exc)  # suggests RLM_MODEL=local, as the other examples do
     result = rlm.run("What is the access code in the WARN line?", document)
     print(f"answer: {result.answer}  (expected {secret})")
     print(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 
 def model_settings(default_model: str = "gpt-4o-mini", default_recursive: str | None = None) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def model_settings(default_model: str = "gpt-4o-mini", default_recursive: str | 
     }
 
 
-def exit_for_missing_key(exc: Exception) -> None:
+def exit_for_missing_key(exc: Exception) -> NoReturn:
     print(f"{exc}\nSet the key (environment or ./.env), or choose another model with RLM_MODEL "
           "(e.g. RLM_MODEL=local for the bundled model).", file=sys.stderr)  # fmt: skip
     raise SystemExit(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,7 @@ def test_every_listed_example_exists():
     expected = {
         "basic_usage.py", "dspy_usage.py", "openrouter_usage.py", "e2b_usage.py", "ollama_local.py",
         "two_models.py", "long_document.py", "data_extraction.py", "multi_file.py", "custom_config.py",
-        "graph_tracking.py", "local_model.py", "optimize.py",
+        "graph_tracking.py", "local_model.py", "optimize.py", "session_compaction.py",
     }  # fmt: skip
     assert expected <= set(SCRIPTS)
 
@@ -53,3 +54,27 @@ def test_examples_explain_a_missing_key(tmp_path):
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 2
     assert "API key not found" in result.stderr and "RLM_MODEL" in result.stderr
+
+
+def run_example(script: str, tmp_path: Path, **settings: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("RLM_")}
+    env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", **settings)
+    return subprocess.run([sys.executable, str(EXAMPLES / script)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=180)  # fmt: skip
+
+
+@pytest.mark.parametrize("script", ["basic_usage.py", "two_models.py"])
+def test_a_missing_key_suggests_the_bundled_model(script, tmp_path):
+    result = run_example(script, tmp_path)
+    assert result.returncode == 2
+    assert "API key not found" in result.stderr and "RLM_MODEL=local" in result.stderr
+
+
+def test_ollama_example_without_ollama_ends_in_one_line_not_a_traceback(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{probe.getsockname()[1]}"  # bound, never listening: refused
+        result = run_example("ollama_local.py", tmp_path, RLM_API_BASE=base)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"Nothing answers at {base}: run `ollama serve` and `ollama pull qwen2.5-coder:7b`" in result.stderr
