@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rlm.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from rlm.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SANDBOX_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", default=None, help="LiteLLM model name, or 'local' (as for `rlm ask`)")
     parser.add_argument("--recursive-model", default=None, help="model for sub-calls and child RLMs")
     parser.add_argument("--api-base", default=None, help="endpoint of an OpenAI-compatible server")
-    parser.add_argument("--sandbox", default=None, help="auto | restricted | e2b (default: RLM_SANDBOX or auto)")
+    parser.add_argument("--sandbox", default=None, help=SANDBOX_HELP)
     parser.add_argument("--max-depth", type=int, default=None, help="depth of each item's RLM tree")
     parser.add_argument("--max-iterations", type=int, default=None, help="steps per node")
     parser.add_argument("--max-llm-calls", type=int, default=None, help="LM calls per item (items may set their own)")
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rlm.batch import batch, load_results
     from rlm.batch.progress import summary_table
-    from rlm.cli.common import default_model
+    from rlm.cli.common import chosen_model, for_the_cli
     from rlm.errors import RLMError
 
     optional = {
@@ -75,12 +75,12 @@ def run(args: argparse.Namespace) -> int:
             graph_dir=args.graph_dir,
             ray_cpus_per_item=args.ray_cpus_per_item,
             progress=not args.quiet,
-            model=args.model or default_model(),
+            model=chosen_model(args.model),
             **{k: v for k, v in optional.items() if v is not None},
         )
         failed = sum(not result.ok for result in results)
     except RLMError as exc:
-        print(f"rlm: {exc}", file=sys.stderr)
+        print(f"rlm: {for_the_cli(exc, 'batch')}", file=sys.stderr)
         return EXIT_USAGE
     stats = results.stats
     notes = [f"{stats.finished} run now, {stats.skipped} already in {args.out}"]

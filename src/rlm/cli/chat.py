@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         context, loaded = load_context(args.context, args.include, args.exclude, args.max_bytes)
         session = build_rlm(args).session(context, compact_at_tokens=getattr(args, "compact_at", None))
     except RLMError as exc:
-        print(f"rlm: {for_the_cli(exc)}", file=sys.stderr)
+        print(f"rlm: {for_the_cli(exc, 'chat')}", file=sys.stderr)
         return EXIT_USAGE
     interactive = sys.stdin.isatty()
     print(f"rlm: {loaded.line()}; ask a question per line, or {COMMANDS}", file=sys.stderr)
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                 print("rlm: interrupted; the REPL was reset (earlier questions forgotten)", file=sys.stderr)
                 continue
             except RLMError as exc:
-                print(f"rlm: {type(exc).__name__}: {for_the_cli(exc)}", file=sys.stderr)
+                print(f"rlm: {type(exc).__name__}: {for_the_cli(exc, 'chat')}", file=sys.stderr)
                 continue
             missing = no_answer_line(result)
             if missing:  # said, not printed as an empty answer; the chat goes on

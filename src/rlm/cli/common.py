@@ -22,6 +22,10 @@ DEFAULT_MODEL_EPILOG = (
 )
 
 
+# The built-in sandboxes, the same in every subcommand's help (rlm.sandbox.registry registers them).
+SANDBOX_HELP = "auto | restricted | restricted-policy-only | e2b (default: RLM_SANDBOX or auto)"
+
+
 def default_model() -> str:
     """RLM_MODEL, else gpt-4o-mini when OPENAI_API_KEY is set, else the bundled local model; each
     looked up in the environment and in ./.env, which RLM(...) would read only after the choice."""
@@ -33,6 +37,10 @@ def default_model() -> str:
     return "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
 
 
+ASK_EXIT_CODES = (
+    "Exit codes: 0 answered; 1 the run failed (provider error); 2 a problem you can fix (file, key, model, "
+    "sandbox); 3 no answer (none given, a guess refused, or none fitting --output); 130 interrupted."
+)
 # Why a run ended with nothing to print, and what may help; the engine's finish reasons.
 _NO_ANSWER_REASONS = {
     "no_answer": "the model's last reply gave no FINAL answer",
@@ -54,12 +62,21 @@ def no_answer_line(result: Any) -> str | None:
     return f"rlm: no answer ({why}); {NO_ANSWER_ADVICE}"
 
 
+def chosen_model(option: str | None) -> str:
+    """--model as given ('Local' in any case is the bundled model), else the default."""
+    from rlm.models.resolve import LOCAL_MODEL, is_local_model
+
+    if not option:
+        return default_model()
+    return LOCAL_MODEL if is_local_model(option) else option
+
+
 def build_rlm(args: argparse.Namespace, **settings: Any) -> Any:
     """The RLM for `ask` and `chat`, from the options `add_context_and_model_options` added."""
     from rlm import RLM
 
     return RLM(
-        model=args.model or default_model(),
+        model=chosen_model(args.model),
         recursive_model=args.recursive_model,
         api_base=args.api_base,
         sandbox=args.sandbox,
@@ -97,27 +114,30 @@ def add_context_and_model_options(parser: argparse.ArgumentParser) -> None:
         help=f"stop with an error past this much text (default {DEFAULT_MAX_BYTES:,}); folders skip hidden "
         "paths and what .gitignore ignores",
     )
-    parser.add_argument("--model", "-m", default=None, help="LiteLLM model name, or 'local' (default: see below)")
+    parser.add_argument(
+        "--model", "-m", default=None, help="LiteLLM model name, or 'local' (default: see the end of this help)"
+    )
     parser.add_argument("--recursive-model", default=None, help="model for sub-calls and child RLMs")
     parser.add_argument("--api-base", default=None, help="endpoint of an OpenAI-compatible server")
-    parser.add_argument(
-        "--sandbox",
-        default=None,
-        help="auto | restricted | restricted-policy-only | e2b (default: RLM_SANDBOX or auto)",
-    )
+    parser.add_argument("--sandbox", default=None, help=SANDBOX_HELP)
     parser.add_argument("--max-depth", type=int, default=5, help="depth of the RLM tree (default 5)")
     parser.add_argument("--max-iterations", type=int, default=20, help="steps per node (default 20)")
     parser.add_argument("--program", metavar="FILE", help="a program compiled by `rlm optimize` (demos for the model)")
 
 
-def for_the_cli(exc: Exception) -> str:
-    """The library's message, with the Python-only fix `api_key=...` replaced by the command line's way."""
+def for_the_cli(exc: Exception, command: str = "ask") -> str:
+    """The library's message in the command line's terms: its options for the Python arguments
+    (`--api-base URL` for api_base=..., `--sandbox NAME` for sandbox='NAME'), and no `api_key=...`,
+    which the command line does not take."""
+    import re
+
     from rlm.errors import APIKeyNotFoundError
 
-    text = str(exc)
+    text = str(exc).replace("pass api_base=...", "pass --api-base URL").replace("api_base=...", "--api-base URL")
+    text = re.sub(r"\bsandbox='([\w-]+)'", r"--sandbox \1", text)
     if isinstance(exc, APIKeyNotFoundError):
         text = text.replace(" or pass api_key=...", "").replace("pass api_key=... or ", "")
-        text += "; `rlm ask` reads keys from the environment and from a .env file in the current folder"
+        text += f"; `rlm {command}` reads keys from the environment and from a .env file in the current folder"
     return text
 
 

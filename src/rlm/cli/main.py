@@ -16,6 +16,7 @@ import sys
 import traceback
 
 from rlm.cli.common import (
+    ASK_EXIT_CODES,
     DEFAULT_MODEL_EPILOG,
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
@@ -34,12 +35,14 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
         description="Recursive Language Models: ask questions of contexts far larger than a model's window.",
         epilog=DEFAULT_MODEL_EPILOG,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ask = commands.add_parser(
         "ask",
         help="answer a question about files, a folder or stdin",
         description="Answer QUESTION about the given context with an RLM.",
+        epilog=f"{DEFAULT_MODEL_EPILOG} {ASK_EXIT_CODES}",
     )
     ask.add_argument("question", help="the question to answer")
     add_context_and_model_options(ask)
@@ -59,6 +62,7 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
         help="load a context once and ask it many questions",
         description="Load the context once, then answer one question per line; the REPL keeps what the model's "
         "code made. Commands: /reset (forget questions and variables), /history, /save FILE, /quit.",
+        epilog=DEFAULT_MODEL_EPILOG,
     )
     add_context_and_model_options(chat)
     chat.add_argument("--verbose", "-v", action="store_true", help="show the live call tree on stderr")
@@ -109,11 +113,12 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
 
     view = commands.add_parser(
         "view",
-        help="show a saved history or call graph",
-        description="Show a file written by --history (every LM call) or --graph (.json or GraphML: the call "
-        "tree) in the terminal; --html turns a saved graph into the offline HTML page.",
+        help="show a saved history, call graph or batch results",
+        description="Show a file written by --history (every LM call), --graph (.json or GraphML: the call "
+        "tree) or `rlm batch --out` (results .jsonl: its summary table again) in the terminal; --html turns "
+        "a saved graph into the offline HTML page.",
     )
-    view.add_argument("file", help="a history .json, or a graph .json / .graphml")
+    view.add_argument("file", help="a history .json, a graph .json / .graphml, or batch results .jsonl")
     view.add_argument("--detailed", "-d", action="store_true", help="history: also print messages and outputs")
     view.add_argument("--max-length", type=int, default=300, help="cut long texts to this many characters")
     view.add_argument("--html", metavar="OUT", help="graph: write the offline HTML view to OUT")
@@ -133,6 +138,12 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
     )
     serve.add_argument("--context-tokens", type=int, default=16384, help="the server's window (default 16384)")
     return parser
+
+
+def _version() -> str:
+    from rlm import __version__
+
+    return __version__
 
 
 def bench(args: argparse.Namespace) -> int:

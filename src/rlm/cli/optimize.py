@@ -10,14 +10,14 @@ import argparse
 import json
 import sys
 
-from rlm.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from rlm.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SANDBOX_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", "-o", required=True, metavar="FILE", help="where to write the program (JSON)")
     parser.add_argument("--model", "-m", default=None, help="LiteLLM model name, or 'local' (as for `rlm ask`)")
     parser.add_argument("--api-base", default=None, help="endpoint of an OpenAI-compatible server")
-    parser.add_argument("--sandbox", default=None, help="auto | restricted | e2b (default: RLM_SANDBOX or auto)")
+    parser.add_argument("--sandbox", default=None, help=SANDBOX_HELP)
     parser.add_argument(
         "--optimizer",
         default="bootstrap",
@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-iterations", type=int, default=6, help="steps per training run (default 6)")
     parser.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds per LM request (default 120; raise it for a busy server)"
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per LM request (default: the library's, 900 for the local model; raise it for a busy server)",
     )
     parser.add_argument("--max-metric-calls", type=int, default=12, help="gepa: training runs it may make")
     parser.add_argument("--json", action="store_true", help="print the program's summary as JSON")
@@ -48,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rlm import RLM, RLMError
-    from rlm.cli.common import default_model, for_the_cli
+    from rlm.cli.common import chosen_model, for_the_cli
     from rlm.optimize import DEFAULT_MAX_DEMO_TOKENS, DemoShape, optimize, training_items
 
     def heard(example: object, score: float, why: str) -> None:
@@ -57,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         rlm = RLM(
-            model=args.model or default_model(),
+            model=chosen_model(args.model),
             api_base=args.api_base,
             sandbox=args.sandbox or "auto",
             max_iterations=args.max_iterations,
-            timeout=args.timeout,
+            **({} if args.timeout is None else {"timeout": args.timeout}),  # unset: RLM's own default per model
         )
         trainset = training_items(
             args.items, args.size, [task.strip() for task in args.tasks.split(",") if task.strip()], args.seed
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         )
         path = program.save(args.out)
     except RLMError as exc:
-        print(f"rlm: {for_the_cli(exc)}", file=sys.stderr)
+        print(f"rlm: {for_the_cli(exc, 'optimize')}", file=sys.stderr)
         return EXIT_USAGE
     summary = {
         "path": str(path),

@@ -16,10 +16,13 @@ from rlm.utf8 import utf8_values
 
 
 def load_saved(path: str) -> tuple[str, Any]:
-    """("history", records) or ("graph", DiGraph) from a file written by --history or --graph."""
+    """("history", records), ("graph", DiGraph) or ("batch", summary table) from a file written by
+    --history, --graph or `rlm batch --out`."""
     source = Path(path)
     if not source.is_file():
-        raise ConfigurationError(f"{path}: no such file. Pass a file written by --history or --graph.")
+        raise ConfigurationError(
+            f"{path}: no such file. Pass a file written by --history, --graph or `rlm batch --out` (results .jsonl)."
+        )
     suffix = source.suffix.lower()
     if suffix in (".html", ".htm"):
         raise ConfigurationError(f"{path} is already a view: open it in a browser.")
