@@ -39,7 +39,11 @@ class LoadReport:
 
     def line(self) -> str:
         left_out = ", ".join(f"{count} {reason}" for reason, count in sorted(self.skipped.items()))
-        return f"loaded {self.files} files, {self.bytes:,} bytes" + (f" (left out: {left_out})" if left_out else "")
+        return f"loaded {_files(self.files)}, {self.bytes:,} bytes" + (f" (left out: {left_out})" if left_out else "")
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 def read_context(paths: list[str]) -> Any:
@@ -74,11 +78,11 @@ def load_context(
                 if text is None:
                     report.skip("binary")
                     continue
-                _count(report, text, max_bytes, raw)
+                _count(report, text, max_bytes, raw, in_folder=True)
                 documents[str(file.relative_to(path.parent))] = text
         elif path.is_file():
             text = _read_text(path, required=True) or ""
-            _count(report, text, max_bytes, raw)
+            _count(report, text, max_bytes, raw, in_folder=False)
             documents[str(path)] = text
         else:
             raise ContextError(f"Context file not found: {raw}")
@@ -89,14 +93,20 @@ def load_context(
     return documents, report
 
 
-def _count(report: LoadReport, text: str, max_bytes: int, source: str) -> None:
+def _count(report: LoadReport, text: str, max_bytes: int, source: str, in_folder: bool) -> None:
     report.files += 1
     report.bytes += len(text.encode())
-    if report.bytes > max_bytes:
+    if report.bytes <= max_bytes:
+        return
+    passed = f"The context passes the {max_bytes:,}-byte cap after {_files(report.files)} (at {source})"
+    if in_folder:
         raise ContextError(
-            f"The context passes the {max_bytes:,}-byte cap after {report.files} files (at {source}): narrow it "
-            "with --include/--exclude (globs such as '*.py' or 'docs/**'), add a .gitignore, or raise --max-bytes"
+            f"{passed}: narrow it with --include/--exclude (globs such as '*.py' or 'docs/**'), add a .gitignore, "
+            "or raise --max-bytes"
         )
+    # A file named outright: globs and .gitignore do not apply to it.
+    raise ContextError(f"{passed}, {report.bytes:,} bytes: raise --max-bytes, or pass less text (fewer files, or "
+                       "a part of the file through stdin with --context -)")  # fmt: skip
 
 
 def _globs(patterns: list[str]) -> pathspec.PathSpec:
