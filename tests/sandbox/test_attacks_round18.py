@@ -1,0 +1,436 @@
+"""Eighteenth attack round: the frame account against the host's real peak for frames of many
+shapes (tracemalloc), kernel objects a jailed worker (policy off) pins through mappings of files it
+may read, its own pipes, the bundled model server's listener after the first check, `rlm view
+--html` of hostile node attributes, and the user's API key in provider error text.
+
+Four holes, kept as strict xfails (reproductions, causes and suggested fixes in
+/tmp/s10/attack18/HOLES.md):
+1. text of 4-byte UTF-8 characters (emoji) sent by the model's code (policy on) makes the host's
+   decode peak at 6 times the frame while the account counts 5: CPython's decoder widens to a UCS4
+   buffer of one character per byte before it shrinks to the text (1.2 x the account);
+2. the repair of lone surrogates (`rlm.utf8.utf8_values`) runs while the frame's text and message
+   both exist and copies each repaired string twice more (its UTF-8 bytes, then those decoded
+   through the same wide buffer); none of it is counted: a forged frame of emoji with one "\\ud800"
+   escape took 1.6 x the account, a dict of surrogate keys 1.18 x;
+3. the bundled server's listener is checked once per process: after that server dies, another
+   local user's process on its port receives every later prompt of that process (the document);
+4. a provider's error text that quotes the API key (what `tracking/redact.py` exists for) reaches
+   the model's code unredacted (llm_query's exception, llm_query_batched's "Error: ..." item), and
+   from there the answer and the history file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import tracemalloc
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from rlm import RLM
+from rlm.sandbox.base import SandboxLimits
+from rlm.sandbox.host_memory import HostFrameBudget
+from rlm.sandbox.local import LocalSandbox, jail, protocol
+from rlm.sandbox.local.channel import WorkerChannel
+from rlm.sandbox.local.kernel_memory import MAX_MAPPINGS
+from tests.sandbox.conftest import PROBE_REPORT, RAW, attempt, no_calls, x86_64_only
+
+needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
+
+
+# --- the frame account against what the host really allocates -----------------------------------------------
+class _PeakBudget(HostFrameBudget):
+    """The run's account, remembering the most it ever counted."""
+
+    peak = 0
+
+    def exchange(self, held: int, size: int) -> bool:
+        taken = super().exchange(held, size)
+        self.peak = max(self.peak, self.held_bytes)
+        return taken
+
+
+def _received(payload: bytes) -> tuple[int, int, dict]:
+    """(tracemalloc's peak while the host's channel reads `payload` as one frame, the account's peak, the message)."""
+    from_worker, worker_end = os.pipe()
+    to_worker, unused = os.pipe()
+    budget = _PeakBudget(1 << 40)
+    channel = WorkerChannel(unused, from_worker, max_frame_bytes=1 << 40, budget=budget)
+
+    def worker() -> None:
+        with os.fdopen(worker_end, "wb") as out:
+            out.write(protocol.header(len(payload)) + payload)
+
+    writer = threading.Thread(target=worker)
+    writer.start()
+    gc.collect()
+    tracemalloc.start()  # the host's own allocations, exactly: no sampling
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        message = channel.receive(time.monotonic() + 60)
+        peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+        writer.join()
+        for fd in (from_worker, to_worker, unused):
+            os.close(fd)
+    assert isinstance(message, dict)
+    return peak, budget.peak, message
+
+
+def _frame(value: bytes) -> bytes:
+    return b'{"type": "call", "fn": "llm_query", "args": [' + value + b'], "kwargs": {}}'
+
+
+N = 200_000
+FRAMES_WITHIN_ACCOUNT = {
+    "ascii text": b'"' + b"x" * (N * 20) + b'"',
+    "latin-1 escapes": b'"' + b"\\u00e9" * (N * 4) + b'"',
+    "floats": b"[" + b",".join([b"1.5"] * (N * 2)) + b"]",
+    "distinct short strings": b"[" + b",".join(b'"%d"' % i for i in range(N * 2)) + b"]",
+    "lone surrogate strings": b"[" + b",".join([b'"\\ud800"'] * (N * 2)) + b"]",
+    "distinct keys": b"{" + b",".join(b'"%d":0' % i for i in range(N)) + b"}",
+    "empty objects": b"[" + b",".join([b"{}"] * (N * 2)) + b"]",
+    "cjk escapes and a lone surrogate": b'"' + b"\\u4e00" * (N * 4) + b'\\ud800"',
+}
+
+
+@pytest.mark.parametrize("value", FRAMES_WITHIN_ACCOUNT.values(), ids=FRAMES_WITHIN_ACCOUNT.keys())
+def test_a_frame_of_this_shape_peaks_within_what_the_account_counted(value):
+    peak, counted, message = _received(_frame(value))
+    assert message["fn"] == "llm_query"
+    assert peak <= counted + (256 << 10), f"counted {counted:,}, allocated {peak:,}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hole 2: utf8_values' rebuild of a dict of surrogate keys (items list, new keys, grown table) is uncounted",
+)
+def test_a_dict_of_lone_surrogate_keys_peaks_within_what_the_account_counted():
+    value = b"{" + b",".join(b'"\\udc00%d":0' % i for i in range(N)) + b"}"
+    peak, counted, message = _received(_frame(value))
+    assert len(message["args"][0]) == N  # every key repaired, none lost
+    assert peak <= counted + (256 << 10), f"counted {counted:,}, allocated {peak:,}"
+
+
+ACCOUNT = 64 << 20
+# Emoji are 4 bytes in UTF-8 and the frame is counted at about 5 times its size: just inside ACCOUNT.
+EMOJI = ACCOUNT // 5 // 4 - 4096
+
+
+def _peak_of_step(box: LocalSandbox, code: str) -> tuple[int, list[str]]:
+    seen: list[str] = []
+
+    def handler(fn, args, kwargs):
+        seen.append(args[0])
+        return "ok"
+
+    tracemalloc.start()
+    try:
+        result = box.execute(code, handler)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.error is None or not seen, result  # refused, or it reached the host whole
+    return peak, seen
+
+
+@needs_jail
+@pytest.mark.xfail(
+    strict=True, reason="hole 1: decoding 4-byte UTF-8 peaks at 6 x the frame (a UCS4 buffer per byte); 5 x is counted"
+)
+def test_emoji_sent_by_the_models_code_never_take_the_host_past_the_account():
+    limits = SandboxLimits(exec_timeout=60.0, memory_limit_mb=1024, frame_budget=HostFrameBudget(ACCOUNT))
+    with LocalSandbox(limits) as box:  # the Python policy on: any model's code can do this
+        box.load("ctx")
+        peak, seen = _peak_of_step(box, f"print(llm_query('\\U0001F600' * {EMOJI}))")
+    assert seen and len(seen[0]) == EMOJI
+    assert peak <= ACCOUNT + (4 << 20), f"allocated {peak:,} for an account of {ACCOUNT:,}"
+
+
+FORGED_EMOJI_CALL = f"""
+import os, struct
+emoji = '\\U0001F600'.encode() * {EMOJI}
+body = b'{{"type": "call", "fn": "llm_query", "args": ["' + emoji + b'\\\\ud800"], "kwargs": {{}}}}'
+del emoji
+os.write(4, struct.pack('>I', len(body)))
+view = memoryview(body)
+while view:
+    view = view[os.write(4, view):]
+del body, view
+(size,) = struct.unpack('>I', os.read(3, 4))
+reply = b''
+while len(reply) < size:
+    reply += os.read(3, size - len(reply))
+print(reply[:40])
+"""
+
+
+@needs_jail
+@pytest.mark.xfail(
+    strict=True,
+    reason="hole 2: utf8_values re-encodes and re-decodes a repaired string while text and message exist (1.6 x)",
+)
+def test_a_forged_frame_of_emoji_with_a_lone_surrogate_never_takes_the_host_past_the_account():
+    limits = SandboxLimits(exec_timeout=60.0, memory_limit_mb=1024, frame_budget=HostFrameBudget(ACCOUNT))
+    with LocalSandbox(limits, python_policy=False) as box:
+        box.load("ctx")
+        peak, seen = _peak_of_step(box, FORGED_EMOJI_CALL)
+    assert seen and seen[0].endswith("?")  # repaired on the way in
+    assert peak <= ACCOUNT + (4 << 20), f"allocated {peak:,} for an account of {ACCOUNT:,}"
+
+
+# --- OS jail alone: mappings of files the worker may read, and its own pipes ----------------------------------
+def _file_mappings(count: int) -> str:
+    """Map one page of a readable file `count` times, each through a descriptor of its own, then closed:
+    every mapping holds its own struct file (and VMA) in the kernel."""
+    return f"""
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+mapped = 0
+for i in range({count}):
+    fd = os.open(os.__file__, os.O_RDONLY)
+    address = libc.mmap(None, 4096, 0, 2, fd, 0)  # PROT_NONE, MAP_PRIVATE
+    os.close(fd)
+    if address in (None, ctypes.c_void_p(-1).value):
+        break
+    mapped += 1
+result = mapped
+"""
+
+
+@needs_jail
+def test_a_worker_holding_files_open_through_many_mappings_is_replaced():
+    # 16,000 such mappings held 6 MB of unreclaimable slab (measured with /proc/meminfo): past the
+    # mapping bound the worker must be replaced, and the run's context be there again.
+    with LocalSandbox(SandboxLimits(exec_timeout=30.0, memory_limit_mb=256), python_policy=False) as box:
+        box.load("ctx")
+        built = box.execute(
+            "try:\n" + textwrap.indent(RAW + _file_mappings(MAX_MAPPINGS + 2000), "    ") + PROBE_REPORT,
+            no_calls,
+        )
+        later = box.execute("print('result' in dir(), len(context))", no_calls)
+    assert built.error is not None and "mappings" in built.error, built
+    assert later.output == "False 3\n", later  # a fresh worker, holding the context
+
+
+@needs_jail
+@x86_64_only
+@pytest.mark.parametrize("fd", [3, 4])
+def test_the_worker_cannot_grow_its_channels_pipes_past_the_unprivileged_maximum(unrestricted, fd):
+    # F_SETPIPE_SZ (1031) is allowed: a pipe's buffer is kernel memory outside the worker's cap
+    outcome = attempt(unrestricted, f"result = fcntl.fcntl({fd}, 1031, 256 << 20)")
+    assert outcome.startswith("DENIED: PermissionError"), outcome
+    assert unrestricted.execute("print(len(context))", no_calls).output == "7\n"
+
+
+# --- rlm view --html of hostile node attributes ------------------------------------------------------------------
+def _graph(nodes: list, edges: list) -> dict:
+    return {"directed": True, "multigraph": False, "nodes": nodes, "edges": edges}
+
+
+HOSTILE_GRAPHS = {
+    "x as markup": _graph([{"id": "r", "x": "</script><script>alert(1)</script>"}], []),
+    "x as a list": _graph([{"id": "r", "x": [1, 2]}, {"id": "a", "x": [3]}], [{"source": "r", "target": "a"}]),
+    "y as null": _graph([{"id": "r", "y": None}], []),
+    "status as markup": _graph([{"id": "r", "status": "<img src=x onerror=alert(1)>"}], []),
+    "__proto__ id": _graph([{"id": "__proto__", "status": "constructor", "depth": "x"}], []),
+    "edge to a missing node": _graph([{"id": "r"}], [{"source": "r", "target": "ghost"}]),
+    "orders of mixed types": _graph(
+        [{"id": "r"}, {"id": "a"}, {"id": "b"}],
+        [{"source": "r", "target": "a", "order": "z"}, {"source": "r", "target": "b", "order": 1}],
+    ),
+    "orders unorderable": _graph(
+        [{"id": "r"}, {"id": "a"}, {"id": "b"}],
+        [{"source": "r", "target": "a", "order": {}}, {"source": "r", "target": "b", "order": {}}],
+    ),
+    "a cycle": _graph([{"id": "r"}, {"id": "a"}], [{"source": "r", "target": "a"}, {"source": "a", "target": "r"}]),
+    "template markers": _graph([{"id": "__DATA__", "query": "__TITLE__ __DATA__"}], []),
+    "unhashable finish": _graph([{"id": "r", "finish_reason": {"a": 1}, "error": {"b": 2}}], []),
+}
+
+
+@pytest.mark.parametrize("graph", HOSTILE_GRAPHS.values(), ids=HOSTILE_GRAPHS.keys())
+def test_rlm_view_html_of_hostile_node_attributes_refuses_or_writes_one_data_block(tmp_path, graph):
+    from rlm.cli.main import main
+
+    source, page_path = tmp_path / "g.json", tmp_path / "g.html"
+    source.write_text(json.dumps(graph))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(["view", str(source), "--html", str(page_path)])
+    assert status in (0, 2) and "Traceback" not in err.getvalue(), err.getvalue()[-500:]
+    if status == 0:
+        page = page_path.read_text(encoding="utf-8")
+        start = page.index('id="graph-data">') + len('id="graph-data">')
+        assert page.count("</script>") == 2  # the data block's and the script's: nothing closed early
+        assert page.count('id="graph-data"') == 1
+        json.loads(page[start : page.index("</script>", start)])  # the page can parse its data
+
+
+# --- the user's API key in a provider's error text ----------------------------------------------------------------
+KEY = "sk-test-SECRETKEY1234567890abcdef"
+
+
+def _provider_quoting_the_key(root_code: str) -> ThreadingHTTPServer:
+    """An OpenAI-compatible server: the root model's reply runs `root_code`; a sub-call's prompt
+    ("SUBCALL-TRIGGER") is refused with a 400 whose message quotes the request's key."""
+
+    class Provider(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            sub_call = body["messages"][-1]["content"] == "SUBCALL-TRIGGER"
+            if sub_call:
+                key = self.headers.get("Authorization", "").split()[-1]
+                status, payload = 400, {"error": {"message": f"key {key} may not use this model", "code": "bad"}}
+            else:
+                text = f"Running.\n```python\n{root_code}\n```"
+                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+                status, payload = 200, {"object": "chat.completion", "choices": [choice], "usage": usage}
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Provider)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.xfail(strict=True, reason="hole 4: a provider error quoting the key reaches the model's code unredacted")
+@pytest.mark.parametrize(
+    "root_code",
+    [
+        'r = llm_query_batched(["SUBCALL-TRIGGER"])\nFINAL(r[0])',
+        'try:\n    llm_query("SUBCALL-TRIGGER")\nexcept Exception as e:\n    FINAL(str(e))',
+    ],
+    ids=["batched", "single"],
+)
+def test_the_api_key_quoted_by_a_provider_never_reaches_the_models_code(tmp_path, root_code):
+    server = _provider_quoting_the_key(root_code)
+    try:
+        rlm = RLM(
+            "openai/test-model",
+            api_key=KEY,
+            api_base=f"http://127.0.0.1:{server.server_port}/v1",
+            enable_history=True,
+            history_output_path=tmp_path / "history.json",
+            max_iterations=3,
+            max_retry_wait_s=1,
+        )
+        answer = str(rlm.run("What failed?", "ctx").answer)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "may not use this model" in answer  # the error did reach the model's code
+    assert KEY not in answer
+    assert KEY not in (tmp_path / "history.json").read_text(encoding="utf-8")
+
+
+# --- the bundled model server: its listener after the first check -------------------------------------------------
+LISTENER = r"""
+import encodings.idna, http.server, json, os, sys
+port, model_id, seen, who = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+
+class Server(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, payload):
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self._send({"object": "list", "data": [{"id": model_id, "object": "model"}]})
+
+    def do_POST(self):
+        request = self.rfile.read(int(self.headers["Content-Length"]))
+        with open(seen, "ab") as out:
+            out.write(request + b"\n")
+        text = "```python\nFINAL('chosen by another user')\n```"
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        self._send({"object": "chat.completion", "choices": [choice],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+    def log_message(self, *args):
+        pass
+
+if who == "other-user":
+    os.setgid(65534)
+    os.setuid(65534)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Server).serve_forever()
+"""
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _serve(port: int, model_id: str, seen: Path, who: str) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", LISTENER, str(port), model_id, str(seen), who])
+    while not _listening(port):
+        assert process.poll() is None, "the server did not start"
+        time.sleep(0.05)
+    return process
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="plays another local user with setuid")
+@pytest.mark.xfail(strict=True, reason="hole 3: the listener's owner is checked once per process, not per run")
+def test_a_later_run_never_sends_the_document_to_another_users_listener(monkeypatch):
+    from rlm.models import local_server
+
+    work = Path(tempfile.mkdtemp(prefix="rlm-round18-"))
+    work.chmod(0o777)  # the other user's process writes what it received here
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setenv("RLM_CACHE_DIR", str(work / "cache"))
+    monkeypatch.setenv("RLM_LOCAL_PORT", str(port))
+    monkeypatch.delenv("RLM_LOCAL_API_BASE", raising=False)
+    monkeypatch.setattr(local_server, "_managed", None)
+    model_id = local_server.SERVED_MODEL_ID
+    # This user's server (a stand-in answering as the bundled model), with the record a started one leaves.
+    ours = _serve(port, model_id, work / "ours.jsonl", "this-user")
+    server = local_server.LocalServer(port=port)
+    server.record_path.parent.mkdir(parents=True, exist_ok=True)
+    server.record_path.write_text(json.dumps({"guard_pid": ours.pid, "port": port, "model": model_id}))
+    RLM(model="local")  # attaches: the listener is this user's
+    ours.kill()  # it dies (the OOM killer, a crash); another user's process takes the port first
+    ours.wait()
+    squatter = _serve(port, model_id, work / "squatter.jsonl", "other-user")
+    try:
+        try:
+            answer = RLM(model="local", max_iterations=2).run("Summarise.", "SECRET-DOCUMENT-7f3a").answer
+        except Exception as exc:  # refused: what should happen
+            answer = f"refused: {exc}"
+        seen = (work / "squatter.jsonl").read_text() if (work / "squatter.jsonl").exists() else ""
+    finally:
+        squatter.kill()
+        squatter.wait()
+        local_server._managed = None
+    assert "SECRET-DOCUMENT-7f3a" not in seen, "another user's process received the document"
+    assert answer != "chosen by another user"
