@@ -400,7 +400,8 @@ def _serve(port: int, model_id: str, seen: Path, who: str) -> subprocess.Popen:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="plays another local user with setuid")
 @pytest.mark.xfail(strict=True, reason="hole 3: the listener's owner is checked once per process, not per run")
-def test_a_later_run_never_sends_the_document_to_another_users_listener(monkeypatch):
+@pytest.mark.parametrize("how", ["our server died", "stale record of a reused pid"])
+def test_a_later_run_never_sends_the_document_to_another_users_listener(monkeypatch, how):
     from rlm.models import local_server
 
     work = Path(tempfile.mkdtemp(prefix="rlm-round18-"))
@@ -413,14 +414,20 @@ def test_a_later_run_never_sends_the_document_to_another_users_listener(monkeypa
     monkeypatch.delenv("RLM_LOCAL_API_BASE", raising=False)
     monkeypatch.setattr(local_server, "_managed", None)
     model_id = local_server.SERVED_MODEL_ID
-    # This user's server (a stand-in answering as the bundled model), with the record a started one leaves.
-    ours = _serve(port, model_id, work / "ours.jsonl", "this-user")
     server = local_server.LocalServer(port=port)
     server.record_path.parent.mkdir(parents=True, exist_ok=True)
-    server.record_path.write_text(json.dumps({"guard_pid": ours.pid, "port": port, "model": model_id}))
-    RLM(model="local")  # attaches: the listener is this user's
-    ours.kill()  # it dies (the OOM killer, a crash); another user's process takes the port first
-    ours.wait()
+    if how == "our server died":
+        # This user's server (a stand-in answering as the bundled model), with the record a started one leaves.
+        ours = _serve(port, model_id, work / "ours.jsonl", "this-user")
+        server.record_path.write_text(json.dumps({"guard_pid": ours.pid, "port": port, "model": model_id}))
+        RLM(model="local")  # attaches: the listener is this user's
+        ours.kill()  # it dies (the OOM killer, a crash); another user's process takes the port first
+        ours.wait()
+    else:
+        # A guard killed with SIGKILL left its record; its pid now belongs to another process of this
+        # user (here, this one). Nothing listens: there is no listener to be foreign, so it attaches.
+        server.record_path.write_text(json.dumps({"guard_pid": os.getpid(), "port": port, "model": model_id}))
+        RLM(model="local")
     squatter = _serve(port, model_id, work / "squatter.jsonl", "other-user")
     try:
         try:
