@@ -419,7 +419,9 @@ def test_the_api_key_quoted_by_a_provider_never_reaches_the_models_code(tmp_path
 # --- the bundled model server: its listener after the first check -------------------------------------------------
 LISTENER = r"""
 import encodings.idna, http.server, json, os, sys
+import socket
 port, model_id, seen, who = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+address = sys.argv[5] if len(sys.argv) > 5 else "127.0.0.1"
 
 class Server(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -450,7 +452,15 @@ class Server(http.server.BaseHTTPRequestHandler):
 if who == "other-user":
     os.setgid(65534)
     os.setuid(65534)
-http.server.ThreadingHTTPServer(("127.0.0.1", port), Server).serve_forever()
+class Listener(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    def server_bind(self):
+        if self.address_family == socket.AF_INET6:  # dual stack: IPv4 clients reach it as ::ffff:127.0.0.1
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+Listener((address, port), Server).serve_forever()
 """
 
 
@@ -459,8 +469,8 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _serve(port: int, model_id: str, seen: Path, who: str) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", LISTENER, str(port), model_id, str(seen), who])
+def _serve(port: int, model_id: str, seen: Path, who: str, address: str = "127.0.0.1") -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", LISTENER, str(port), model_id, str(seen), who, address])
     while not _listening(port):
         assert process.poll() is None, "the server did not start"
         time.sleep(0.05)
@@ -510,3 +520,34 @@ def test_a_later_run_never_sends_the_document_to_another_users_listener(monkeypa
         local_server._managed = None
     assert "SECRET-DOCUMENT-7f3a" not in seen, "another user's process received the document"
     assert answer != "chosen by another user"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="plays another local user with setuid")
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "::ffff:127.0.0.1"])
+def test_another_users_listener_on_a_wildcard_or_ipv6_address_is_never_adopted(monkeypatch, tmp_path, address):
+    from rlm.errors import ConfigurationError
+    from rlm.models import local_server
+
+    tmp_path.chmod(0o777)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setenv("RLM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RLM_LOCAL_PORT", str(port))
+    monkeypatch.delenv("RLM_LOCAL_API_BASE", raising=False)
+    monkeypatch.setattr(local_server, "_managed", None)
+
+    def never_launch(self, wait_s):
+        raise AssertionError("the test must not start the real model server")
+
+    monkeypatch.setattr(local_server.LocalServer, "_launch", never_launch)
+    squatter = _serve(port, local_server.SERVED_MODEL_ID, tmp_path / "seen.jsonl", "other-user", address)
+    try:
+        with pytest.raises(ConfigurationError, match="another user's program"):
+            local_server.ensure_local_server()
+    finally:
+        squatter.kill()
+        squatter.wait()
+        local_server._managed = None
+    assert not (tmp_path / "seen.jsonl").exists()  # no prompt went there
