@@ -20,7 +20,7 @@ from rlm.engine.prompts import CODE_BLOCK_END, SLOW_SUB_MODEL_NOTE
 from rlm.engine.result import RLMResult
 from rlm.errors import ConfigurationError
 from rlm.events import Event
-from rlm.models.resolve import LOCAL_MODEL, build_lm
+from rlm.models.resolve import build_lm, is_local_model
 from rlm.models.retry import DEFAULT_MAX_WAIT_S, RetryPolicy, use_policy
 from rlm.settings_check import refuse_misspelled_parameters
 from rlm.tracking.graph import CallGraph
@@ -124,7 +124,7 @@ class RLM:
         )
         load_dotenv_file()
         # The bundled local model reads ~100 tokens/s: smaller outputs and sub-prompts keep steps short.
-        small = isinstance(model, str) and model.strip() == LOCAL_MODEL
+        small = is_local_model(model)
         if small and timeout is DEFAULT_TIMEOUT_S:  # the default, not a value the user passed
             timeout = LOCAL_TIMEOUT_S
         self.config = RLMConfig(

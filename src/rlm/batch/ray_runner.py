@@ -49,12 +49,12 @@ def forwarded_environment(plan: ItemPlan) -> dict[str, str]:
 def _needed_key_variables(plan: ItemPlan) -> set[str] | None:
     """The key variables of the chosen models' providers (and E2B's where it may be used), or None
     when a provider is not in our table (then every *_API_KEY goes, as LiteLLM may need any)."""
-    from rlm.models.resolve import KEY_VARIABLES, qualified_name
+    from rlm.models.resolve import KEY_VARIABLES, is_local_model, qualified_name
 
     settings = plan.rlm_settings
     needed = {"E2B_API_KEY"} if str(settings.get("sandbox") or "auto") in ("auto", "e2b") else set()
     for model in (settings.get("model"), settings.get("recursive_model")):
-        if not isinstance(model, str) or model.strip() == "local":
+        if not isinstance(model, str) or is_local_model(model):
             continue
         provider = qualified_name(model, settings.get("api_base")).split("/", 1)[0]
         if provider not in KEY_VARIABLES:

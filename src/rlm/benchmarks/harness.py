@@ -30,7 +30,7 @@ from rlm.benchmarks.tasks import SIZES, TASKS, make_items
 from rlm.engine.calls import estimate_cost
 from rlm.engine.result import RLMResult
 from rlm.facade import DEFAULT_TIMEOUT_S, LOCAL_TIMEOUT_S
-from rlm.models.resolve import LOCAL_MODEL, build_lm
+from rlm.models.resolve import build_lm, is_local_model
 
 CHARS_PER_TOKEN = 4
 
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     # LiteLLM's bundled price table, not a download at import (these machines have no internet)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if args.timeout is None:  # the one RLM(...) would pick; direct prompting and dspy.RLM get the same
-        args.timeout = LOCAL_TIMEOUT_S if str(args.model).strip() == LOCAL_MODEL else DEFAULT_TIMEOUT_S
+        args.timeout = LOCAL_TIMEOUT_S if is_local_model(args.model) else DEFAULT_TIMEOUT_S
     if getattr(args, "suite", None):
         from rlm.benchmarks.suite import run_suite
 
