@@ -3,7 +3,7 @@ shapes (tracemalloc), kernel objects a jailed worker (policy off) pins through m
 may read, its own pipes, the bundled model server's listener after the first check, `rlm view
 --html` of hostile node attributes, and the user's API key in provider error text.
 
-Five holes, kept as strict xfails (reproductions, causes and suggested fixes in
+Six holes, kept as strict xfails (reproductions, causes and suggested fixes in
 /tmp/s10/attack18/HOLES.md):
 1. text of 4-byte UTF-8 characters (emoji) sent by the model's code (policy on) makes the host's
    decode peak at 6 times the frame while the account counts 5: CPython's decoder widens to a UCS4
@@ -19,7 +19,9 @@ Five holes, kept as strict xfails (reproductions, causes and suggested fixes in
    from there the answer and the history file;
 5. C1 control characters (U+0080-U+009F: CSI, OSC) in the model's text are written raw into the
    JSON files the library writes with ensure_ascii=False (--history, `rlm chat /save`; `rlm batch`
-   results use the same call): JSON escapes ESC but not these, and `cat` hands them to a terminal.
+   results use the same call): JSON escapes ESC but not these, and `cat` hands them to a terminal;
+6. nested lists ("[[[...]]]") parse to ~1.3 times what the account counts: each "[" is priced at
+   one value (64 bytes), but a list holding a value is its object, a GC header and an item array.
 """
 
 from __future__ import annotations
@@ -125,6 +127,17 @@ def test_a_dict_of_lone_surrogate_keys_peaks_within_what_the_account_counted():
     value = b"{" + b",".join(b'"\\udc00%d":0' % i for i in range(N)) + b"}"
     peak, counted, message = _received(_frame(value))
     assert len(message["args"][0]) == N  # every key repaired, none lost
+    assert peak <= counted + (256 << 10), f"counted {counted:,}, allocated {peak:,}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hole 6: a list holding a value costs ~100 bytes (object, GC header, item array); 64 are counted",
+)
+def test_nested_lists_peak_within_what_the_account_counted():
+    value = b"[" + b",".join([b"[" * 50 + b"]" * 50] * 10_000) + b"]"  # 500,000 lists, under MAX_CONTAINERS
+    peak, counted, message = _received(_frame(value))
+    assert len(message["args"][0]) == 10_000
     assert peak <= counted + (256 << 10), f"counted {counted:,}, allocated {peak:,}"
 
 
