@@ -20,8 +20,9 @@ Six holes, kept as strict xfails (reproductions, causes and suggested fixes in
 5. C1 control characters (U+0080-U+009F: CSI, OSC) in the model's text are written raw into the
    JSON files the library writes with ensure_ascii=False (--history, `rlm chat /save`; `rlm batch`
    results use the same call): JSON escapes ESC but not these, and `cat` hands them to a terminal;
-6. nested lists ("[[[...]]]") parse to ~1.3 times what the account counts: each "[" is priced at
-   one value (64 bytes), but a list holding a value is its object, a GC header and an item array.
+6. nested lists ("[[[...]]]", which the model's code sends with the policy on as llm_query_batched
+   items) parse to ~1.3 times what the account counts: each "[" is priced at one value (64 bytes),
+   but a list holding a value is its object, a GC header and an item array.
 """
 
 from __future__ import annotations
