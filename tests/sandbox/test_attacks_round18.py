@@ -3,7 +3,7 @@ shapes (tracemalloc), kernel objects a jailed worker (policy off) pins through m
 may read, its own pipes, the bundled model server's listener after the first check, `rlm view
 --html` of hostile node attributes, and the user's API key in provider error text.
 
-Six holes, kept as strict xfails (reproductions, causes and suggested fixes in
+Seven holes, kept as strict xfails (reproductions, causes and suggested fixes in
 /tmp/s10/attack18/HOLES.md):
 1. text of 4-byte UTF-8 characters (emoji) sent by the model's code (policy on) makes the host's
    decode peak at 6 times the frame while the account counts 5: CPython's decoder widens to a UCS4
@@ -22,7 +22,10 @@ Six holes, kept as strict xfails (reproductions, causes and suggested fixes in
    results use the same call): JSON escapes ESC but not these, and `cat` hands them to a terminal;
 6. nested lists ("[[[...]]]", which the model's code sends with the policy on as llm_query_batched
    items) parse to ~1.3 times what the account counts: each "[" is priced at one value (64 bytes),
-   but a list holding a value is its object, a GC header and an item array.
+   but a list holding a value is its object, a GC header and an item array;
+7. an api_key given in code (`RLM(api_key=...)`) is moved into the server engine (models/resolve.py),
+   so the redaction of events' error fields, which looks for it in the LM's kwargs, misses it: the
+   history file's error field holds the key (a key from the environment is redacted).
 """
 
 from __future__ import annotations
@@ -428,6 +431,27 @@ def test_the_api_key_quoted_by_a_provider_never_reaches_the_models_code(tmp_path
     assert "may not use this model" in answer  # the error did reach the model's code
     assert KEY not in answer
     assert KEY not in (tmp_path / "history.json").read_text(encoding="utf-8")
+
+
+@pytest.mark.xfail(strict=True, reason="hole 7: an api_key given in code is not among the secrets events redact")
+def test_an_api_key_given_in_code_is_redacted_from_the_history_files_error_fields(tmp_path):
+    server = _provider_quoting_the_key('r = llm_query_batched(["SUBCALL-TRIGGER"])\nFINAL("done")')
+    try:
+        rlm = RLM(
+            "openai/test-model",
+            api_key=KEY,
+            api_base=f"http://127.0.0.1:{server.server_port}/v1",
+            enable_history=True,
+            history_output_path=tmp_path / "history.json",
+            max_retry_wait_s=1,
+        )
+        assert rlm.run("What failed?", "ctx").answer == "done"
+    finally:
+        server.shutdown()
+        server.server_close()
+    errors = [record["error"] for record in json.loads((tmp_path / "history.json").read_text()) if record["error"]]
+    assert errors and all("may not use this model" in error for error in errors)  # the failed sub-call is there
+    assert not [error for error in errors if KEY in error], errors  # calls.py redacts this field: with which keys?
 
 
 # --- the bundled model server: its listener after the first check -------------------------------------------------
