@@ -3,8 +3,8 @@ shapes (tracemalloc), kernel objects a jailed worker (policy off) pins through m
 may read, its own pipes, the bundled model server's listener after the first check, `rlm view
 --html` of hostile node attributes, and the user's API key in provider error text.
 
-Seven holes, kept as strict xfails (reproductions, causes and suggested fixes in
-/tmp/s10/attack18/HOLES.md):
+Seven holes, found as strict xfails (reproductions, causes and suggested fixes in
+/tmp/s10/attack18/HOLES.md) and closed the same session; what they were:
 1. text of 4-byte UTF-8 characters (emoji) sent by the model's code (policy on) makes the host's
    decode peak at 6 times the frame while the account counts 5: CPython's decoder widens to a UCS4
    buffer of one character per byte before it shrinks to the text (1.2 x the account);
@@ -26,6 +26,13 @@ Seven holes, kept as strict xfails (reproductions, causes and suggested fixes in
 7. an api_key given in code (`RLM(api_key=...)`) is moved into the server engine (models/resolve.py),
    so the redaction of events' error fields, which looks for it in the LM's kwargs, misses it: the
    history file's error field holds the key (a key from the environment is redacted).
+The fixes: the channel counts a non-ASCII decode at 6 times the frame and a repair at the parsed
+size plus that decode again, and a list or dict at two values; an LM error's text is redacted
+where the library's error is built (models/errors.py), with the engine's key among the secrets;
+the JSON files the library writes pass through terminal_safe (C1 controls as \\uXXXX escapes); a
+server record's guard pid must still run our guard, and the listener is checked again whenever an
+RLM asks for the server (a server that dies mid-run and whose port is taken by another user before
+the next request is not caught: docs/SECURITY.md, "What is not protected").
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from pathlib import Path
 import pytest
 
 from rlm import RLM
+from rlm.errors import ConfigurationError
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.host_memory import HostFrameBudget
 from rlm.sandbox.local import LocalSandbox, jail, protocol
@@ -123,10 +131,6 @@ def test_a_frame_of_this_shape_peaks_within_what_the_account_counted(value):
     assert peak <= counted + (256 << 10), f"counted {counted:,}, allocated {peak:,}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole 2: utf8_values' rebuild of a dict of surrogate keys (items list, new keys, grown table) is uncounted",
-)
 def test_a_dict_of_lone_surrogate_keys_peaks_within_what_the_account_counted():
     value = b"{" + b",".join(b'"\\udc00%d":0' % i for i in range(N)) + b"}"
     peak, counted, message = _received(_frame(value))
@@ -134,10 +138,6 @@ def test_a_dict_of_lone_surrogate_keys_peaks_within_what_the_account_counted():
     assert peak <= counted + (256 << 10), f"counted {counted:,}, allocated {peak:,}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole 6: a list holding a value costs ~100 bytes (object, GC header, item array); 64 are counted",
-)
 def test_nested_lists_peak_within_what_the_account_counted():
     value = b"[" + b",".join([b"[" * 50 + b"]" * 50] * 10_000) + b"]"  # 500,000 lists, under MAX_CONTAINERS
     peak, counted, message = _received(_frame(value))
@@ -146,8 +146,11 @@ def test_nested_lists_peak_within_what_the_account_counted():
 
 
 ACCOUNT = 64 << 20
-# Emoji are 4 bytes in UTF-8 and the frame is counted at about 5 times its size: just inside ACCOUNT.
-EMOJI = ACCOUNT // 5 // 4 - 4096
+# Emoji are 4 bytes in UTF-8 and the frame is counted at 6 times its size while decoded (it was 5
+# when this round found the decoder peaking at 6): just inside ACCOUNT, so the frame is delivered.
+EMOJI = ACCOUNT // 6 // 4 - 4096
+# A frame that needs repair is counted at its parsed size plus that decode again (7 times): just inside.
+EMOJI_REPAIRED = ACCOUNT // 7 // 4 - 4096
 
 
 def _peak_of_step(box: LocalSandbox, code: str) -> tuple[int, list[str]]:
@@ -168,9 +171,6 @@ def _peak_of_step(box: LocalSandbox, code: str) -> tuple[int, list[str]]:
 
 
 @needs_jail
-@pytest.mark.xfail(
-    strict=True, reason="hole 1: decoding 4-byte UTF-8 peaks at 6 x the frame (a UCS4 buffer per byte); 5 x is counted"
-)
 def test_emoji_sent_by_the_models_code_never_take_the_host_past_the_account():
     limits = SandboxLimits(exec_timeout=60.0, memory_limit_mb=1024, frame_budget=HostFrameBudget(ACCOUNT))
     with LocalSandbox(limits) as box:  # the Python policy on: any model's code can do this
@@ -182,7 +182,7 @@ def test_emoji_sent_by_the_models_code_never_take_the_host_past_the_account():
 
 FORGED_EMOJI_CALL = f"""
 import os, struct
-emoji = '\\U0001F600'.encode() * {EMOJI}
+emoji = '\\U0001F600'.encode() * {EMOJI_REPAIRED}
 body = b'{{"type": "call", "fn": "llm_query", "args": ["' + emoji + b'\\\\ud800"], "kwargs": {{}}}}'
 del emoji
 os.write(4, struct.pack('>I', len(body)))
@@ -199,10 +199,6 @@ print(reply[:40])
 
 
 @needs_jail
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole 2: utf8_values re-encodes and re-decodes a repaired string while text and message exist (1.6 x)",
-)
 def test_a_forged_frame_of_emoji_with_a_lone_surrogate_never_takes_the_host_past_the_account():
     limits = SandboxLimits(exec_timeout=60.0, memory_limit_mb=1024, frame_budget=HostFrameBudget(ACCOUNT))
     with LocalSandbox(limits, python_policy=False) as box:
@@ -340,7 +336,6 @@ def _prints_c1_then_answers(body: dict) -> str:
     return FINAL_C1 if any("52;c;" in str(m.get("content")) for m in body["messages"]) else PRINT_C1
 
 
-@pytest.mark.xfail(strict=True, reason="hole 5: U+0080-U+009F from the model are written raw into history and /save")
 @pytest.mark.parametrize("written_by", ["--history", "chat /save"])
 def test_files_the_library_writes_hold_no_raw_c1_controls_from_the_model(tmp_path, monkeypatch, written_by):
     # JSON escapes ESC (C0) but not U+009B (CSI) or U+009D (OSC): `cat` of the file hands them to the terminal
@@ -403,7 +398,6 @@ def _provider_quoting_the_key(root_code: str) -> ThreadingHTTPServer:
     return server
 
 
-@pytest.mark.xfail(strict=True, reason="hole 4: a provider error quoting the key reaches the model's code unredacted")
 @pytest.mark.parametrize(
     "root_code",
     [
@@ -433,7 +427,6 @@ def test_the_api_key_quoted_by_a_provider_never_reaches_the_models_code(tmp_path
     assert KEY not in (tmp_path / "history.json").read_text(encoding="utf-8")
 
 
-@pytest.mark.xfail(strict=True, reason="hole 7: an api_key given in code is not among the secrets events redact")
 def test_an_api_key_given_in_code_is_redacted_from_the_history_files_error_fields(tmp_path):
     server = _provider_quoting_the_key('r = llm_query_batched(["SUBCALL-TRIGGER"])\nFINAL("done")')
     try:
@@ -473,7 +466,6 @@ class _RefusesTheKey(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="hole 4: provider error text is put into the library's errors unredacted")
 def test_rlm_ask_never_prints_the_environments_key_quoted_by_a_provider(tmp_path, monkeypatch):
     # what a CI job's log keeps
     from rlm.cli.main import main
@@ -557,7 +549,6 @@ def _serve(port: int, model_id: str, seen: Path, who: str, address: str = "127.0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="plays another local user with setuid")
-@pytest.mark.xfail(strict=True, reason="hole 3: the listener's owner is checked once per process, not per run")
 @pytest.mark.parametrize("how", ["our server died", "stale record of a reused pid"])
 def test_a_later_run_never_sends_the_document_to_another_users_listener(monkeypatch, how):
     from rlm.models import local_server
@@ -583,9 +574,16 @@ def test_a_later_run_never_sends_the_document_to_another_users_listener(monkeypa
         ours.wait()
     else:
         # A guard killed with SIGKILL left its record; its pid now belongs to another process of this
-        # user (here, this one). Nothing listens: there is no listener to be foreign, so it attaches.
+        # user (here, this one). It attached with nothing listening; now the record is not trusted
+        # (that pid runs no guard), so a server of its own would be started (stubbed here).
         server.record_path.write_text(json.dumps({"guard_pid": os.getpid(), "port": port, "model": model_id}))
-        RLM(model="local")
+
+        def would_start(self, wait_s):
+            raise ConfigurationError("the test stands in for starting the real model server")
+
+        monkeypatch.setattr(local_server.LocalServer, "_launch", would_start)
+        with pytest.raises(ConfigurationError, match="stands in for starting"):
+            RLM(model="local")
     squatter = _serve(port, model_id, work / "squatter.jsonl", "other-user")
     try:
         try:

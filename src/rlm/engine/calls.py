@@ -134,11 +134,14 @@ class _Call:
                 self.report(None, exc)
                 if isinstance(exc, RLMError):  # ours as it is (a retry refused by the time budget)
                     raise
-                raise translate_lm_error(exc, self.model) from exc
+                raise translate_lm_error(exc, self.model, self._secrets()) from exc
 
     def _secrets(self) -> tuple[str, ...]:
-        # Error text goes into the history and graph files: a provider may quote the key in it.
-        return known_secrets([getattr(self.lm, "kwargs", {}).get("api_key")])
+        # Error text goes into the history and graph files, and to the model's code (a sub-call's
+        # error): a provider may quote the key in it. A key for an OpenAI-compatible server is held
+        # by its engine (models/resolve.py), not in the kwargs.
+        engine_key = getattr(getattr(self.lm, "engine", None), "api_key", None)
+        return known_secrets([getattr(self.lm, "kwargs", {}).get("api_key"), engine_key])
 
     def report(self, output: str | None, error: BaseException | None) -> None:
         tokens = _tokens(self.tracker)

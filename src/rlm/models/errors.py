@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from rlm.errors import APIKeyNotFoundError, ModelNotFoundError, ProviderError, RLMError
+from rlm.tracking.redact import redact
 
 
-def translate_lm_error(exc: BaseException, model: str) -> RLMError:
-    """The RLMError a caller should see for an exception raised by an LM call."""
+def translate_lm_error(exc: BaseException, model: str, secrets: Iterable[str] | None = None) -> RLMError:
+    """The RLMError a caller should see for an exception raised by an LM call. Its text never holds
+    `secrets` (default: the key variables in the environment): a provider that quotes the key in its
+    error (a 401 echoing it) would hand it to the model's code through a sub-call's error, and to the
+    terminal and the history (attack round 18)."""
     if isinstance(exc, RLMError):
         return exc
     names = {cls.__name__ for cls in type(exc).__mro__}
-    text = str(exc)
+    text = redact(str(exc), secrets)
     lowered = text.lower()
     status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
     auth = {"LMNotConfiguredError", "LMAuthError", "AuthenticationError"}
@@ -23,8 +28,9 @@ def translate_lm_error(exc: BaseException, model: str) -> RLMError:
         )
     # DSPy's native engine reports a 404 as an invalid request; LiteLLM as NotFoundError.
     if {"LMUnsupportedModelError", "NotFoundError"} & names or status == 404 or "model_not_found" in lowered:
+        answered = text.splitlines()[0] if text else type(exc).__name__
         return ModelNotFoundError(
-            f"Model not found: '{model}'. The provider answered: {text.splitlines()[0] if text else exc!r}. "
+            f"Model not found: '{model}'. The provider answered: {answered}. "
             "Check the model name (LiteLLM form, e.g. 'openai/gpt-4o-mini') and, for local servers, api_base."
         )
     detail = f"{type(exc).__name__}: {text[:500]}"

@@ -110,8 +110,11 @@ class LocalServer:
         """The running server this library started on the port (its guard alive), else None."""
         try:
             record = json.loads(self.record_path.read_text())
-            os.kill(int(record["guard_pid"]), 0)
+            guard_pid = int(record["guard_pid"])
+            os.kill(guard_pid, 0)
         except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not _is_guard(guard_pid):  # the guard ended and its pid went to another process
             return None
         return record if isinstance(record, dict) else None
 
@@ -323,6 +326,17 @@ def require_server_package() -> None:
         raise ConfigurationError(f"llama-cpp-python's server is not installed: {INSTALL_HINT}")
 
 
+def _is_guard(pid: int) -> bool:
+    """Whether `pid` runs our guard (Linux: its command line; elsewhere only that it lives)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no /proc here: what os.kill said stands
+    except OSError:
+        return False
+    return _GUARD.name.encode() in command
+
+
 def ensure_local_server() -> str:
     """The base URL of the local model server: RLM_LOCAL_API_BASE, else the bundled model's server on
     RLM_LOCAL_PORT (default 8080), shared with other processes or started now."""
@@ -335,6 +349,8 @@ def ensure_local_server() -> str:
         raise ConfigurationError(f"RLM_LOCAL_PORT must be a port number, got {port_setting!r}")
     with _managed_lock:
         if _managed is not None and _managed.port == int(port_setting):
+            # Asked again (each RLM built): the server may have died and the port been taken since.
+            _managed._refuse_foreign_listener()
             return _managed.base_url
         server = LocalServer(port=int(port_setting))
         if server.record() is None and not _port_taken(server.host, server.port):

@@ -84,6 +84,7 @@ class _Routing:
         self, api_base: str, api_key: str | None, timeout: float | None, max_tokens_field: str = "max_tokens"
     ) -> None:
         self.api_base, self.timeout, self.max_tokens_field = api_base, timeout, max_tokens_field
+        self.api_key = api_key  # named for redaction (tracking/redact.py): the LM's kwargs no longer hold it
         timeouts = RouterConfig(timeouts=timeouts_for(timeout)).transport_kwargs()
         self._transport_kwargs = {**timeouts, "proxy": environment_proxy(api_base), "trust_env": False}
         self._router = {

@@ -53,7 +53,8 @@ class CallHistory:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         # errors="replace": a lone surrogate in a user's query or document must not cost the whole file
-        text = json.dumps(self.snapshot(), indent=2 if pretty else None, ensure_ascii=False)
+        # terminal_safe: C1 controls (8-bit CSI, OSC 52) JSON leaves raw would act when the file is `cat`
+        text = terminal_safe(json.dumps(self.snapshot(), indent=2 if pretty else None, ensure_ascii=False))
         target.write_text(text, encoding="utf-8", errors="replace")
         return target
 

@@ -26,6 +26,11 @@ _WRITE_CHUNK = 1 << 20
 # too): far above any sub-call's arguments, far below what could exhaust the host's memory.
 MAX_CONTAINERS = 1_000_000
 
+# Bytes the host holds per UTF-8 byte while non-ASCII text is decoded: the bytes themselves, the
+# decoder's 4-byte-wide buffer and the 1-byte one it widened from (6 times the frame for emoji,
+# attack round 18; 5 were counted).
+DECODE_PEAK = 6
+
 
 class ChannelError(Exception):
     """The worker closed the channel, stalled past a deadline, or sent something that is not a frame."""
@@ -99,8 +104,9 @@ class WorkerChannel:
         # string): count the frame at that width before decoding it. Each stage counts every copy
         # that exists while it runs: the bytes and their text while decoding, the text and what
         # parsing builds while parsing (counting one of two let a 60 MB frame take 120 MB, round 17).
-        decoded = size if raw.isascii() else NON_ASCII_WIDTH * size
-        self._hold(size + decoded)
+        ascii_only = raw.isascii()
+        decoded = size if ascii_only else NON_ASCII_WIDTH * size
+        self._hold(2 * size if ascii_only else DECODE_PEAK * size)
         # A few bytes of JSON can become tens of bytes of Python objects ("{}," is a dict): bound
         # what parsing may build on the host, whatever the frame's size.
         containers = raw.count(b"{") + raw.count(b"[")
@@ -114,11 +120,16 @@ class WorkerChannel:
             # ... and each value is an object of its own: the frame counts at what parsing builds,
             # before it is parsed, and then at that alone.
             parsed = parsed_bytes(text)
+            repair = may_hold_surrogates(text)
             self._hold(decoded + parsed)
             message = json.loads(text)
-            if may_hold_surrogates(text):
-                message = utf8_values(message)
             del text
+            if repair:
+                # Each repaired string is encoded and decoded again beside the original (rlm/utf8.py);
+                # its UTF-8 is at most the frame's bytes, so the decode peaks as the frame's did, and
+                # dicts with repaired keys are rebuilt (attack round 18: 1.6 times, uncounted).
+                self._hold(parsed + DECODE_PEAK * size)
+                message = utf8_values(message)
             self._hold(parsed)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ChannelError(f"the worker sent a malformed frame ({type(exc).__name__})") from None
