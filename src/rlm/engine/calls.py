@@ -135,6 +135,11 @@ class _Call:
                 if isinstance(exc, RLMError):  # ours as it is (a retry refused by the time budget)
                     raise
                 raise translate_lm_error(exc, self.model, self._secrets()) from exc
+            except BaseException as exc:
+                # Cancelled in flight (a batch item's timeout, a task's cancel): the provider may
+                # bill the request all the same, so it is reported and counted against the budgets.
+                self.report(None, exc)
+                raise
 
     def _secrets(self) -> tuple[str, ...]:
         # Error text goes into the history and graph files, and to the model's code (a sub-call's
