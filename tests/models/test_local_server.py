@@ -123,13 +123,18 @@ def test_the_server_rlm_ask_started_stops_when_rlm_ask_is_stopped(stand_in, sign
     wait_for(lambda: port_free(stand_in) and not record_of(stand_in).exists(), timeout=5, what="the port")
 
 
-def test_a_busy_server_is_shared_by_a_second_process_not_taken_for_dead(stand_in):
-    # The first request holds the server for 10 s, long enough for a second `rlm ask` to start and
-    # look even on a loaded machine (with 3 s, a slow start found the first one gone and started anew).
-    first = ask(stand_in, delay=10)
+def test_a_busy_server_is_shared_by_a_second_process_not_taken_for_dead(stand_in, tmp_path):
+    # The first request holds the server busy until the second `rlm ask` has attached (a fixed hold of
+    # 3 s, then 10 s, ran out on a loaded machine before the second process started: it then found
+    # the first one gone and, rightly, started a server of its own).
+    gate = tmp_path / "second-attached"
+    first = ask({**stand_in, "FAKE_LLAMA_GATE": str(gate)})
     wait_for(lambda: record_of(stand_in).exists(), what="the server to start")
     time.sleep(0.5)  # /v1/models would not answer now: the server is busy
-    second = ask(stand_in, delay=3)
+    second = ask(stand_in)
+    users = record_of(stand_in).with_suffix(".users")
+    wait_for(lambda: users.is_dir() and len(list(users.iterdir())) >= 2, what="the second process to attach")
+    gate.touch()
     for process in (first, second):
         out, err = process.communicate(timeout=60)
         assert process.returncode == 0, err

@@ -2,7 +2,8 @@
 
 Like llama.cpp's server, it answers one request at a time: /v1/models waits while a completion runs.
 FAKE_LLAMA_DELAY (seconds per completion), FAKE_LLAMA_NOISE (bytes written to the log at start) and
-FAKE_LLAMA_ARGV (a file that receives the command line) steer it.
+FAKE_LLAMA_ARGV (a file that receives the command line) and FAKE_LLAMA_GATE (a file whose creation
+ends each completion's wait) steer it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class Handler(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers["Content-Length"]))
         with busy:
             time.sleep(float(os.environ.get("FAKE_LLAMA_DELAY", "0")))
+            gate = os.environ.get("FAKE_LLAMA_GATE")  # busy until the test creates this file (at most 120 s)
+            deadline = time.monotonic() + 120
+            while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.05)
             message = {"role": "assistant", "content": "```python\nFINAL(str(len(context)))\n```"}
             usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
             self._reply(
