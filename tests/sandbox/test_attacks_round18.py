@@ -31,8 +31,7 @@ size plus that decode again, and a list or dict at two values; an LM error's tex
 where the library's error is built (models/errors.py), with the engine's key among the secrets;
 the JSON files the library writes pass through terminal_safe (C1 controls as \\uXXXX escapes); a
 server record's guard pid must still run our guard, and the listener is checked again whenever an
-RLM asks for the server (a server that dies mid-run and whose port is taken by another user before
-the next request is not caught: docs/SECURITY.md, "What is not protected").
+RLM asks for the server and before each request (models/server_engine.py `before_request`).
 """
 
 from __future__ import annotations
@@ -549,7 +548,7 @@ def _serve(port: int, model_id: str, seen: Path, who: str, address: str = "127.0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="plays another local user with setuid")
-@pytest.mark.parametrize("how", ["our server died", "stale record of a reused pid"])
+@pytest.mark.parametrize("how", ["our server died", "stale record of a reused pid", "our server died mid-run"])
 def test_a_later_run_never_sends_the_document_to_another_users_listener(monkeypatch, how):
     from rlm.models import local_server
 
@@ -565,11 +564,14 @@ def test_a_later_run_never_sends_the_document_to_another_users_listener(monkeypa
     model_id = local_server.SERVED_MODEL_ID
     server = local_server.LocalServer(port=port)
     server.record_path.parent.mkdir(parents=True, exist_ok=True)
-    if how == "our server died":
+    built = None
+    if how.startswith("our server died"):
         # This user's server (a stand-in answering as the bundled model), with the record a started one leaves.
         ours = _serve(port, model_id, work / "ours.jsonl", "this-user")
         server.record_path.write_text(json.dumps({"guard_pid": ours.pid, "port": port, "model": model_id}))
-        RLM(model="local")  # attaches: the listener is this user's
+        attached = RLM(model="local", max_iterations=2)  # attaches: the listener is this user's
+        if how.endswith("mid-run"):
+            built = attached  # its requests are sent after the port changed hands
         ours.kill()  # it dies (the OOM killer, a crash); another user's process takes the port first
         ours.wait()
     else:
@@ -587,7 +589,7 @@ def test_a_later_run_never_sends_the_document_to_another_users_listener(monkeypa
     squatter = _serve(port, model_id, work / "squatter.jsonl", "other-user")
     try:
         try:
-            answer = RLM(model="local", max_iterations=2).run("Summarise.", "SECRET-DOCUMENT-7f3a").answer
+            answer = (built or RLM(model="local", max_iterations=2)).run("Summarise.", "SECRET-DOCUMENT-7f3a").answer
         except Exception as exc:  # refused: what should happen
             answer = f"refused: {exc}"
         seen = (work / "squatter.jsonl").read_text() if (work / "squatter.jsonl").exists() else ""

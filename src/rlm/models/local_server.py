@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +190,7 @@ class LocalServer:
             served = self.served_model(timeout=2.0)
             if served == SERVED_MODEL_ID:
                 # Another user's listener may have taken the port between the check and our bind.
-                self._refuse_foreign_listener()
+                self.refuse_foreign_listener()
                 record = {"guard_pid": self.process.pid, "port": self.port, "model": SERVED_MODEL_ID}
                 self.record_path.write_text(json.dumps(record))
                 return
@@ -241,7 +241,7 @@ class LocalServer:
     def _check_foreign_server(self) -> None:
         served = self.served_model()
         if served == SERVED_MODEL_ID:
-            self._refuse_foreign_listener()
+            self.refuse_foreign_listener()
             if listener_uids(self.host, self.port) is None:
                 logger.warning(
                     "recursive-llm: using the server on %s that answers as the bundled model; this system "
@@ -258,7 +258,7 @@ class LocalServer:
             "to use that server deliberately."
         )
 
-    def _refuse_foreign_listener(self) -> None:
+    def refuse_foreign_listener(self) -> None:
         """Another user's process answering as the bundled model would receive every prompt (the
         user's documents) and write every reply: the id it answers with is public."""
         uid = foreign_listener(self.host, self.port)
@@ -326,6 +326,20 @@ def require_server_package() -> None:
         raise ConfigurationError(f"llama-cpp-python's server is not installed: {INSTALL_HINT}")
 
 
+def listener_check() -> Callable[[], None] | None:
+    """What each request to the bundled server runs first: refuses once another user's process
+    listens on its port. None when RLM_LOCAL_API_BASE names the server (the user's choice)."""
+    if os.environ.get("RLM_LOCAL_API_BASE"):
+        return None
+
+    def check() -> None:
+        server = _managed
+        if server is not None:
+            server.refuse_foreign_listener()
+
+    return check
+
+
 def _is_guard(pid: int) -> bool:
     """Whether `pid` runs our guard (Linux: its command line; elsewhere only that it lives)."""
     try:
@@ -350,7 +364,7 @@ def ensure_local_server() -> str:
     with _managed_lock:
         if _managed is not None and _managed.port == int(port_setting):
             # Asked again (each RLM built): the server may have died and the port been taken since.
-            _managed._refuse_foreign_listener()
+            _managed.refuse_foreign_listener()
             return _managed.base_url
         server = LocalServer(port=int(port_setting))
         if server.record() is None and not _port_taken(server.host, server.port):

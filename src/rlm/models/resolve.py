@@ -130,6 +130,11 @@ def missing_key_variables(model: str) -> list[str]:
     return [v for v in report.get("missing_keys", []) if "KEY" in v or "TOKEN" in v]
 
 
+# The build_lm setting a caller of this module passes to run before each request of an
+# OpenAI-compatible server's engine (never sent to the provider).
+BEFORE_REQUEST = "_rlm_before_request"
+
+
 def build_lm(
     model: str | dspy.BaseLM,
     *,
@@ -153,6 +158,7 @@ def build_lm(
     if is_local_model(model):
         return _local_lm(api_base, temperature, timeout, max_tokens, **lm_kwargs)
     name = qualified_name(model, api_base)
+    before_request = lm_kwargs.pop(BEFORE_REQUEST, None)  # ours, for ServerEngine: never a request setting
     kwargs: dict[str, Any] = {"cache": False, "num_retries": 3, **lm_kwargs}
     if api_base:
         max_tokens = max_tokens or DEFAULT_LOCAL_MAX_TOKENS
@@ -172,7 +178,12 @@ def build_lm(
     engine = kwargs.get("engine", "auto")
     if api_base and name.startswith("openai/") and engine in ("auto", "lm15"):
         field = "max_completion_tokens" if _is_openai_reasoning_model(name) else "max_tokens"
-        server = {"api_base": api_base, "api_key": kwargs.pop("api_key"), "timeout": kwargs.pop("timeout", None)}
+        server = {
+            "api_base": api_base,
+            "api_key": kwargs.pop("api_key"),
+            "timeout": kwargs.pop("timeout", None),
+            "before_request": before_request,
+        }
         kwargs["engine"] = ServerEngine(**server, max_tokens_field=field)
         kwargs["async_engine"] = AsyncServerEngine(**server, max_tokens_field=field)
     elif api_base:
@@ -191,10 +202,16 @@ def _local_lm(
     api_base: str | None, temperature: float | None, timeout: float | None, max_tokens: int | None, **lm_kwargs: Any
 ) -> dspy.BaseLM:
     from rlm.models.local import MODEL_ALIAS, ensure_local_server
+    from rlm.models.local_server import listener_check
 
+    if api_base is None:
+        api_base = ensure_local_server()
+        # Each request checks that the bundled server's port is still this user's: a server that died
+        # mid-run may have had its port taken by another user's process (docs/SECURITY.md).
+        lm_kwargs[BEFORE_REQUEST] = listener_check()
     return build_lm(
         f"openai/{MODEL_ALIAS}",
-        api_base=api_base or ensure_local_server(),
+        api_base=api_base,
         api_key=NO_KEY,
         temperature=0.0 if temperature is None else temperature,
         timeout=timeout,

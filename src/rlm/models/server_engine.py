@@ -15,7 +15,7 @@ import asyncio
 import importlib
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -81,10 +81,17 @@ class _Routing:
     """What the sync and async engines share: the router config and the model-name rewrite."""
 
     def __init__(
-        self, api_base: str, api_key: str | None, timeout: float | None, max_tokens_field: str = "max_tokens"
+        self,
+        api_base: str,
+        api_key: str | None,
+        timeout: float | None,
+        max_tokens_field: str = "max_tokens",
+        before_request: Callable[[], None] | None = None,
     ) -> None:
         self.api_base, self.timeout, self.max_tokens_field = api_base, timeout, max_tokens_field
         self.api_key = api_key  # named for redaction (tracking/redact.py): the LM's kwargs no longer hold it
+        # Called before each request; raises to refuse it (the bundled server's listener check).
+        self.before_request = before_request
         timeouts = RouterConfig(timeouts=timeouts_for(timeout)).transport_kwargs()
         self._transport_kwargs = {**timeouts, "proxy": environment_proxy(api_base), "trust_env": False}
         self._router = {
@@ -92,6 +99,10 @@ class _Routing:
             "base_urls": {PROVIDER_ID: api_base},
             "providers": (_definition(api_base, max_tokens_field),),
         }
+
+    def _check(self) -> None:
+        if self.before_request is not None:
+            self.before_request()
 
     @staticmethod
     def routed(request: Request) -> Request:
@@ -111,16 +122,23 @@ class ServerEngine(_Routing):
     """Synchronous engine: one lm15 engine (one connection pool) shared by every thread."""
 
     def __init__(
-        self, api_base: str, api_key: str | None, timeout: float | None, max_tokens_field: str = "max_tokens"
+        self,
+        api_base: str,
+        api_key: str | None,
+        timeout: float | None,
+        max_tokens_field: str = "max_tokens",
+        before_request: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__(api_base, api_key, timeout, max_tokens_field)
+        super().__init__(api_base, api_key, timeout, max_tokens_field, before_request)
         self._transport = StdlibTransport(**self._transport_kwargs)
         self._engine = LM15Engine(RouterConfig(**self._router, transport=self._transport))
 
     def complete(self, request: Request) -> Response:
+        self._check()
         return self._engine.complete(self.routed(request))
 
     def stream(self, request: Request) -> Iterator[Any]:
+        self._check()
         yield from self._engine.stream(self.routed(request))
 
     def close(self) -> None:
@@ -132,9 +150,14 @@ class AsyncServerEngine(_Routing):
     """Async engine: lm15's async pools belong to one event loop, so one engine per live loop."""
 
     def __init__(
-        self, api_base: str, api_key: str | None, timeout: float | None, max_tokens_field: str = "max_tokens"
+        self,
+        api_base: str,
+        api_key: str | None,
+        timeout: float | None,
+        max_tokens_field: str = "max_tokens",
+        before_request: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__(api_base, api_key, timeout, max_tokens_field)
+        super().__init__(api_base, api_key, timeout, max_tokens_field, before_request)
         self._engines: dict[asyncio.AbstractEventLoop, AsyncLM15Engine] = {}
         self._lock = threading.Lock()
 
@@ -152,8 +175,10 @@ class AsyncServerEngine(_Routing):
             return engine
 
     async def complete(self, request: Request) -> Response:
+        self._check()
         return await self._engine().complete(self.routed(request))
 
     async def stream(self, request: Request) -> AsyncIterator[Any]:
+        self._check()
         async for event in self._engine().stream(self.routed(request)):
             yield event
