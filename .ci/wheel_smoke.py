@@ -48,12 +48,12 @@ with tempfile.TemporaryDirectory() as folder:
     model.save_graph(page)
     assert "<html" in page.read_text(encoding="utf-8").lower()
 
-    # Without the [local] extra, RLM(model="local") says which distribution to install.
+    # Without the [local] extra, RLM(model="local") says which extra to install, and how.
     os.environ.update({"RLM_CACHE_DIR": folder, "RLM_LOCAL_PORT": "1"})  # port 1: never a running server
     try:
         RLM(model="local").completion("q", "context")
     except RLMError as exc:
-        assert "pip install 'recursive-llm-dspy[local]'" in str(exc), exc
+        assert 'pip install -e ".[local]"' in str(exc) and "llama-cpp-python" in str(exc), exc
     else:
         raise AssertionError("RLM(model='local') ran without the [local] extra")
 
