@@ -1,0 +1,307 @@
+"""Nineteenth attack round: the frame account against the host's real peak for strings whose JSON
+escapes make the parser's string builder overallocate and widen, and (policy off) the OS jail.
+
+Holes are strict xfails; reproductions, causes and suggested fixes in /tmp/s10/attack19/HOLES.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import io
+import json
+import os
+import threading
+import time
+import tracemalloc
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from rlm import RLM
+from rlm.sandbox.host_memory import HostFrameBudget
+from rlm.sandbox.local import jail, protocol
+from rlm.sandbox.local.channel import WorkerChannel
+from tests.sandbox.conftest import attempt
+
+needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
+
+
+# --- the frame account against what the host really allocates -----------------------------------------------
+class _PeakBudget(HostFrameBudget):
+    """The run's account, remembering the most it ever counted."""
+
+    peak = 0
+
+    def exchange(self, held: int, size: int) -> bool:
+        taken = super().exchange(held, size)
+        self.peak = max(self.peak, self.held_bytes)
+        return taken
+
+
+def _received(payload: bytes) -> tuple[int, int, dict]:
+    """(tracemalloc's peak while the host's channel reads `payload` as one frame, the account's peak, the message)."""
+    from_worker, worker_end = os.pipe()
+    unused_read, to_worker = os.pipe()
+    budget = _PeakBudget(1 << 40)
+    channel = WorkerChannel(to_worker, from_worker, max_frame_bytes=1 << 40, budget=budget)
+
+    def worker() -> None:
+        with os.fdopen(worker_end, "wb") as out:
+            out.write(protocol.header(len(payload)) + payload)
+
+    writer = threading.Thread(target=worker)
+    writer.start()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        message = channel.receive(time.monotonic() + 60)
+        peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+        writer.join()
+        for fd in (from_worker, unused_read, to_worker):
+            os.close(fd)
+    assert isinstance(message, dict)
+    return peak, budget.peak, message
+
+
+def _call(value: bytes) -> bytes:
+    return b'{"type": "call", "fn": "llm_query", "args": [' + value + b'], "kwargs": {}}'
+
+
+RUN = 4_000_000  # ASCII characters before the escape: the parser copies them into its builder first
+SLACK = 256 << 10
+
+
+def _within_account(value: bytes) -> None:
+    peak, counted, message = _received(_call(value))
+    assert message["fn"] == "llm_query"
+    assert len(message["args"][0]) > RUN // 4  # delivered whole
+    assert peak <= counted + SLACK, f"counted {counted:,}, allocated {peak:,} ({peak / counted:.2f}x)"
+
+
+# The parser builds a string holding an escape in a buffer a quarter larger than what it has so far,
+# and widens it into a new buffer when a character needs more bytes: shapes where that stays counted.
+ESCAPED_WITHIN_ACCOUNT = {
+    "a run then a cjk escape": b'"' + b"x" * RUN + b'\\u4e00"',
+    "a run then an emoji escape": b'"' + b"x" * RUN + b'\\ud83d\\ude00"',
+    "a run widened three times": b'"' + b"x" * RUN + b'\\u00e9\\u4e00\\ud83d\\ude00"',
+    "a run then a lone surrogate": b'"' + b"x" * RUN + b'\\u00e9\\ud800"',
+    "raw latin-1 then a newline escape": b'"' + "\u00e9".encode() * (RUN // 2) + b'\\n"',
+    "raw emoji then a newline escape": b'"' + "\U0001f600".encode() * (RUN // 4) + b'\\n"',
+}
+
+
+@pytest.mark.parametrize("value", ESCAPED_WITHIN_ACCOUNT.values(), ids=ESCAPED_WITHIN_ACCOUNT.keys())
+def test_a_string_widened_by_an_escape_peaks_within_what_the_account_counted(value):
+    _within_account(value)
+
+
+@pytest.mark.xfail(strict=True, reason="hole 1: a string holding an escape is built in a buffer a quarter too large")
+def test_a_prompt_ending_in_a_newline_as_the_worker_encodes_it_peaks_within_the_account():
+    # What the worker itself sends for llm_query("x" * RUN + "\n"): the Python policy on.
+    payload = protocol.encode({"type": "call", "fn": "llm_query", "args": ["x" * RUN + "\n"], "kwargs": {}})
+    assert payload.endswith(b'\\n"], "kwargs": {}}')
+    peak, counted, message = _received(payload)
+    assert message["args"][0].endswith("\n")
+    assert peak <= counted + SLACK, f"counted {counted:,}, allocated {peak:,} ({peak / counted:.2f}x)"
+
+
+@pytest.mark.xfail(strict=True, reason="hole 2: an ASCII run then a latin-1 escape is widened into a second buffer")
+def test_an_ascii_run_then_a_latin1_escape_peaks_within_the_account():
+    _within_account(b'"' + b"x" * RUN + b'\\u00e9"')
+
+
+# --- OS jail alone (policy off): the shared page cache through madvise on a readable file's mapping -----------
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+PAGES = 64
+
+
+def _cached_pages(path: Path) -> int:
+    """How many of `path`'s pages are in the machine's page cache (mincore of a mapping never touched)."""
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = _libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+    finally:
+        os.close(fd)
+    assert address not in (None, ctypes.c_void_p(-1).value)
+    vector = ctypes.create_string_buffer((size + 4095) // 4096)
+    try:
+        assert _libc.mincore(address, size, vector) == 0
+    finally:
+        _libc.munmap(address, size)
+    return sum(byte & 1 for byte in vector.raw)
+
+
+@pytest.fixture
+def cached_file(readable_file):
+    """The worker-readable host file, written back to disk (clean pages, as an installed library's are)."""
+    readable_file.write_bytes(b"host file\n" * (PAGES * 410))
+    fd = os.open(readable_file, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return readable_file
+
+
+def _advise(path: Path, advice: int) -> str:
+    return f"""
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+size = os.path.getsize({str(path)!r})
+fd = os.open({str(path)!r}, os.O_RDONLY)
+address = libc.mmap(None, size, 1, 1, fd, 0)
+os.close(fd)
+touched = len(ctypes.string_at(address, size))  # its pages mapped here, so madvise reaches them
+ctypes.set_errno(0)
+result = (libc.madvise(address, size, {advice}), ctypes.get_errno())
+"""
+
+
+@needs_jail
+@pytest.mark.xfail(strict=True, reason="hole 3: madvise(MADV_PAGEOUT) evicts a readable host file from the page cache")
+def test_the_worker_cannot_push_a_readable_file_out_of_the_page_cache(unrestricted, cached_file):
+    cached_file.read_bytes()
+    before = _cached_pages(cached_file)
+    assert before >= PAGES
+    report = attempt(unrestricted, _advise(cached_file, 21))  # MADV_PAGEOUT
+    assert _cached_pages(cached_file) == before, report
+
+
+@needs_jail
+@pytest.mark.xfail(strict=True, reason="hole 3: madvise(MADV_WILLNEED) reads a host file into the page cache")
+def test_the_worker_cannot_pull_a_readable_file_into_the_page_cache(unrestricted, cached_file):
+    fd = os.open(cached_file, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    before = _cached_pages(cached_file)
+    assert before < PAGES
+    # Mapped but never touched: only the advice may read the file in.
+    code = _advise(cached_file, 3).replace("touched = len(ctypes.string_at(address, size))", "touched = 0")
+    report = attempt(unrestricted, code)
+    assert _cached_pages(cached_file) == before, report
+
+
+@needs_jail
+def test_the_worker_may_still_drop_its_own_memory_with_madvise(unrestricted):
+    # MADV_DONTNEED on its own anonymous memory is what the allocator does: a fix must keep it.
+    report = attempt(
+        unrestricted,
+        """
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+address = libc.mmap(None, 1 << 20, 3, 0x22, -1, 0)
+ctypes.memset(address, 1, 1 << 20)
+result = (libc.madvise(address, 1 << 20, 4), ctypes.string_at(address, 4))
+""",
+    )
+    assert report.startswith("OK: (0, b'\\x00\\x00\\x00\\x00')"), report
+
+
+# --- the user's key in a rate-limit refusal: the retry layer's own errors and log ---------------------------
+KEY = "sk-test-SECRETKEY1234567890abcdef"
+CATCHES = 'try:\n    llm_query("SUBCALL-TRIGGER")\nexcept Exception as e:\n    FINAL(str(e))'
+
+
+@contextlib.contextmanager
+def _provider_rate_limiting_the_key(retry_after: str):
+    """An OpenAI-compatible server: the root model's reply runs CATCHES; the sub-call is refused with a
+    429 whose message quotes the request's key and whose Retry-After is `retry_after`."""
+
+    class Provider(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if body["messages"][-1]["content"] == "SUBCALL-TRIGGER":
+                key = self.headers.get("Authorization", "").split()[-1]
+                status, payload = 429, {"error": {"message": f"rate limit reached for key {key}", "code": "rate"}}
+            else:
+                text = f"Running.\n```python\n{CATCHES}\n```"
+                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+                status, payload = 200, {"object": "chat.completion", "choices": [choice], "usage": usage}
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", retry_after)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Provider)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _run_against(api_base: str, history: Path) -> str:
+    rlm = RLM(
+        "openai/test-model",
+        api_key=KEY,
+        api_base=api_base,
+        enable_history=True,
+        history_output_path=history,
+        max_iterations=3,
+        max_retry_wait_s=1,
+    )
+    return str(rlm.run("What failed?", "ctx").answer)
+
+
+def test_a_rate_limit_quoting_the_key_is_redacted_in_the_history_file(tmp_path):
+    with _provider_rate_limiting_the_key("3600") as api_base:
+        _run_against(api_base, tmp_path / "history.json")
+    text = (tmp_path / "history.json").read_text(encoding="utf-8")
+    assert "rate limit reached for key" in text  # the refusal is recorded ...
+    assert KEY not in text  # ... without the key
+
+
+@pytest.mark.xfail(
+    strict=True, reason="hole 4: the retry layer's own ProviderError quotes the provider's text unredacted"
+)
+def test_a_rate_limit_quoting_the_key_never_hands_it_to_the_models_code(tmp_path):
+    # Retry-After past max_retry_wait_s: models/retry.py refuses to wait with an error of its own.
+    with _provider_rate_limiting_the_key("3600") as api_base:
+        answer = _run_against(api_base, tmp_path / "history.json")
+    assert "rate limit reached for key" in answer  # the error did reach the model's code
+    assert KEY not in answer
+
+
+@pytest.mark.xfail(strict=True, reason="hole 4: each retry's warning logs the provider's text unredacted")
+def test_rlm_ask_never_logs_the_key_a_retried_rate_limit_quotes(tmp_path, monkeypatch, caplog):
+    # Without a handler of the user's, Python prints warnings to stderr: what a CI job's log keeps.
+    from rlm.cli.main import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.txt").write_text("hello")
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        _provider_rate_limiting_the_key("0.05") as api_base,
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        main(["ask", "q", "--context", "c.txt", "--model", "openai/test-model", "--api-base", api_base])
+    assert "Retrying a failed LM request" in caplog.text  # the refusal was retried, and logged
+    assert KEY not in caplog.text + err.getvalue() + out.getvalue(), caplog.text[-600:]
