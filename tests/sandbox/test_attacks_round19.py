@@ -305,3 +305,42 @@ def test_rlm_ask_never_logs_the_key_a_retried_rate_limit_quotes(tmp_path, monkey
         main(["ask", "q", "--context", "c.txt", "--model", "openai/test-model", "--api-base", api_base])
     assert "Retrying a failed LM request" in caplog.text  # the refusal was retried, and logged
     assert KEY not in caplog.text + err.getvalue() + out.getvalue(), caplog.text[-600:]
+
+
+# --- the graph files: what a `cat` of them hands the terminal ---------------------------------------------------
+# OSC 0 (retitle the window) as 8-bit C1 controls, then a right-to-left override ("Trojan Source").
+OSC_AND_BIDI = "```python\nFINAL('ok' + chr(0x9d) + '0;owned' + chr(0x9c) + chr(0x202e) + 'txt.exe')\n```"
+HIDDEN_CONTROLS = {chr(code) for code in range(0x80, 0xA0)} | {"\u202e"}
+
+
+def _graph_written_as(path: Path) -> str:
+    from rlm.testing import FakeOpenAIServer
+
+    server = FakeOpenAIServer(responder=lambda body: OSC_AND_BIDI).start()
+    try:
+        result = RLM("openai/test-model", api_base=server.base_url, graph_output_path=path).run("q", "ctx")
+    finally:
+        server.stop()
+    assert "owned" in str(result.answer)  # the model's text is in the run, and in the file ...
+    return path.read_text(encoding="utf-8")
+
+
+def test_the_graphs_json_file_holds_no_raw_terminal_controls(tmp_path):
+    text = _graph_written_as(tmp_path / "graph.json")
+    assert "owned" in text
+    assert not HIDDEN_CONTROLS & set(text)  # ... inert
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("graph.graphml", marks=pytest.mark.xfail(strict=True, reason="hole 5: GraphML keeps C1/bidi raw")),
+        pytest.param(
+            "graph.html", marks=pytest.mark.xfail(strict=True, reason="hole 5: the HTML view keeps C1/bidi raw")
+        ),
+    ],
+)
+def test_the_graph_files_hold_no_raw_terminal_controls(tmp_path, name):
+    text = _graph_written_as(tmp_path / name)
+    assert "owned" in text
+    assert not HIDDEN_CONTROLS & set(text), sorted(f"U+{ord(c):04X}" for c in HIDDEN_CONTROLS & set(text))
