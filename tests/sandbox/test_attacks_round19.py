@@ -25,7 +25,7 @@ from rlm import RLM
 from rlm.sandbox.host_memory import HostFrameBudget
 from rlm.sandbox.local import jail, protocol
 from rlm.sandbox.local.channel import WorkerChannel
-from tests.sandbox.conftest import attempt
+from tests.sandbox.conftest import attempt, no_calls
 
 needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -416,3 +416,91 @@ def test_a_folders_env_file_never_drops_the_os_jail_silently(tmp_path):
     )
     assert seen  # the run went ahead ...
     assert "restricted-policy-only" in stderr  # ... and said the jail is off, and who turned it off
+
+
+# --- OS jail alone (policy off): memory pinned in the channel's pipe while a sub-call runs ----------------------
+# After sending a call frame (which takes the host a while to parse), the worker hands the pipe
+# references to pages of transparent huge pages with vmsplice, one byte each, and unmaps them: each of
+# the pipe's 256 slots then holds a 2 MB folio outside the worker's address space, until the host
+# reads the pipe again, after the sub-call (a child's whole run, for recursive_llm).
+PIN_IN_THE_CHANNEL = r"""
+import ctypes, os, struct, json
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+class IOV(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+libc.vmsplice.argtypes = [ctypes.c_int, ctypes.POINTER(IOV), ctypes.c_ulong, ctypes.c_uint]
+libc.vmsplice.restype = ctypes.c_ssize_t
+HUGE, BATCH = 2 << 20, 40
+def huge_pages(count):
+    regions = []
+    for _ in range(count):
+        region = libc.mmap(None, 2 * HUGE, 3, 0x22, -1, 0)
+        aligned = (region + HUGE - 1) & ~(HUGE - 1)
+        libc.madvise(aligned, HUGE, 14)  # MADV_HUGEPAGE
+        ctypes.memset(aligned, 7, HUGE)
+        regions.append((region, aligned))
+    return regions
+def pin(regions):
+    iovs = (IOV * len(regions))(*[IOV(aligned, 1) for _, aligned in regions])
+    got = libc.vmsplice(4, iovs, len(regions), 2)  # SPLICE_F_NONBLOCK
+    for region, _ in regions:
+        libc.munmap(region, 2 * HUGE)
+    return got
+body = json.dumps({"type": "call", "fn": "llm_query", "args": [["%d" % i for i in range(1_000_000)]], "kwargs": {}})
+body = body.encode()
+ready = huge_pages(BATCH)
+os.write(4, struct.pack(">I", len(body)))
+view = memoryview(body)
+while view:
+    view = view[os.write(4, view):]
+pinned = pin(ready)
+while 0 < pinned < 256:
+    got = pin(huge_pages(BATCH))
+    if got <= 0:
+        break
+    pinned += got
+(size,) = struct.unpack(">I", os.read(3, 4))
+reply = b""
+while len(reply) < size:
+    reply += os.read(3, size - len(reply))
+"""
+
+
+def _available_mb() -> int:
+    with open("/proc/meminfo") as meminfo:
+        return next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable")) // 1024
+
+
+def _resident_mb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
+
+
+@needs_jail
+@pytest.mark.xfail(strict=True, reason="hole 7: vmsplice pins huge pages in the channel's pipe, outside every cap")
+def test_the_worker_cannot_pin_memory_in_its_channel_while_a_sub_call_runs():
+    from rlm.sandbox.base import SandboxLimits
+    from rlm.sandbox.local import LocalSandbox
+
+    seen: dict[str, int] = {}
+
+    with LocalSandbox(SandboxLimits(exec_timeout=30.0, memory_limit_mb=256), python_policy=False) as box:
+        box.load("ctx")
+
+        def handler(fn, args, kwargs):
+            time.sleep(0.5)  # the worker is stopped: what it left in the pipe stays there
+            assert box._process is not None
+            seen["held_mb"] = before - _available_mb() - _resident_mb(box._process.pid)
+            return "ok"
+
+        before = _available_mb()
+        result = box.execute(PIN_IN_THE_CHANNEL, handler)
+        assert "held_mb" in seen, result  # the sub-call ran (the worker then sent junk and was replaced)
+        assert box.execute("print(len(context))", no_calls).output == "3\n"
+    # What the host's memory lost beyond the worker's own resident pages, while the sub-call ran
+    # (without the pins: ~40 MB here, the host's own parse of the frame; with them ~450 MB).
+    assert seen["held_mb"] < 150, seen
