@@ -50,8 +50,9 @@ def _received(payload: bytes) -> tuple[int, int, dict]:
     channel = WorkerChannel(to_worker, from_worker, max_frame_bytes=1 << 40, budget=budget)
 
     def worker() -> None:
-        with os.fdopen(worker_end, "wb") as out:
-            out.write(protocol.header(len(payload)) + payload)
+        with os.fdopen(worker_end, "wb") as out:  # no concatenated copy for tracemalloc to see
+            out.write(protocol.header(len(payload)))
+            out.write(payload)
 
     writer = threading.Thread(target=worker)
     writer.start()
@@ -115,6 +116,27 @@ def test_a_prompt_ending_in_a_newline_as_the_worker_encodes_it_peaks_within_the_
 @pytest.mark.xfail(strict=True, reason="hole 2: an ASCII run then a latin-1 escape is widened into a second buffer")
 def test_an_ascii_run_then_a_latin1_escape_peaks_within_the_account():
     _within_account(b'"' + b"x" * RUN + b'\\u00e9"')
+
+
+@pytest.mark.xfail(strict=True, reason="hole 8: the decoder widens twice (UCS2, then UCS4 beside it): 7x the frame")
+def test_a_prompt_widening_twice_while_decoded_peaks_within_the_account():
+    # What the worker itself sends for llm_query("\u0100" + "\U0001f600" * n): the Python policy on.
+    # Emoji alone widen once, from 1 to 4 bytes a character (6x the frame, counted: round 18).
+    prompt = "\u0100" + "\U0001f600" * (RUN // 4)
+    peak, counted, message = _received(
+        protocol.encode({"type": "call", "fn": "llm_query", "args": [prompt], "kwargs": {}})
+    )
+    assert message["args"][0] == prompt
+    assert peak <= counted + SLACK, f"counted {counted:,}, allocated {peak:,} ({peak / counted:.2f}x)"
+
+
+def test_a_prompt_of_emoji_alone_peaks_within_the_account():
+    prompt = "\U0001f600" * (RUN // 4)
+    peak, counted, message = _received(
+        protocol.encode({"type": "call", "fn": "llm_query", "args": [prompt], "kwargs": {}})
+    )
+    assert message["args"][0] == prompt
+    assert peak <= counted + SLACK, f"counted {counted:,}, allocated {peak:,} ({peak / counted:.2f}x)"
 
 
 # --- OS jail alone (policy off): the shared page cache through madvise on a readable file's mapping -----------
