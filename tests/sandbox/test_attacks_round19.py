@@ -1,7 +1,24 @@
-"""Nineteenth attack round: the frame account against the host's real peak for strings whose JSON
-escapes make the parser's string builder overallocate and widen, and (policy off) the OS jail.
+"""Nineteenth attack round: the frame account against strings whose JSON escapes or characters make the
+host's parser and decoder overallocate and widen; (policy off) madvise on readable files' mappings and
+vmsplice into the worker's own channel; the user's key in a rate limit's text through the retry layer;
+the graph files' terminal controls; a .env file in the folder `rlm ask` runs in.
 
-Holes are strict xfails; reproductions, causes and suggested fixes in /tmp/s10/attack19/HOLES.md.
+Eight holes, found as strict xfails (reproductions, causes and suggested fixes in
+/tmp/s10/attack19/HOLES.md):
+1. a string holding an escape is built by the host's JSON parser in a buffer a quarter larger than
+   counted (`llm_query("x" * n + "\n")`, policy on: 1.12x the account);
+2. an ASCII run then a latin-1 escape is widened into a second such buffer (forged frame: 1.75x);
+3. madvise(MADV_PAGEOUT / MADV_WILLNEED) on a readable file's mapping pushes it out of the machine's page
+   cache or pulls it in: what fadvise64/readahead are refused for;
+4. a 429 quoting the key with a Retry-After past max_retry_wait_s reaches the model's code unredacted
+   (the retry layer's own ProviderError), and every retry logs it (stderr of `rlm ask`);
+5. the GraphML and HTML graph files keep C1 controls (OSC) and bidi overrides raw;
+6. a .env in the folder `rlm ask` runs in sends the user's own key (from their shell) to the .env's
+   OPENAI_API_BASE, and turns the OS jail off (RLM_SANDBOX=restricted-policy-only) without a word;
+7. vmsplice pins transparent huge pages in the channel's pipe while a sub-call runs: 2 MB per byte,
+   outside the worker's address-space cap and every host account;
+8. text that makes the UTF-8 decoder widen twice (U+0100, then emoji; policy on) peaks at 7x the frame,
+   6x counted.
 """
 
 from __future__ import annotations
