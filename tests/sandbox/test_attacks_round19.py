@@ -561,3 +561,23 @@ def test_the_worker_cannot_pin_memory_in_its_channel_while_a_sub_call_runs():
     drained, freed_mb = _held_in_the_channel_mb(PIN_IN_THE_CHANNEL)
     assert drained >= 40  # it did leave its bytes there (one per huge page) ...
     assert freed_mb < 64, f"{drained} bytes in the pipe held {freed_mb} MB"  # ... which must hold no more than bytes
+
+
+# --- an LM call cancelled in flight (engine/calls.py `tracked`, its BaseException branch) --------------------------
+def test_a_sub_call_interrupted_in_flight_is_reported_once_and_the_history_still_written(tmp_path):
+    from rlm.testing.scripted import scripted_lm
+
+    def interrupt(messages):
+        if any(m["content"] == "SUB-Q" for m in messages):
+            raise KeyboardInterrupt  # the user's Ctrl-C, while the provider has the request
+        return "Running.\n```python\nprint(llm_query('SUB-Q'))\n```"
+
+    lm, engine = scripted_lm(interrupt)
+    history = tmp_path / "history.json"
+    rlm = RLM(lm, enable_history=True, history_output_path=history, max_iterations=2)
+    with pytest.raises(KeyboardInterrupt):  # the user's own interrupt goes on up, as it should
+        rlm.run("q", "ctx")
+    records = json.loads(history.read_text(encoding="utf-8"))
+    assert len(engine.calls) == 2
+    assert [r["purpose"] for r in records] == ["step", "llm_query"]  # each request once, none twice
+    assert records[1]["error"].startswith("KeyboardInterrupt")
