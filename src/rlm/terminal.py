@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any, TextIO
 
+from rlm.utf8 import utf8_text
+
 # C0 controls but tab and newline (carriage return too: it overwrites a line), DEL, C1 controls
 # (8-bit CSI and OSC), the bidirectional marks, embeddings, overrides and isolates, and lone
 # surrogates: a stream whose errors handler is "surrogateescape" (stdout, often) writes "\udc9b"
@@ -27,6 +29,15 @@ _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202
 def terminal_safe(text: str) -> str:
     """`text` with every character that would control the terminal shown as `\\uXXXX`."""
     return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def file_safe(json_text: str) -> str:
+    """JSON text for the files the library writes (history, batch results, `/save`, programs): lone
+    surrogates as '?', as everywhere on the way out (rlm/utf8.py), and every other character that
+    would control a terminal as a JSON escape. JSON escapes ESC but leaves C1 controls (8-bit CSI,
+    OSC 52) raw, so `cat` of a file a model's text went into handed them to the terminal (attack
+    round 18)."""
+    return terminal_safe(utf8_text(json_text))
 
 
 class TerminalSafeStream:

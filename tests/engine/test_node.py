@@ -366,3 +366,13 @@ def test_a_first_step_answer_computed_from_the_context_is_accepted(make_lm):
     lm, engine = make_lm([code("FINAL(str(context.count('magic')))")])
     assert RLM(model=lm).completion("how many?", NEEDLE_CONTEXT) == "1"
     assert len(engine.calls) == 1
+
+
+def test_a_long_prose_final_that_an_output_showed_is_accepted_then_clipped(make_lm):
+    # Grounding reads the answer whole: clipped first, it held a cut marker no output had shown and
+    # was refused as a guess (the clip now comes only where the run keeps the answer).
+    text = " ".join(f"word{i}" for i in range(400))
+    lm, _ = make_lm([code("print(context)"), f'FINAL("{text}")'])
+    result = RLM(model=lm, max_answer_chars=200).run("Repeat the context.", text)
+    assert result.finish_reason == "final"
+    assert result.answer.startswith("word0 word1") and result.answer.endswith("word399") and len(result.answer) < 400

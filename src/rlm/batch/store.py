@@ -16,7 +16,7 @@ from typing import Any
 
 from rlm.batch.result import redact
 from rlm.errors import ConfigurationError
-from rlm.terminal import terminal_safe
+from rlm.terminal import file_safe
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
@@ -63,8 +63,7 @@ class ResultStore:
 
     def append(self, row: dict[str, Any]) -> None:
         assert self._fd is not None, "open the store first"
-        # terminal_safe: C1 controls (8-bit CSI, OSC 52) JSON leaves raw would act when the file is `cat`
-        line = terminal_safe(redact(json.dumps(row, ensure_ascii=False, default=str), self.secrets)) + "\n"
+        line = file_safe(redact(json.dumps(row, ensure_ascii=False, default=str), self.secrets)) + "\n"
         data = line.encode("utf-8", "replace")  # a lone surrogate (an input's "\ud800") must not lose the row
         # One write of the whole line: a kill leaves either nothing or a partial last line, which
         # the next open cuts off. A short write (rare on a local disk) continues where it stopped.
@@ -90,7 +89,7 @@ class ResultStore:
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         with temporary.open("w", encoding="utf-8", errors="replace") as out:
             for row in self.rows.values():
-                out.write(terminal_safe(json.dumps(row, ensure_ascii=False)) + "\n")
+                out.write(file_safe(json.dumps(row, ensure_ascii=False)) + "\n")
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, self.path)

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from rlm.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, build_rlm, for_the_cli, no_answer_line
-from rlm.terminal import terminal_safe
+from rlm.terminal import file_safe
 
 COMMANDS = "/reset (forget questions and variables), /history, /save FILE, /quit"
 SUMMARY_SHOWN = 160  # characters of a compaction's summary that /history shows
@@ -102,7 +102,7 @@ def _command(line: str, session: Any, log: list[dict[str, Any]]) -> bool:
             return True
         # Built whole before the file is opened (no half-written file), and written UTF-8-safe: a
         # question read from stdin with surrogateescape can hold a lone surrogate.
-        text = terminal_safe(json.dumps(log, indent=2, ensure_ascii=False, default=str))  # no raw C1 controls
+        text = file_safe(json.dumps(log, indent=2, ensure_ascii=False, default=str))
         try:
             with open(os.path.expanduser(path), "w", encoding="utf-8", errors="replace") as out:
                 out.write(text)

@@ -22,7 +22,7 @@ from rlm.engine.conversation import Conversation
 from rlm.engine.describe import describe_context, quoted_parts, shows_whole
 from rlm.engine.grounding import Grounding, shows
 from rlm.engine.hints import own_text_hint, unset_name_hint
-from rlm.engine.limits import BUDGET_REASONS, clip_answer, deadline_passed, prompt_cap
+from rlm.engine.limits import BUDGET_REASONS, clip, clip_answer, deadline_passed, prompt_cap
 from rlm.engine.parsing import (
     TextFinal,
     count_code_blocks,
@@ -252,7 +252,12 @@ class NodeRun:
         if grounding.unfounded(answer, literal, iteration):
             quoted = next((where for where, text in quoted_parts(self.context) if shows(text, answer)), None)
             return prompts.GUESS_NOTE if quoted is None else prompts.preview_guess_note(quoted)
-        return None if self.answer_type is None else self.answer_type.refusal(answer)
+        if self.answer_type is None:
+            return None
+        # The type is checked on the answer as the run would keep it (clipped to max_answer_chars):
+        # parsed as a literal unclipped, a prose FINAL took the host quadratic time (attack round 17).
+        # Grounding above reads it whole: a clipped text holds a cut marker no output ever showed.
+        return self.answer_type.refusal(clip(answer, self.tree.config.max_answer_chars)[0])
 
     def _without_answer(self, reason: str, reply: str, trajectory: list[StepRecord]) -> NodeOutcome:
         """The last step gave no answer founded on an output: none is made up from its text.
@@ -277,6 +282,7 @@ class NodeRun:
         return NodeOutcome(answer, reason, len(trajectory), (*trajectory, last))
 
     def _outcome(self, answer: str, reason: str, iterations: int, trajectory: list[StepRecord]) -> NodeOutcome:
+        answer = clip_answer(answer, self.tree.config, self.host.log)  # what the run keeps, and types
         value = None
         if self.answer_type is not None and self.answer_type.refusal(answer) is None:
             value = self.answer_type.parse(answer)
@@ -319,9 +325,7 @@ class NodeRun:
                 return None, result.error, False
         if final.kind == "FINAL_VAR":
             return None, f"FINAL_VAR needs a variable name, got {final.argument!r}", False
-        # Clipped here, as a code step's FINAL is (limits.clip_execution), before anything reads it:
-        # a typed answer is parsed as a literal, and unclipped that took the host quadratic time.
-        return clip_answer(final.literal, self.tree.config, self.host.log), None, True
+        return final.literal, None, True
 
     def _last_answer(self, reply: str, grounding: Grounding, step: int) -> Generator[Run, Any, tuple[str | None, bool]]:
         """The answer of the last step and whether the model typed it; None when it gave none.

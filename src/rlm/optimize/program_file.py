@@ -16,7 +16,7 @@ from typing import Any
 import dspy
 
 from rlm.errors import ConfigurationError
-from rlm.terminal import terminal_safe
+from rlm.terminal import file_safe
 from rlm.utf8 import utf8_values
 
 FORMAT = "rlm-program"
@@ -74,7 +74,7 @@ class Program:
             "dependency_versions": {"dspy": dspy.__version__},
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(terminal_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n", encoding="utf-8")
+        path.write_text(file_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n", encoding="utf-8")
         return path
 
 

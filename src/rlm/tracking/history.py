@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rlm.events import Event, LMCalled
-from rlm.terminal import terminal_safe
+from rlm.terminal import file_safe, terminal_safe
 
 
 @dataclass
@@ -53,8 +53,7 @@ class CallHistory:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         # errors="replace": a lone surrogate in a user's query or document must not cost the whole file
-        # terminal_safe: C1 controls (8-bit CSI, OSC 52) JSON leaves raw would act when the file is `cat`
-        text = terminal_safe(json.dumps(self.snapshot(), indent=2 if pretty else None, ensure_ascii=False))
+        text = file_safe(json.dumps(self.snapshot(), indent=2 if pretty else None, ensure_ascii=False))
         target.write_text(text, encoding="utf-8", errors="replace")
         return target
 
