@@ -247,12 +247,13 @@ def test_on_event_receives_engine_events(make_lm):
     ("given", "meant"),
     [("history_path", "history_output_path"), ("graph_path", "graph_output_path"), ("maxdepth", "max_depth")],
 )
-def test_a_misspelled_parameter_is_refused_when_the_rlm_is_built_naming_the_one_meant(given, meant):
+def test_a_misspelled_parameter_is_warned_about_when_the_rlm_is_built_naming_the_one_meant(given, meant):
     # Unknown keywords are request settings for the model: this one would fail at the first LM call.
-    with pytest.raises(ConfigurationError, match=rf"no parameter '{given}': did you mean {meant}="):
+    with pytest.warns(UserWarning, match=rf"no parameter '{given}': did you mean {meant}="):
         RLM(model="openai/x", api_key="k", **{given: "x"})
 
 
-def test_request_settings_close_to_a_parameters_name_still_reach_the_model():
-    rlm = RLM(model="openai/x", api_key="k", verbosity="low", max_retries=2, top_p=0.5)
-    assert (rlm.lm.kwargs["verbosity"], rlm.lm.kwargs["top_p"]) == ("low", 0.5)
+def test_request_settings_close_to_a_parameters_name_still_reach_the_model(recwarn):
+    rlm = RLM(model="openai/x", api_key="k", verbosity="low", max_retries=2, top_p=0.5, max_new_tokens=9)
+    assert (rlm.lm.kwargs["verbosity"], rlm.lm.kwargs["top_p"], rlm.lm.kwargs["max_new_tokens"]) == ("low", 0.5, 9)
+    assert not [w for w in recwarn if "verbosity" in str(w.message) or "max_retries" in str(w.message)]

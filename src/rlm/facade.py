@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -22,7 +24,7 @@ from rlm.errors import ConfigurationError
 from rlm.events import Event
 from rlm.models.resolve import build_lm, is_local_model
 from rlm.models.retry import DEFAULT_MAX_WAIT_S, RetryPolicy, use_policy
-from rlm.settings_check import refuse_misspelled_parameters
+from rlm.settings_check import warn_misspelled_parameters
 from rlm.tracking.graph import CallGraph
 from rlm.tracking.history import CallHistory
 from rlm.tracking.progress import ProgressPrinter
@@ -34,12 +36,35 @@ if TYPE_CHECKING:
 
 
 def load_dotenv_file() -> None:
-    """Load `./.env` into the environment without overriding variables already set."""
+    """Load the keys in `./.env` (and RLM_MODEL) into the environment, never overriding variables
+    already set. Only those: a `.env` sits in the folder the user works in, maybe a folder of the
+    very documents being read, and other settings in it act on what is already the user's. An
+    OPENAI_API_BASE there received the key from the user's shell with every document, and
+    RLM_SANDBOX=restricted-policy-only turned the OS jail off unseen (attack round 19)."""
     env_file = Path.cwd() / ".env"
-    if env_file.is_file():
-        from dotenv import load_dotenv
+    if not env_file.is_file():
+        return
+    from dotenv import dotenv_values
 
-        load_dotenv(env_file, override=False)
+    ignored = []
+    for name, value in dotenv_values(env_file).items():
+        if value is None or name in os.environ:
+            continue
+        if name.endswith(DOTENV_KEY_SUFFIXES) or name in DOTENV_SETTINGS:
+            os.environ[name] = value
+        else:
+            ignored.append(name)
+    if ignored:
+        warnings.warn(
+            f"{env_file} sets {', '.join(sorted(ignored))}, which recursive-llm reads from the environment only, not "
+            "from a .env file (only API keys and RLM_MODEL are taken from it): export them in your shell to use them",
+            stacklevel=2,
+        )
+
+
+# What a .env file may set: keys (a key is only ever sent to its own provider) and the default model.
+DOTENV_KEY_SUFFIXES = ("_API_KEY", "_API_TOKEN")
+DOTENV_SETTINGS = frozenset({"RLM_MODEL"})
 
 
 def _local_compact_at() -> int:
@@ -108,7 +133,7 @@ class RLM:
         **lm_kwargs: Any,
     ) -> None:
         """`program`: a file written by `rlm optimize` (the step's compiled demos/instructions)."""
-        refuse_misspelled_parameters(lm_kwargs, inspect.signature(RLM.__init__).parameters)
+        warn_misspelled_parameters(lm_kwargs, inspect.signature(RLM.__init__).parameters)
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ConfigurationError(f"timeout must be positive seconds per LM request (or None), got {timeout!r}")
         _refuse_settings_without_a_named_model(
@@ -159,6 +184,7 @@ class RLM:
             retries=lm_kwargs.pop("num_retries", 3),
             max_wait_s=max_retry_wait_s,
             base_s=LOCAL_RETRY_BASE_S if small else RetryPolicy.base_s,
+            secrets=(api_key,) if api_key else (),
         )
         lm_settings = dict(
             api_key=api_key,

@@ -4,7 +4,7 @@ vmsplice into the worker's own channel; the user's key in a rate limit's text th
 the graph files' terminal controls; a .env file in the folder `rlm ask` runs in.
 
 Eight holes, found as strict xfails (reproductions, causes and suggested fixes in
-/tmp/s10/attack19/HOLES.md):
+/tmp/s10/attack19/HOLES.md) and closed the same session; what they were:
 1. a string holding an escape is built by the host's JSON parser in a buffer a quarter larger than
    counted (`llm_query("x" * n + "\n")`, policy on: 1.12x the account);
 2. an ASCII run then a latin-1 escape is widened into a second such buffer (forged frame: 1.75x);
@@ -19,6 +19,11 @@ Eight holes, found as strict xfails (reproductions, causes and suggested fixes i
    outside the worker's address-space cap and every host account;
 8. text that makes the UTF-8 decoder widen twice (U+0100, then emoji; policy on) peaks at 7x the frame,
    6x counted.
+The fixes: the channel counts a string with escapes at three copies while parsed and a non-ASCII
+decode at 7 times the frame; the jail refuses vmsplice, splice and tee, and madvise's page-cache
+advice (WILLNEED, COLD, PAGEOUT, POPULATE_*); the retry layer redacts what it says; GraphML and the
+HTML page write terminal controls as escapes; a .env file gives only API keys and RLM_MODEL (other
+names in it are named in a warning and not used).
 """
 
 from __future__ import annotations
@@ -120,7 +125,6 @@ def test_a_string_widened_by_an_escape_peaks_within_what_the_account_counted(val
     _within_account(value)
 
 
-@pytest.mark.xfail(strict=True, reason="hole 1: a string holding an escape is built in a buffer a quarter too large")
 def test_a_prompt_ending_in_a_newline_as_the_worker_encodes_it_peaks_within_the_account():
     # What the worker itself sends for llm_query("x" * RUN + "\n"): the Python policy on.
     payload = protocol.encode({"type": "call", "fn": "llm_query", "args": ["x" * RUN + "\n"], "kwargs": {}})
@@ -130,12 +134,10 @@ def test_a_prompt_ending_in_a_newline_as_the_worker_encodes_it_peaks_within_the_
     assert peak <= counted + SLACK, f"counted {counted:,}, allocated {peak:,} ({peak / counted:.2f}x)"
 
 
-@pytest.mark.xfail(strict=True, reason="hole 2: an ASCII run then a latin-1 escape is widened into a second buffer")
 def test_an_ascii_run_then_a_latin1_escape_peaks_within_the_account():
     _within_account(b'"' + b"x" * RUN + b'\\u00e9"')
 
 
-@pytest.mark.xfail(strict=True, reason="hole 8: the decoder widens twice (UCS2, then UCS4 beside it): 7x the frame")
 def test_a_prompt_widening_twice_while_decoded_peaks_within_the_account():
     # What the worker itself sends for llm_query("\u0100" + "\U0001f600" * n): the Python policy on.
     # Emoji alone widen once, from 1 to 4 bytes a character (6x the frame, counted: round 18).
@@ -210,7 +212,6 @@ result = (libc.madvise(address, size, {advice}), ctypes.get_errno())
 
 
 @needs_jail
-@pytest.mark.xfail(strict=True, reason="hole 3: madvise(MADV_PAGEOUT) evicts a readable host file from the page cache")
 def test_the_worker_cannot_push_a_readable_file_out_of_the_page_cache(unrestricted, cached_file):
     cached_file.read_bytes()
     before = _cached_pages(cached_file)
@@ -220,7 +221,6 @@ def test_the_worker_cannot_push_a_readable_file_out_of_the_page_cache(unrestrict
 
 
 @needs_jail
-@pytest.mark.xfail(strict=True, reason="hole 3: madvise(MADV_WILLNEED) reads a host file into the page cache")
 def test_the_worker_cannot_pull_a_readable_file_into_the_page_cache(unrestricted, cached_file):
     fd = os.open(cached_file, os.O_RDONLY)
     try:
@@ -317,9 +317,6 @@ def test_a_rate_limit_quoting_the_key_is_redacted_in_the_history_file(tmp_path):
     assert KEY not in text  # ... without the key
 
 
-@pytest.mark.xfail(
-    strict=True, reason="hole 4: the retry layer's own ProviderError quotes the provider's text unredacted"
-)
 def test_a_rate_limit_quoting_the_key_never_hands_it_to_the_models_code(tmp_path):
     # Retry-After past max_retry_wait_s: models/retry.py refuses to wait with an error of its own.
     with _provider_rate_limiting_the_key("3600") as api_base:
@@ -328,7 +325,6 @@ def test_a_rate_limit_quoting_the_key_never_hands_it_to_the_models_code(tmp_path
     assert KEY not in answer
 
 
-@pytest.mark.xfail(strict=True, reason="hole 4: each retry's warning logs the provider's text unredacted")
 def test_rlm_ask_never_logs_the_key_a_retried_rate_limit_quotes(tmp_path, monkeypatch, caplog):
     # Without a handler of the user's, Python prints warnings to stderr: what a CI job's log keeps.
     from rlm.cli.main import main
@@ -373,12 +369,7 @@ def test_the_graphs_json_file_holds_no_raw_terminal_controls(tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param("graph.graphml", marks=pytest.mark.xfail(strict=True, reason="hole 5: GraphML keeps C1/bidi raw")),
-        pytest.param(
-            "graph.html", marks=pytest.mark.xfail(strict=True, reason="hole 5: the HTML view keeps C1/bidi raw")
-        ),
-    ],
+    ["graph.graphml", "graph.html"],
 )
 def test_the_graph_files_hold_no_raw_terminal_controls(tmp_path, name):
     text = _graph_written_as(tmp_path / name)
@@ -440,21 +431,23 @@ def _rlm_ask_beside(tmp_path: Path, dotenv: str) -> tuple[list[str | None], str]
     return seen, done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="hole 6: an endpoint from ./.env receives the key from the user's environment")
 @pytest.mark.parametrize("variable", ["OPENAI_API_BASE", "OPENAI_BASE_URL"])
 def test_a_folders_env_file_never_sends_the_users_own_key_elsewhere(tmp_path, variable):
+    # Found as a hole: the .env's server was asked, with the user's key from the shell. A .env now
+    # gives keys and RLM_MODEL only; the rest is named in a warning and left alone.
     seen, stderr = _rlm_ask_beside(tmp_path, variable + "={base}\n")
-    assert seen, stderr[-500:]  # the .env's server was asked (the document went there) ...
-    assert f"Bearer {USERS_KEY}" not in seen  # ... with the user's key
+    assert f"Bearer {USERS_KEY}" not in seen and not seen  # the .env's server was never asked
+    assert variable in stderr and "environment only" in stderr
 
 
-@pytest.mark.xfail(strict=True, reason="hole 6: RLM_SANDBOX from ./.env turns the OS jail off without a word")
 def test_a_folders_env_file_never_drops_the_os_jail_silently(tmp_path):
     seen, stderr = _rlm_ask_beside(
         tmp_path, "OPENAI_API_BASE={base}\nOPENAI_API_KEY=sk-env-file-key-123\nRLM_SANDBOX=restricted-policy-only\n"
     )
-    assert seen  # the run went ahead ...
-    assert "restricted-policy-only" in stderr  # ... and said the jail is off, and who turned it off
+    # Found as a hole: the run went ahead with the jail off and nothing said. RLM_SANDBOX (and the
+    # base URL) in a .env are now named in a warning and not used.
+    assert not seen
+    assert "RLM_SANDBOX" in stderr and "environment only" in stderr
 
 
 # --- OS jail alone (policy off): memory pinned in the channel's pipe while a sub-call runs ----------------------
@@ -556,11 +549,11 @@ def test_bytes_the_worker_writes_into_its_channel_hold_no_more_than_the_pipes_si
 
 
 @needs_jail
-@pytest.mark.xfail(strict=True, reason="hole 7: vmsplice pins huge pages in the channel's pipe, outside every cap")
 def test_the_worker_cannot_pin_memory_in_its_channel_while_a_sub_call_runs():
+    # Found as a hole: 40-256 bytes left in the pipe held 184-424 MB. The jail refuses vmsplice now,
+    # so the step's bytes never reach the pipe; whatever does must hold no more than bytes.
     drained, freed_mb = _held_in_the_channel_mb(PIN_IN_THE_CHANNEL)
-    assert drained >= 40  # it did leave its bytes there (one per huge page) ...
-    assert freed_mb < 64, f"{drained} bytes in the pipe held {freed_mb} MB"  # ... which must hold no more than bytes
+    assert freed_mb < 64, f"{drained} bytes in the pipe held {freed_mb} MB"
 
 
 # --- an LM call cancelled in flight (engine/calls.py `tracked`, its BaseException branch) --------------------------

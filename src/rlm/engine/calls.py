@@ -137,8 +137,10 @@ class _Call:
                 raise translate_lm_error(exc, self.model, self._secrets()) from exc
             except BaseException as exc:
                 # Cancelled in flight (a batch item's timeout, a task's cancel): the provider may
-                # bill the request all the same, so it is reported and counted against the budgets.
-                self.report(None, exc)
+                # bill the request all the same, so it is reported and counted as a call. A
+                # subscriber that fails then must not replace the cancel on its way out.
+                with contextlib.suppress(Exception):
+                    self.report(None, exc)
                 raise
 
     def _secrets(self) -> tuple[str, ...]:

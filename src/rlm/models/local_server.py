@@ -124,9 +124,11 @@ class LocalServer:
         if self._user_fd is not None:
             return
         with self._state_lock():
-            # ours, possibly busy answering: no health timing needed (unless its guard's pid was
-            # reused and someone else now listens on the port)
-            if self.record() is not None and foreign_listener(self.host, self.port) is None:
+            # Ours (its pid still runs our guard), possibly busy answering: no health timing needed.
+            # Another user's listener beside it (on :: while ours is on 127.0.0.1) is refused, and
+            # our live guard's record is left alone.
+            if self.record() is not None:
+                self.refuse_foreign_listener()
                 self._register_user()
                 self.shared = True
                 return

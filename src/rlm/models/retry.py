@@ -27,6 +27,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from rlm.errors import BudgetExceededError, ProviderError
+from rlm.tracking.redact import known_secrets, redact
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class RetryPolicy:
     max_wait_s: float = DEFAULT_MAX_WAIT_S
     jitter: float = 0.25
     base_s: float = 1.0
+    # Keys given in code, kept out of what it says (the environment's keys always are): a provider
+    # may quote the key in a refusal (attack round 19: a 429's text reached the model and the log).
+    secrets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from rlm.errors import ConfigurationError
@@ -181,10 +185,11 @@ def _allowed_wait(
     clock: Callable[[], float],
     rng: Callable[[], float],
 ) -> float:
+    said = redact(f"{type(exc).__name__}: {str(exc)[:200]}", known_secrets(policy.secrets))
     hint = retry_after_seconds(exc)
     if hint is not None and hint > policy.max_wait_s:
         raise ProviderError(
-            f"the provider refused the request ({type(exc).__name__}: {str(exc)[:200]}) and asks for no retry "
+            f"the provider refused the request ({said}) and asks for no retry "
             f"before {hint:,.0f} s, longer than max_retry_wait_s ({policy.max_wait_s:g} s), so it is not retried: "
             "raise max_retry_wait_s to wait that long, or try again later"
         ) from exc
@@ -202,7 +207,7 @@ def _allowed_wait(
         wait,
         attempt + 1,
         policy.retries,
-        f"{type(exc).__name__}: {str(exc)[:200]}",
+        said,
     )
     return wait
 

@@ -140,8 +140,12 @@ class CallGraph:
 
 
 # What XML 1.0 cannot hold at all, even escaped: C0 controls but tab and newlines, lone
-# surrogates, U+FFFE and U+FFFF. A model's answer may contain any of them (`chr(1)`).
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# surrogates, U+FFFE and U+FFFF. A model's answer may contain any of them (`chr(1)`). Also what
+# would control a terminal that `cat`s the file: DEL, C1 controls (8-bit CSI, OSC 52) and the
+# bidirectional overrides and isolates (attack round 19), as rlm/terminal.py lists them.
+_NOT_XML = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
+)
 
 
 def xml_text(text: str) -> str:

@@ -14,6 +14,8 @@ from typing import Any
 
 import networkx as nx
 
+from rlm.terminal import terminal_safe
+
 X_GAP, Y_GAP, MARGIN = 170, 120, 90  # node boxes are 144 x 44, centred on their point
 
 
@@ -88,6 +90,9 @@ def render_graph_html(graph: nx.DiGraph, title: str = "RLM call graph") -> str:
     # Every "<" (which JSON has only inside strings) becomes JSON's own escape: the block holds
     # none, and JSON.parse reads back the same text ("<\\!--" was no JSON escape: the page broke).
     data = data.replace("<", "\\u003c")
+    # ... and what would control a terminal that `cat`s the page (C1 controls, bidi overrides) as
+    # JSON escapes too, which JSON.parse reads back as the same text (attack round 19).
+    data = terminal_safe(data)
     page = resources.files("rlm.tracking").joinpath("graph_page.html").read_text(encoding="utf-8")
     return page.replace("__TITLE__", _escape(title)).replace("__DATA__", data)
 

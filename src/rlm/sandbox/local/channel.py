@@ -27,9 +27,14 @@ _WRITE_CHUNK = 1 << 20
 MAX_CONTAINERS = 1_000_000
 
 # Bytes the host holds per UTF-8 byte while non-ASCII text is decoded: the bytes themselves, the
-# decoder's 4-byte-wide buffer and the 1-byte one it widened from (6 times the frame for emoji,
-# attack round 18; 5 were counted).
-DECODE_PEAK = 6
+# decoder's 4-byte-wide buffer and the narrower ones it widened from, 1 and 2 bytes wide (7 times
+# the frame for text that widens twice, attack round 19; 5, then 6 were counted).
+DECODE_PEAK = 7
+# Copies of a JSON string the parser holds at once when it has escapes ("\n" in every chunk of a
+# document): the frame's text, its growing, over-allocated buffer, and the string it is cut to
+# (1.75 times the count for a long run and one escape, attack round 19). Without escapes a string is
+# one slice of the text.
+ESCAPED_PARSE_COPIES = 3
 
 
 class ChannelError(Exception):
@@ -121,7 +126,7 @@ class WorkerChannel:
             # before it is parsed, and then at that alone.
             parsed = parsed_bytes(text)
             repair = may_hold_surrogates(text)
-            self._hold(decoded + parsed)
+            self._hold(decoded + (ESCAPED_PARSE_COPIES if "\\" in text else 1) * parsed)
             message = json.loads(text)
             del text
             if repair:

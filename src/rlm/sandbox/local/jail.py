@@ -47,6 +47,8 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
 _PR_SET_VMA = 0x53564D41  # PR_SET_VMA_ANON_NAME is its only option
+# MADV_WILLNEED, MADV_COLD, MADV_PAGEOUT, MADV_POPULATE_READ, MADV_POPULATE_WRITE
+_MADV_PAGE_CACHE = (3, 20, 21, 22, 23)
 
 # The jail needs at least Landlock's first ABI (files) and a seccomp filter; the rest is added
 # where the kernel has it.
@@ -114,6 +116,10 @@ DENIED_SYSCALLS = (
     # memfd mapped is a shmem inode and dentry of its own (~1.9 KB; 16,000 held 30 MB, attack round
     # 17), and memory policies add to every mapping they split; the runtime uses none of them
     "memfd_create", "mbind", "set_mempolicy",
+    # pipes holding page references instead of copies: vmsplice put one byte of each of 256 huge
+    # pages into the channel pipe, ~400 MB held outside the worker's cap while its sub-call ran
+    # (attack round 19); the worker writes its frames with write()
+    "vmsplice", "splice", "tee",
     # the machine itself
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
     "swapon", "swapoff", "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
@@ -360,6 +366,9 @@ def enter(readable: list[str], listable: Sequence[str] = ()) -> JailSupport:
     # reach. Masked compares: a value with high bits set must not slip by.
     # ... nor to name anonymous mappings: each name is kernel memory on a mapping (attack round 17)
     conditional = [("prctl", _int_equals(0, _PR_SET_PDEATHSIG)), ("prctl", _int_equals(0, _PR_SET_VMA))]
+    # madvise stays for the allocator (MADV_DONTNEED, MADV_FREE), but not the advice that moves a
+    # mapped file through the machine's page cache, as fadvise and readahead would (attack round 19)
+    conditional += [("madvise", _int_equals(2, advice)) for advice in _MADV_PAGE_CACHE]
     conditional += [(name, _int_equals(1, command)) for name in ("fcntl", "fcntl64") for command in _F_REFUSED_COMMANDS]
     conditional += [
         ("ioctl", _ArgCompare(1, _SCMP_CMP_MASKED_EQ, mask, value))
