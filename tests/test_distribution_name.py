@@ -1,4 +1,5 @@
-"""Every install hint names the distribution pyproject.toml builds (PyPI's `recursive-llm` is another project)."""
+"""Every install hint names the distribution pyproject.toml builds (PyPI's `recursive-llm` is another
+project), or the clone itself (`pip install -e ".[local]"`: the package is not on PyPI yet)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from rlm.install_check import DISTRIBUTION
 
 ROOT = Path(__file__).resolve().parent.parent
-HINT = re.compile(r"""pip install (?:--[\w-]+ )*['"]?([A-Za-z0-9_.-]+)\[""")  # pip install 'NAME[extra]'
+HINT = re.compile(r"""pip install (?:-{1,2}[\w-]+ )*['"]?([A-Za-z0-9_.-]+)\[""")  # pip install [-e] 'NAME[extra]'
 
 
 def test_the_install_check_knows_the_name_pyproject_builds():
@@ -28,4 +29,4 @@ def test_every_install_hint_with_an_extra_names_this_distribution():
     }
 
     assert hints, "no install hint found: the pattern no longer matches how hints are written"
-    assert {(path, name) for path, name in hints if name != DISTRIBUTION} == set()
+    assert {(path, name) for path, name in hints if name not in (DISTRIBUTION, ".")} == set()

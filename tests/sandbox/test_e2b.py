@@ -238,7 +238,7 @@ def test_explicit_e2b_without_the_sdk_is_a_clear_error(monkeypatch, make_lm):
     monkeypatch.setenv("E2B_API_KEY", "k")
     monkeypatch.setattr(builtins, "__import__", no_e2b)
     lm, _ = make_lm([])
-    with pytest.raises(SandboxError, match=r"pip install 'recursive-llm-dspy\[e2b\]'"):
+    with pytest.raises(SandboxError, match=r'pip install -e "\.\[e2b\]"'):
         RLM(model=lm, sandbox="e2b")
 
 

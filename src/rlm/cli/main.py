@@ -141,9 +141,21 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from rlm import __version__
+    """The installed distribution's version, read from its metadata: `rlm/__init__.py` may be
+    another project's (install_check warns of that), and `rlm --help` must work all the same."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return __version__
+    from rlm.install_check import DISTRIBUTION
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a source tree, or installed under an older name
+        pass
+    try:
+        from rlm import __version__
+    except ImportError:
+        return "(version unknown)"
+    return str(__version__)
 
 
 def bench(args: argparse.Namespace) -> int:
