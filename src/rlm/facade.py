@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 
 def load_dotenv_file() -> None:
-    """Load the keys in `./.env` (and RLM_MODEL) into the environment, never overriding variables
+    """Load the API keys in `./.env` into the environment, never overriding variables
     already set. Only those: a `.env` sits in the folder the user works in, maybe a folder of the
     very documents being read, and other settings in it act on what is already the user's. An
     OPENAI_API_BASE there received the key from the user's shell with every document, and
@@ -57,14 +57,15 @@ def load_dotenv_file() -> None:
     if ignored:
         warnings.warn(
             f"{env_file} sets {', '.join(sorted(ignored))}, which recursive-llm reads from the environment only, not "
-            "from a .env file (only API keys and RLM_MODEL are taken from it): export them in your shell to use them",
+            "from a .env file (only API keys are taken from it): export them in your shell to use them",
             stacklevel=2,
         )
 
 
-# What a .env file may set: keys (a key is only ever sent to its own provider) and the default model.
+# What a .env file may set: keys (a key is only ever sent to its own provider). Not the model: a
+# planted RLM_MODEL beside a planted key sent the documents to a stranger's account (attack round 20).
 DOTENV_KEY_SUFFIXES = ("_API_KEY", "_API_TOKEN")
-DOTENV_SETTINGS = frozenset({"RLM_MODEL"})
+DOTENV_SETTINGS: frozenset[str] = frozenset()
 
 
 def _local_compact_at() -> int:

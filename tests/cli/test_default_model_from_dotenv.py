@@ -32,8 +32,10 @@ def test_a_key_kept_in_dotenv_picks_gpt_4o_mini_not_the_local_model(server, tmp_
     assert result.stdout.strip() == "3"
 
 
-def test_rlm_model_kept_in_dotenv_is_the_default(server, tmp_path):
+def test_rlm_model_in_dotenv_is_named_and_not_used(server, tmp_path):
+    # A .env may come with the folder being read: a planted model beside a planted key would send the
+    # documents to a stranger's account (attack round 20). Keys only; the model comes from the shell.
     (tmp_path / ".env").write_text("RLM_MODEL=openai/model-from-dotenv\n")
     result = ask_in(tmp_path, server)
-    assert result.returncode == 0, result.stderr
-    assert {request["model"] for request in server.requests} == {"model-from-dotenv"}
+    assert "RLM_MODEL" in result.stderr and "environment only" in result.stderr
+    assert "model-from-dotenv" not in {request["model"] for request in server.requests}

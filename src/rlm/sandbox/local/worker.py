@@ -49,6 +49,9 @@ def _harden_process() -> None:
     # about seven descriptors; an import opens one file at a time.
     _lower_limit(getattr(resource, "RLIMIT_SIGPENDING", None), _MAX_PENDING_SIGNALS)  # Linux only
     _lower_limit(resource.RLIMIT_NOFILE, _MAX_DESCRIPTORS)
+    # No locked memory: mlock of a readable host file's mapping read it into the machine's page
+    # cache and pinned it there for the worker's life (attack round 20).
+    _lower_limit(resource.RLIMIT_MEMLOCK, 0)
     signal.signal(repl.STEP_SIGNAL, repl.on_step_timeout)
 
 
