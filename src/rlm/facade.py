@@ -35,23 +35,24 @@ if TYPE_CHECKING:
     from rlm.session import Session
 
 
-def load_dotenv_file() -> None:
+def load_dotenv_file() -> list[str]:
     """Load the API keys in `./.env` into the environment, never overriding variables
-    already set. Only those: a `.env` sits in the folder the user works in, maybe a folder of the
-    very documents being read, and other settings in it act on what is already the user's. An
+    already set, and return the names it set. Only keys: a `.env` sits in the folder the user works
+    in, maybe a folder of the very documents being read, and other settings in it act on what is already the user's. An
     OPENAI_API_BASE there received the key from the user's shell with every document, and
     RLM_SANDBOX=restricted-policy-only turned the OS jail off unseen (attack round 19)."""
     env_file = Path.cwd() / ".env"
     if not env_file.is_file():
-        return
+        return []
     from dotenv import dotenv_values
 
-    ignored = []
+    loaded, ignored = [], []
     for name, value in dotenv_values(env_file).items():
         if value is None or name in os.environ:
             continue
         if name.endswith(DOTENV_KEY_SUFFIXES) or name in DOTENV_SETTINGS:
             os.environ[name] = value
+            loaded.append(name)
         else:
             ignored.append(name)
     if ignored:
@@ -60,6 +61,7 @@ def load_dotenv_file() -> None:
             "from a .env file (only API keys are taken from it): export them in your shell to use them",
             stacklevel=2,
         )
+    return loaded
 
 
 # What a .env file may set: keys (a key is only ever sent to its own provider). Not the model: a

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
+from pathlib import Path
 from typing import Any
 
 from rlm.context_files import DEFAULT_MAX_BYTES
@@ -29,13 +31,24 @@ SANDBOX_HELP = "auto | restricted | restricted-policy-only | e2b (default: RLM_S
 
 def default_model() -> str:
     """RLM_MODEL, else gpt-4o-mini when OPENAI_API_KEY is set, else the bundled local model; each
-    after ./.env's keys are loaded (RLM(...) would read them only after the choice)."""
+    after ./.env's keys are loaded (RLM(...) would read them only after the choice).
+
+    A key that only ./.env holds moves the documents off this machine, and a .env may have come with
+    the folder being read: the choice is then said on stderr, with the way to keep them here."""
     from rlm.facade import load_dotenv_file
 
-    load_dotenv_file()
+    from_dotenv = load_dotenv_file()
     if os.environ.get("RLM_MODEL"):
         return os.environ["RLM_MODEL"]
-    return "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
+    if not os.environ.get("OPENAI_API_KEY"):
+        return "local"
+    if "OPENAI_API_KEY" in from_dotenv:
+        print(
+            f"rlm: model gpt-4o-mini (OpenAI), because {Path.cwd() / '.env'} sets OPENAI_API_KEY; "
+            "the question and documents go to that key's account. --model local keeps them on this machine.",
+            file=sys.stderr,
+        )
+    return "gpt-4o-mini"
 
 
 ASK_EXIT_CODES = (
