@@ -9,8 +9,9 @@ Layers (why each is here: docs/SECURITY.md):
   jail (ABI >= 6).
 - seccomp (through libseccomp, which knows each architecture's syscall numbers): no sockets, no new
   processes or programs, no signals to others, no ptrace, no mounts or namespaces, no privileged or
-  kernel-facing calls, no file-metadata changes that Landlock does not cover. Refused calls fail
-  with EPERM, so the code sees an OSError instead of a dead worker.
+  kernel-facing calls, no file-metadata changes that Landlock does not cover; which arguments of
+  the calls it keeps are refused is `syscall_arguments`' job. Refused calls fail with EPERM, so
+  the code sees an OSError instead of a dead worker.
 - PR_SET_NO_NEW_PRIVS, and PR_SET_PDEATHSIG so the worker dies with its parent.
 """
 
@@ -23,6 +24,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from typing import NamedTuple
+
+# The worker loads this module as a top-level one, beside its siblings; the host, from the package.
+if __package__:
+    from . import syscall_arguments
+else:  # pragma: no cover - runs in the worker, whose coverage is not measured
+    import syscall_arguments  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 # Landlock's syscall numbers are the same on every architecture Linux supports it on.
 _SYS_LANDLOCK_CREATE_RULESET = 444
@@ -45,10 +52,6 @@ _SCOPE_SIGNAL = 1 << 1
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
-_PR_SET_SECCOMP = 22
-_PR_SET_VMA = 0x53564D41  # PR_SET_VMA_ANON_NAME is its only option
-# MADV_WILLNEED, MADV_COLD, MADV_PAGEOUT, MADV_POPULATE_READ, MADV_POPULATE_WRITE
-_MADV_PAGE_CACHE = (3, 20, 21, 22, 23)
 
 # The jail needs at least Landlock's first ABI (files) and a seccomp filter; the rest is added
 # where the kernel has it.
@@ -144,59 +147,6 @@ UNIFIED_SYSCALLS_TO = 511  # the highest number refused; 469 is the newest in Li
 UNIFIED_ALLOWED = frozenset({436, 437, 439, 441, 449, 453, 454, 455, 456, 462})
 
 _SCMP_ACT_ALLOW = 0x7FFF0000
-_SCMP_CMP_NE = 1
-_SCMP_CMP_MASKED_EQ = 7
-_INT_MASK = 0xFFFFFFFF  # the kernel reads `int` arguments from the low 32 bits only
-
-# fcntl commands refused, each for what it reaches beyond the worker:
-# - F_SETOWN, F_SETSIG, F_SETOWN_EX make the kernel signal another process (Landlock scopes
-#   signals only from ABI 6 on);
-# - F_SETLEASE and F_NOTIFY: a lease or a directory watch reaches other processes' use of a file;
-# - record locks, POSIX and open-file (F_GETLK/F_SETLK/F_SETLKW 5-7, their 32-bit *64 twins 12-14,
-#   F_OFD_* 36-38): a read lock through a read-only descriptor blocked every writer of a file the
-#   worker may read, as flock did (refused above), and F_GETLK told other processes' pids;
-# - F_SET_RW_HINT and F_SET_FILE_RW_HINT (1036, 1038) changed a readable host file's inode (its
-#   write-life hint) through a read-only descriptor, as FS_IOC_SETVERSION did.
-# Python's runtime uses none of them (it asks F_GETFD/F_SETFD/F_GETFL/F_SETFL and F_DUPFD_CLOEXEC).
-_F_REFUSED_COMMANDS = (8, 10, 15, 1024, 1026, 5, 6, 7, 12, 13, 14, 36, 37, 38, 1036, 1038)
-
-# ioctl commands are allowed by family, matched on the command's type byte (bits 8-15 in every
-# encoding), and only the terminal family 'T' is: Python's runtime uses FIOCLEX/FIONCLEX
-# (set_inheritable), TCGETS (isatty), TIOCGWINSZ and FIONREAD, all 'T'. Landlock governs ioctls on
-# devices only; through a descriptor opened read-only, filesystem families ('f' FS_IOC_SETFLAGS and
-# ext4, 'X' FS_IOC_FSSETXATTR and XFS, 'v' FS_IOC_SETVERSION, btrfs 0x94, f2fs 0xf5, ocfs2, ...)
-# changed a host file's inode flags and generation. A list of the families to refuse held only for
-# the filesystems someone had looked at, so every other family is refused. The worker has no
-# terminal (its session is new, its stdio are pipes), so 'T' reaches none.
-_IOCTL_TYPE_ALLOWED = 0x54
-
-
-def _ioctl_families_refused(allowed: int) -> list[tuple[int, int]]:
-    """(mask, value) pairs over an ioctl command that together match every type byte but `allowed`.
-
-    libseccomp compares an argument once per rule, so "not this family" cannot be one rule, and a
-    rule per refused family (255) doubled the filter's build at every worker start. For each
-    bit of the type byte, from the top: the families that agree with `allowed` above that bit and
-    differ in it. Any other family differs first in exactly one such bit: eight rules.
-    """
-    pairs = []
-    for bit in range(7, -1, -1):
-        mask = (0xFF << bit) & 0xFF
-        pairs.append((mask << 8, ((allowed ^ (1 << bit)) & mask) << 8))
-    return pairs
-
-
-# Calls that read another process's limits, scheduling or priority when given its pid (or a process
-# group or user id): allowed only for 0, "this process". Otherwise they told the host's limits and
-# nice values and which pids exist. (syscall name, index of the pid argument)
-_SELF_ONLY_PID_ARGUMENTS = (
-    ("prlimit64", 0), ("getpriority", 1), ("ioprio_get", 1), ("getpgid", 0), ("getsid", 0),
-    ("sched_getaffinity", 0), ("sched_getparam", 0), ("sched_getscheduler", 0), ("sched_getattr", 0),
-    ("sched_rr_get_interval", 0),
-)  # fmt: skip
-
-
-_PRIO_PROCESS, _IOPRIO_WHO_PROCESS = 0, 1
 
 
 class _ArgCompare(ctypes.Structure):
@@ -364,24 +314,7 @@ def enter(readable: list[str], listable: Sequence[str] = ()) -> JailSupport:
     if abi < MIN_LANDLOCK_ABI:
         raise JailError("the kernel has no usable Landlock")
     _restrict_files_and_net(libc, abi, readable, listable)
-    # prctl and fcntl stay usable, but not to unset the death signal or for what _F_REFUSED_COMMANDS
-    # reach. Masked compares: a value with high bits set must not slip by.
-    # ... nor to name anonymous mappings: each name is kernel memory on a mapping (attack round 17)
-    conditional = [("prctl", _int_equals(0, _PR_SET_PDEATHSIG)), ("prctl", _int_equals(0, _PR_SET_VMA))]
-    # madvise stays for the allocator (MADV_DONTNEED, MADV_FREE), but not the advice that moves a
-    # mapped file through the machine's page cache, as fadvise and readahead would (attack round 19)
-    conditional += [("madvise", _int_equals(2, advice)) for advice in _MADV_PAGE_CACHE]
-    conditional += [(name, _int_equals(1, command)) for name in ("fcntl", "fcntl64") for command in _F_REFUSED_COMMANDS]
-    conditional += [
-        ("ioctl", _ArgCompare(1, _SCMP_CMP_MASKED_EQ, mask, value))
-        for mask, value in _ioctl_families_refused(_IOCTL_TYPE_ALLOWED)
-    ]
-    # Compared on all 64 bits: a pid whose low 32 bits are 0 is this process to the kernel, refused too.
-    conditional += [(name, _ArgCompare(index, _SCMP_CMP_NE, 0, 0)) for name, index in _SELF_ONLY_PID_ARGUMENTS]
-    # ... and their "who" 0 means this process only when "which" names a process: as PRIO_USER or
-    # IOPRIO_WHO_USER it means every process of this user on the host
-    conditional += [("getpriority", _ArgCompare(0, _SCMP_CMP_NE, _PRIO_PROCESS, 0))]
-    conditional += [("ioprio_get", _ArgCompare(0, _SCMP_CMP_NE, _IOPRIO_WHO_PROCESS, 0))]
+    conditional = [(name, _ArgCompare(*compare)) for name, *compare in syscall_arguments.refused_arguments()]
     _drop_capabilities(libc)
     numbers = [n for n in range(UNIFIED_SYSCALLS_FROM, UNIFIED_SYSCALLS_TO + 1) if n not in UNIFIED_ALLOWED]
     _load_seccomp(DENIED_SYSCALLS, conditional=conditional, numbers=numbers)
@@ -414,18 +347,18 @@ def _drop_capabilities(libc: ctypes.CDLL) -> None:
         raise JailError(f"capset (dropping all capabilities) failed: {os.strerror(ctypes.get_errno())}")
 
 
-def _int_equals(argument: int, value: int) -> _ArgCompare:
-    return _ArgCompare(argument, _SCMP_CMP_MASKED_EQ, _INT_MASK, value)
-
-
 def seal_limits() -> None:
     """From now on no resource limit can be set (the worker has set its memory cap); reading works."""
+    rules = syscall_arguments
     # The worker's last filter also closes filters: each one it stacked is kernel memory outside
     # its cap (attack round 15 stacked 3,602, ~22 MB, held as long as the worker lived, and every
     # later syscall ran through all of them). No filter is needed after this one.
     _load_seccomp(
         ("setrlimit", "seccomp"),
-        conditional=[("prlimit64", _ArgCompare(2, _SCMP_CMP_NE, 0, 0)), ("prctl", _int_equals(0, _PR_SET_SECCOMP))],
+        conditional=[
+            ("prlimit64", _ArgCompare(2, rules.CMP_NE, 0, 0)),
+            ("prctl", _ArgCompare(0, rules.CMP_MASKED_EQ, rules.INT_MASK, rules.PR_SET_SECCOMP)),
+        ],
     )
 
 
