@@ -1,9 +1,11 @@
 """Shared by the sandbox tests: a host handler that expects no calls, a jailed worker with the
 Python policy switched off (the test-only `python_policy=False`) to attack the OS jail alone, and
-one with the policy on, with the check that a policy route is refused."""
+one with the policy on, with the check that a policy route is refused; the attack rounds' probes,
+and readers of what the host and its workers hold (/proc, tracemalloc, the page cache)."""
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import resource
@@ -13,35 +15,60 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.e2b import E2BSandbox
-from rlm.sandbox.local import LocalSandbox
+from rlm.sandbox.local import LocalSandbox, jail
 from tests.sandbox.fake_e2b import FakeSandbox, fresh_service
+
+T = TypeVar("T")
+
+needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
 
 def no_calls(fn, args, kwargs):
     raise AssertionError(f"unexpected host call {fn}")
 
 
+def code(src: str) -> str:
+    """A model's reply whose one code block is `src`."""
+    return f"```python\n{src}\n```"
+
+
+# --- what a process holds, read from /proc by the host ------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU seconds process `pid` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def status_mb(pid: int | str, field: str) -> int:
+    """A size field of /proc/<pid>/status ("VmRSS", "VmPTE", ...) in MB; `pid` "self" for this process."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) // 1024
+
+
+def worker_pid(box: LocalSandbox) -> int:
+    """The pid of `box`'s current worker, read from the host's side."""
+    assert box._process is not None
+    return box._process.pid
+
+
 def idle_cpu_seconds(box: LocalSandbox, left_behind: str, idle_s: float) -> float:
     """CPU seconds the worker spends in `idle_s` of no step after running `left_behind` (which must
     succeed): what handlers and timers that code left behind cost while the host is not waiting."""
     assert box.execute(textwrap.dedent(left_behind), no_calls).error is None
-    process = box._process
-    assert process is not None
-
-    def cpu() -> float:
-        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    before = cpu()
+    pid = worker_pid(box)
+    before = cpu_seconds(pid)
     time.sleep(idle_s)  # no step runs: the LM is thinking, or the chat's user is away
-    return cpu() - before
+    return cpu_seconds(pid) - before
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +96,12 @@ def assert_refused_and_box_intact(box: LocalSandbox, code: str) -> str:
     assert result.final_answer is None
     assert box.execute("len(context)", no_calls).output == "11\n"
     return result.error
+
+
+@pytest.fixture
+def policy_off(monkeypatch):
+    """`sandbox="restricted"` builds workers with the Python policy off, as a hole in it would allow."""
+    monkeypatch.setitem(registry._FACTORIES, "restricted", lambda limits: LocalSandbox(limits, python_policy=False))
 
 
 @pytest.fixture
@@ -104,6 +137,26 @@ host = os.getppid()
 buf = ctypes.create_string_buffer(256)
 """
 
+# The probes' ctypes set-up for mmap, which returns an address (libc's default restype, int, cuts it).
+LIBC_MMAP = """
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+"""
+
+# Worker code (policy off) run once `body` holds a call frame's bytes: it writes the frame on its
+# channel (fd 4) without a concatenated copy and drops it, then reads the host's reply (fd 3) into `reply`.
+SEND_BODY_READ_REPLY = """\
+os.write(4, struct.pack('>I', len(body)))
+view = memoryview(body)
+while view:
+    view = view[os.write(4, view):]
+del body, view
+(size,) = struct.unpack('>I', os.read(3, 4))
+reply = b''
+while len(reply) < size:
+    reply += os.read(3, size - len(reply))
+"""
+
 PROBE_REPORT = """
     print('OK:', repr(result)[:200])
 except BaseException as exc:
@@ -119,8 +172,7 @@ def attempt(box: LocalSandbox, action: str) -> str:
 
 
 def resident_mb() -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
+    return status_mb("self", "VmRSS")
 
 
 def peak_growth_mb(work) -> tuple[int, object]:
@@ -140,6 +192,59 @@ def peak_growth_mb(work) -> tuple[int, object]:
         done.set()
         watcher.join()
     return peak[0] - before, value
+
+
+def traced_peak(work: Callable[[], T]) -> tuple[int, T]:
+    """How far the host's own allocations rose above where they stood while `work()` ran (tracemalloc:
+    every allocation, exactly, no sampling), and its result."""
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        value = work()
+        peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    return peak, value
+
+
+# --- the machine's page cache, as the host sees it ----------------------------------------------------------
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+PAGE_CACHE_PAGES = 64  # the size of the file written_back() writes, in pages
+
+
+def cached_pages(path: Path) -> int:
+    """How many of `path`'s pages are in the machine's page cache (mincore of a mapping never touched)."""
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = _libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+    finally:
+        os.close(fd)
+    assert address not in (None, ctypes.c_void_p(-1).value)
+    vector = ctypes.create_string_buffer((size + 4095) // 4096)
+    try:
+        assert _libc.mincore(address, size, vector) == 0
+    finally:
+        _libc.munmap(address, size)
+    return sum(byte & 1 for byte in vector.raw)
+
+
+def written_back(path: Path, *, dropped: bool = False) -> Path:
+    """`path` filled to PAGE_CACHE_PAGES pages and written back to disk (clean pages, as an installed
+    library's are); with `dropped`, then dropped from the page cache."""
+    path.write_bytes(b"host file\n" * (PAGE_CACHE_PAGES * 410))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        if dropped:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return path
 
 
 def finishes_within(script: str, seconds: float) -> bool:
