@@ -31,16 +31,12 @@ from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
-from tests.sandbox.conftest import finishes_within, peak_growth_mb
+from tests.sandbox.conftest import code, finishes_within, peak_growth_mb
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
 # A context too long to be shown whole in the prompt, so the founded-answer check is on.
 LONG_CONTEXT = "a long document. " * 5000
-
-
-def code(src: str) -> str:
-    return f"```python\n{src}\n```"
 
 
 # --- the run's account of message bytes (held) ---------------------------------------------------------

@@ -35,13 +35,19 @@ from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.host_memory import HostFrameBudget, parsed_bytes, run_budget_bytes
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
-from tests.sandbox.conftest import RAW, attempt, finishes_within, no_calls, x86_64_only
+from tests.sandbox.conftest import (
+    LIBC_MMAP,
+    RAW,
+    attempt,
+    code,
+    finishes_within,
+    no_calls,
+    status_mb,
+    worker_pid,
+    x86_64_only,
+)
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-
-def code(src: str) -> str:
-    return f"```python\n{src}\n```"
 
 
 def _forged_call(body: bytes) -> str:
@@ -187,10 +193,7 @@ def test_the_e2b_reader_takes_time_linear_in_the_lines_it_is_sent():
 
 
 # --- 3. the OS jail alone: kernel memory and per-user quotas ----------------------------------------------
-SPARSE_PAGES = """
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-made = 0
+SPARSE_PAGES = f"""{LIBC_MMAP}made = 0
 for i in range(60_000):  # one page every 1 GB, from 1 TB up: each fault builds a PTE and a PMD page
     got = libc.mmap((1 << 40) + i * (1 << 30), 4096, 3, 0x22 | 0x100000, -1, 0)
     if got in (None, ctypes.c_void_p(-1).value):
@@ -199,11 +202,6 @@ for i in range(60_000):  # one page every 1 GB, from 1 TB up: each fault builds 
     made += 1
 result = made
 """
-
-
-def _status_mb(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) // 1024
 
 
 @x86_64_only
@@ -216,9 +214,7 @@ def test_a_worker_whose_page_tables_pass_the_bound_is_replaced_after_its_step():
     with LocalSandbox(SandboxLimits(exec_timeout=30.0, memory_limit_mb=256), python_policy=False) as box:
         box.load("ctx")
         result = box.execute(textwrap.dedent(RAW + SPARSE_PAGES), no_calls)
-        process = box._process
-        assert process is not None
-        page_tables = _status_mb(process.pid, "VmPTE")
+        page_tables = status_mb(worker_pid(box), "VmPTE")
         after = box.execute("print(len(context))", no_calls)
     assert result.restarted and "page tables" in (result.error or ""), result
     assert page_tables < 32 and after.output == "3\n"

@@ -21,15 +21,8 @@ import pytest
 from rlm import RLM
 from rlm.cli.main import main
 from rlm.errors import RLMError
-from rlm.sandbox.local import jail
 from rlm.testing import FakeOpenAIServer
-from tests.sandbox.conftest import attempt, finishes_within
-
-needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-
-def code(src: str) -> str:
-    return f"```python\n{src}\n```"
+from tests.sandbox.conftest import attempt, code, finishes_within, needs_jail, traced_peak
 
 
 def _run_on_fake_e2b(step: str) -> str:
@@ -70,18 +63,11 @@ def test_an_e2b_final_answer_with_a_lone_surrogate_is_repaired(fake_e2b):
 
 # --- 2. the frame account against what parsing peaks at ------------------------------------------------------
 def test_a_frame_of_many_distinct_keys_peaks_within_its_count():
-    import tracemalloc
-
     from rlm.sandbox.host_memory import parsed_bytes
 
     text = "{" + ",".join(f'"{i:x}":0' for i in range(349_526)) + "}"  # just past a dict resize
     counted = parsed_bytes(text)
-    tracemalloc.start()
-    try:
-        value = json.loads(text)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak, value = traced_peak(lambda: json.loads(text))
     assert len(value) == 349_526
     assert peak + len(text) <= counted, (peak, counted)
 

@@ -31,17 +31,11 @@ from rlm import RLM
 from rlm.cli.main import main
 from rlm.errors import RLMError
 from rlm.sandbox.base import SandboxLimits
-from rlm.sandbox.local import LocalSandbox, jail
+from rlm.sandbox.local import LocalSandbox
 from rlm.testing import FakeOpenAIServer
-from tests.sandbox.conftest import RAW, x86_64_only
-
-needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
+from tests.sandbox.conftest import LIBC_MMAP, RAW, code, needs_jail, status_mb, worker_pid, x86_64_only
 
 GRAPHML = '<?xml version="1.0"?><graphml xmlns="http://graphml.graphdrawing.org/xmlns">{}</graphml>'
-
-
-def code(src: str) -> str:
-    return f"```python\n{src}\n```"
 
 
 def _graph(nodes: list[dict], edges: list[dict] | None = None) -> str:
@@ -143,10 +137,7 @@ def test_rlm_view_output_of_a_call_chain_is_linear_in_the_file(tmp_path, capsys)
 
 
 # --- 4. page tables held while a step waits on a sub-call --------------------------------------------------------
-SPARSE_THEN_SUBCALL = """
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-for i in range(20_000):  # one page every 1 GB: ~8 KB of page tables each
+SPARSE_THEN_SUBCALL = f"""{LIBC_MMAP}for i in range(20_000):  # one page every 1 GB: ~8 KB of page tables each
     got = libc.mmap((1 << 40) + i * (1 << 30), 4096, 3, 0x22 | 0x100000, -1, 0)
     if got in (None, ctypes.c_void_p(-1).value):
         break
@@ -161,9 +152,7 @@ def test_page_tables_are_not_held_past_the_bound_while_a_sub_call_runs():
     seen: list[int] = []
 
     def handler(fn, args, kwargs):  # the host's side of llm_query: the worker is paused meanwhile
-        assert box._process is not None
-        with open(f"/proc/{box._process.pid}/status") as status:
-            seen.append(next(int(line.split()[1]) for line in status if line.startswith("VmPTE:")) // 1024)
+        seen.append(status_mb(worker_pid(box), "VmPTE"))
         return "answer"
 
     with LocalSandbox(SandboxLimits(exec_timeout=30.0, memory_limit_mb=256), python_policy=False) as box:

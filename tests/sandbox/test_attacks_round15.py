@@ -17,16 +17,11 @@ import pytest
 
 from rlm import RLM
 from rlm.errors import RLMError
-from rlm.sandbox import registry
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.testing import FakeOpenAIServer
-from tests.sandbox.conftest import attempt, no_calls, x86_64_only
+from tests.sandbox.conftest import attempt, code, no_calls, x86_64_only
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-
-def code(src: str) -> str:
-    return f"```python\n{src}\n```"
 
 
 # --- OS jail alone: seccomp filters as kernel memory, pipes, listings --------------------------------------
@@ -104,11 +99,6 @@ def _run_with_worker_code(first_step: str, **settings) -> str:
             pytest.fail(f"run() raised {type(exc).__name__}: {str(exc)[:300]}")
     finally:
         server.stop()
-
-
-@pytest.fixture
-def policy_off(monkeypatch):
-    monkeypatch.setitem(registry._FACTORIES, "restricted", lambda limits: LocalSandbox(limits, python_policy=False))
 
 
 def test_a_forged_recursive_llm_slice_nested_past_the_protocol_limit_never_ends_the_run(policy_off):

@@ -33,24 +33,23 @@ import pytest
 from rlm import RLM
 from rlm.errors import RLMError
 from rlm.optimize.program_file import ProgramFileError
-from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
-from rlm.sandbox.local import LocalSandbox, jail
+from rlm.sandbox.local import LocalSandbox
 from rlm.testing import FakeOpenAIServer, scripted_lm
-from tests.sandbox.conftest import PROBE_REPORT, RAW, attempt, finishes_within, no_calls, x86_64_only
-
-needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-
-def code(src: str) -> str:
-    return f"```python\n{src}\n```"
-
+from tests.sandbox.conftest import (
+    LIBC_MMAP,
+    PROBE_REPORT,
+    RAW,
+    attempt,
+    code,
+    finishes_within,
+    needs_jail,
+    no_calls,
+    x86_64_only,
+)
 
 # --- OS jail alone: kernel memory in the worker's own mappings and files ------------------------------------
-SPLIT_INTO_VMAS = """
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+SPLIT_INTO_VMAS = f"""{LIBC_MMAP}libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 pages = 64000
 base = libc.mmap(None, pages * 4096, 0, 0x22, -1, 0)  # PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS: no page touched
 split = 0
@@ -154,9 +153,6 @@ def test_the_lowered_limits_cannot_be_raised_even_to_their_own_maximum(unrestric
 
 
 # --- what the host does with a forged result frame ---------------------------------------------------------
-@pytest.fixture
-def policy_off(monkeypatch):
-    monkeypatch.setitem(registry._FACTORIES, "restricted", lambda limits: LocalSandbox(limits, python_policy=False))
 
 
 def _forged_frames(*bodies: bytes) -> str:

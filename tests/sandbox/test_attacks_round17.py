@@ -26,40 +26,37 @@ that exists at each stage of reading it, and the default account is twice what i
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import textwrap
-import time
-import tracemalloc
 
 import pytest
 
 from rlm import RLM
 from rlm.errors import ConfigurationError, RLMError
-from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.host_memory import HostFrameBudget
-from rlm.sandbox.local import LocalSandbox, jail
+from rlm.sandbox.local import LocalSandbox
 from rlm.sandbox.local.kernel_memory import MAX_MAPPINGS
 from rlm.testing import FakeOpenAIServer
-from tests.sandbox.conftest import PROBE_REPORT, RAW, attempt, finishes_within, no_calls, x86_64_only
-
-needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-
-def code(src: str) -> str:
-    return f"```python\n{src}\n```"
+from tests.sandbox.conftest import (
+    LIBC_MMAP,
+    PROBE_REPORT,
+    RAW,
+    SEND_BODY_READ_REPLY,
+    attempt,
+    code,
+    finishes_within,
+    needs_jail,
+    no_calls,
+    traced_peak,
+    x86_64_only,
+)
+from tests.sandbox.port_listeners import as_another_user, free_port, local_server_at, never_launch, serve_listener, stop
 
 
 # --- OS jail alone: kernel objects pinned by file mappings ---------------------------------------------------
 def _memfd_mappings(count: int) -> str:
     """Map `count` empty memfds of one page each (no page is ever touched) and close their descriptors."""
-    return f"""
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-pinned = 0
+    return f"""{LIBC_MMAP}pinned = 0
 for i in range({count}):
     fd = os.memfd_create('m' * 249)  # a new inode, and a dentry whose long name is its own allocation
     address = libc.mmap(None, 4096, 0, 1, fd, 0)  # PROT_NONE, MAP_SHARED
@@ -126,12 +123,7 @@ def test_a_worker_that_closes_its_own_channel_and_spins_is_replaced():
     assert after.output == "3\n", after
 
 
-# --- what the host does with forged call and result frames --------------------------------------------------
-@pytest.fixture
-def policy_off(monkeypatch):
-    monkeypatch.setitem(registry._FACTORIES, "restricted", lambda limits: LocalSandbox(limits, python_policy=False))
-
-
+# --- what the host does with forged call and result frames (`policy_off`: conftest's) ------------------------
 def _forged_then_read(body: bytes) -> str:
     return textwrap.dedent(
         f"""
@@ -182,19 +174,10 @@ def test_a_forged_call_naming_no_function_is_an_error_the_code_reads(policy_off,
     assert '{"error": ' in prompts[1], prompts[1][-500:]  # answered with an error the code printed; the run went on
 
 
-FRAME_OF_ONE_STRING = """
+FRAME_OF_ONE_STRING = f"""
 import os, struct
-body = b'{"type": "call", "fn": "llm_query", "args": ["' + b'a' * (60 << 20) + b'"], "kwargs": {}}'
-os.write(4, struct.pack('>I', len(body)))
-view = memoryview(body)
-while view:
-    view = view[os.write(4, view):]
-del body, view
-(size,) = struct.unpack('>I', os.read(3, 4))
-reply = b''
-while len(reply) < size:
-    reply += os.read(3, size - len(reply))
-print(reply[:60])
+body = b'{{"type": "call", "fn": "llm_query", "args": ["' + b'a' * (60 << 20) + b'"], "kwargs": {{}}}}'
+{SEND_BODY_READ_REPLY}print(reply[:60])
 """
 
 
@@ -210,12 +193,7 @@ def test_a_frame_never_makes_the_host_allocate_past_the_runs_account():
     limits = SandboxLimits(exec_timeout=30.0, memory_limit_mb=512, frame_budget=budget)
     with LocalSandbox(limits, python_policy=False) as box:
         box.load("ctx")
-        tracemalloc.start()  # the host's own allocations, exactly: no sampling
-        try:
-            result = box.execute(FRAME_OF_ONE_STRING, handler)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        peak, result = traced_peak(lambda: box.execute(FRAME_OF_ONE_STRING, handler))
     assert result.error is None or not counted, result  # the frame is refused, or ...
     assert peak <= budget.limit_bytes + (8 << 20), f"counted {counted}, allocated {peak:,}"  # ... fits as counted
 
@@ -293,55 +271,17 @@ def test_a_typed_prose_final_of_colliding_set_members_is_read_in_linear_time():
 
 
 # --- the bundled local model server: another local user's process on its port -------------------------------
-SQUATTER = """
-import encodings.idna, http.server, json, os, sys  # idna first: nobody cannot read the stdlib under /root
-port, model_id = int(sys.argv[1]), sys.argv[2]
-
-class Models(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"data": [{"id": model_id}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-os.setgid(65534)
-os.setuid(65534)  # another user of the machine
-http.server.HTTPServer(("127.0.0.1", port), Models).serve_forever()
-"""
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="plays another local user with setuid")
+@as_another_user
 def test_another_users_server_on_the_local_models_port_is_never_adopted(tmp_path, monkeypatch):
     from rlm.models import local_server
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    squatter = subprocess.Popen([sys.executable, "-c", SQUATTER, str(port), local_server.SERVED_MODEL_ID])
+    port = free_port()
+    # Another user of the machine, answering /v1/models with the bundled model's id.
+    squatter = serve_listener(port, local_server.SERVED_MODEL_ID, tmp_path / "seen.jsonl", "other-user")
     try:
-        while not _listening(port):
-            assert squatter.poll() is None, "the other user's server did not start"
-            time.sleep(0.05)
-        monkeypatch.setenv("RLM_LOCAL_PORT", str(port))
-        monkeypatch.setenv("RLM_CACHE_DIR", str(tmp_path))
-        monkeypatch.delenv("RLM_LOCAL_API_BASE", raising=False)
-        monkeypatch.setattr(local_server, "_managed", None)
-
-        def never_launch(self, wait_s):
-            raise AssertionError("the test must not start the real model server")
-
+        local_server_at(monkeypatch, port, tmp_path)
         monkeypatch.setattr(local_server.LocalServer, "_launch", never_launch)
         with pytest.raises(ConfigurationError):
             local_server.ensure_local_server()
     finally:
-        squatter.kill()
-        squatter.wait()
+        stop(squatter)

@@ -29,80 +29,43 @@ names in it are named in a warning and not used).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import gc
 import io
 import json
 import os
-import threading
 import time
-import tracemalloc
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
 from rlm import RLM
-from rlm.sandbox.host_memory import HostFrameBudget
-from rlm.sandbox.local import jail, protocol
-from rlm.sandbox.local.channel import WorkerChannel
-from tests.sandbox.conftest import attempt, no_calls
-
-needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
+from rlm.sandbox.local import protocol
+from tests.sandbox.conftest import (
+    LIBC_MMAP,
+    PAGE_CACHE_PAGES,
+    attempt,
+    cached_pages,
+    needs_jail,
+    no_calls,
+    written_back,
+)
+from tests.sandbox.frame_account import call_frame, peak_while_received
+from tests.sandbox.stand_in_providers import (
+    SUB_CALL,
+    JSONHandler,
+    chat_completion,
+    keyed_rlm,
+    refusing_sub_calls,
+    serving,
+)
 
 # --- the frame account against what the host really allocates -----------------------------------------------
-class _PeakBudget(HostFrameBudget):
-    """The run's account, remembering the most it ever counted."""
-
-    peak = 0
-
-    def exchange(self, held: int, size: int) -> bool:
-        taken = super().exchange(held, size)
-        self.peak = max(self.peak, self.held_bytes)
-        return taken
-
-
-def _received(payload: bytes) -> tuple[int, int, dict]:
-    """(tracemalloc's peak while the host's channel reads `payload` as one frame, the account's peak, the message)."""
-    from_worker, worker_end = os.pipe()
-    unused_read, to_worker = os.pipe()
-    budget = _PeakBudget(1 << 40)
-    channel = WorkerChannel(to_worker, from_worker, max_frame_bytes=1 << 40, budget=budget)
-
-    def worker() -> None:
-        with os.fdopen(worker_end, "wb") as out:  # no concatenated copy for tracemalloc to see
-            out.write(protocol.header(len(payload)))
-            out.write(payload)
-
-    writer = threading.Thread(target=worker)
-    writer.start()
-    gc.collect()
-    tracemalloc.start()
-    try:
-        start = tracemalloc.get_traced_memory()[0]
-        message = channel.receive(time.monotonic() + 60)
-        peak = tracemalloc.get_traced_memory()[1] - start
-    finally:
-        tracemalloc.stop()
-        writer.join()
-        for fd in (from_worker, unused_read, to_worker):
-            os.close(fd)
-    assert isinstance(message, dict)
-    return peak, budget.peak, message
-
-
-def _call(value: bytes) -> bytes:
-    return b'{"type": "call", "fn": "llm_query", "args": [' + value + b'], "kwargs": {}}'
-
-
 RUN = 4_000_000  # ASCII characters before the escape: the parser copies them into its builder first
 SLACK = 256 << 10
 
 
 def _within_account(value: bytes) -> None:
-    peak, counted, message = _received(_call(value))
+    peak, counted, message = peak_while_received(call_frame(value))
     assert message["fn"] == "llm_query"
     assert len(message["args"][0]) > RUN // 4  # delivered whole
     assert peak <= counted + SLACK, f"counted {counted:,}, allocated {peak:,} ({peak / counted:.2f}x)"
@@ -129,7 +92,7 @@ def test_a_prompt_ending_in_a_newline_as_the_worker_encodes_it_peaks_within_the_
     # What the worker itself sends for llm_query("x" * RUN + "\n"): the Python policy on.
     payload = protocol.encode({"type": "call", "fn": "llm_query", "args": ["x" * RUN + "\n"], "kwargs": {}})
     assert payload.endswith(b'\\n"], "kwargs": {}}')
-    peak, counted, message = _received(payload)
+    peak, counted, message = peak_while_received(payload)
     assert message["args"][0].endswith("\n")
     assert peak <= counted + SLACK, f"counted {counted:,}, allocated {peak:,} ({peak / counted:.2f}x)"
 
@@ -142,7 +105,7 @@ def test_a_prompt_widening_twice_while_decoded_peaks_within_the_account():
     # What the worker itself sends for llm_query("\u0100" + "\U0001f600" * n): the Python policy on.
     # Emoji alone widen once, from 1 to 4 bytes a character (6x the frame, counted: round 18).
     prompt = "\u0100" + "\U0001f600" * (RUN // 4)
-    peak, counted, message = _received(
+    peak, counted, message = peak_while_received(
         protocol.encode({"type": "call", "fn": "llm_query", "args": [prompt], "kwargs": {}})
     )
     assert message["args"][0] == prompt
@@ -151,7 +114,7 @@ def test_a_prompt_widening_twice_while_decoded_peaks_within_the_account():
 
 def test_a_prompt_of_emoji_alone_peaks_within_the_account():
     prompt = "\U0001f600" * (RUN // 4)
-    peak, counted, message = _received(
+    peak, counted, message = peak_while_received(
         protocol.encode({"type": "call", "fn": "llm_query", "args": [prompt], "kwargs": {}})
     )
     assert message["args"][0] == prompt
@@ -159,48 +122,14 @@ def test_a_prompt_of_emoji_alone_peaks_within_the_account():
 
 
 # --- OS jail alone (policy off): the shared page cache through madvise on a readable file's mapping -----------
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-PAGES = 64
-
-
-def _cached_pages(path: Path) -> int:
-    """How many of `path`'s pages are in the machine's page cache (mincore of a mapping never touched)."""
-    size = path.stat().st_size
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        address = _libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
-    finally:
-        os.close(fd)
-    assert address not in (None, ctypes.c_void_p(-1).value)
-    vector = ctypes.create_string_buffer((size + 4095) // 4096)
-    try:
-        assert _libc.mincore(address, size, vector) == 0
-    finally:
-        _libc.munmap(address, size)
-    return sum(byte & 1 for byte in vector.raw)
-
-
 @pytest.fixture
 def cached_file(readable_file):
     """The worker-readable host file, written back to disk (clean pages, as an installed library's are)."""
-    readable_file.write_bytes(b"host file\n" * (PAGES * 410))
-    fd = os.open(readable_file, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return readable_file
+    return written_back(readable_file)
 
 
 def _advise(path: Path, advice: int) -> str:
-    return f"""
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return f"""{LIBC_MMAP}libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 size = os.path.getsize({str(path)!r})
 fd = os.open({str(path)!r}, os.O_RDONLY)
 address = libc.mmap(None, size, 1, 1, fd, 0)
@@ -214,10 +143,10 @@ result = (libc.madvise(address, size, {advice}), ctypes.get_errno())
 @needs_jail
 def test_the_worker_cannot_push_a_readable_file_out_of_the_page_cache(unrestricted, cached_file):
     cached_file.read_bytes()
-    before = _cached_pages(cached_file)
-    assert before >= PAGES
+    before = cached_pages(cached_file)
+    assert before >= PAGE_CACHE_PAGES
     report = attempt(unrestricted, _advise(cached_file, 21))  # MADV_PAGEOUT
-    assert _cached_pages(cached_file) == before, report
+    assert cached_pages(cached_file) == before, report
 
 
 @needs_jail
@@ -227,12 +156,12 @@ def test_the_worker_cannot_pull_a_readable_file_into_the_page_cache(unrestricted
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
-    before = _cached_pages(cached_file)
-    assert before < PAGES
+    before = cached_pages(cached_file)
+    assert before < PAGE_CACHE_PAGES
     # Mapped but never touched: only the advice may read the file in.
     code = _advise(cached_file, 3).replace("touched = len(ctypes.string_at(address, size))", "touched = 0")
     report = attempt(unrestricted, code)
-    assert _cached_pages(cached_file) == before, report
+    assert cached_pages(cached_file) == before, report
 
 
 @needs_jail
@@ -240,10 +169,8 @@ def test_the_worker_may_still_drop_its_own_memory_with_madvise(unrestricted):
     # MADV_DONTNEED on its own anonymous memory is what the allocator does: a fix must keep it.
     report = attempt(
         unrestricted,
-        """
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        LIBC_MMAP
+        + """libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 address = libc.mmap(None, 1 << 20, 3, 0x22, -1, 0)
 ctypes.memset(address, 1, 1 << 20)
 result = (libc.madvise(address, 1 << 20, 4), ctypes.string_at(address, 4))
@@ -254,59 +181,18 @@ result = (libc.madvise(address, 1 << 20, 4), ctypes.string_at(address, 4))
 
 # --- the user's key in a rate-limit refusal: the retry layer's own errors and log ---------------------------
 KEY = "sk-test-SECRETKEY1234567890abcdef"
-CATCHES = 'try:\n    llm_query("SUBCALL-TRIGGER")\nexcept Exception as e:\n    FINAL(str(e))'
+CATCHES = f'try:\n    llm_query("{SUB_CALL}")\nexcept Exception as e:\n    FINAL(str(e))'
 
 
-@contextlib.contextmanager
 def _provider_rate_limiting_the_key(retry_after: str):
-    """An OpenAI-compatible server: the root model's reply runs CATCHES; the sub-call is refused with a
-    429 whose message quotes the request's key and whose Retry-After is `retry_after`."""
-
-    class Provider(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if body["messages"][-1]["content"] == "SUBCALL-TRIGGER":
-                key = self.headers.get("Authorization", "").split()[-1]
-                status, payload = 429, {"error": {"message": f"rate limit reached for key {key}", "code": "rate"}}
-            else:
-                text = f"Running.\n```python\n{CATCHES}\n```"
-                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
-                status, payload = 200, {"object": "chat.completion", "choices": [choice], "usage": usage}
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            if status == 429:
-                self.send_header("Retry-After", retry_after)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Provider)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """Served for the block: the root model's reply runs CATCHES; the sub-call is refused with a 429
+    whose message quotes the request's key and whose Retry-After is `retry_after`."""
+    message = "rate limit reached for key {key}"
+    return serving(refusing_sub_calls(CATCHES, 429, message, "rate", {"Retry-After": retry_after}))
 
 
 def _run_against(api_base: str, history: Path) -> str:
-    rlm = RLM(
-        "openai/test-model",
-        api_key=KEY,
-        api_base=api_base,
-        enable_history=True,
-        history_output_path=history,
-        max_iterations=3,
-        max_retry_wait_s=1,
-    )
-    return str(rlm.run("What failed?", "ctx").answer)
+    return str(keyed_rlm(api_base, KEY, history, max_iterations=3).run("What failed?", "ctx").answer)
 
 
 def test_a_rate_limit_quoting_the_key_is_redacted_in_the_history_file(tmp_path):
@@ -381,26 +267,15 @@ def test_the_graph_files_hold_no_raw_terminal_controls(tmp_path, name):
 USERS_KEY = "sk-user-REALKEY-abcdefghijkl"
 
 
-class _Records(BaseHTTPRequestHandler):
+class _Records(JSONHandler):
     """An OpenAI-compatible server that answers at once and records each request's Authorization."""
 
-    protocol_version = "HTTP/1.1"
     seen: ClassVar[list[str | None]] = []
 
     def do_POST(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
+        self.read_json()
         self.seen.append(self.headers.get("Authorization"))
-        choice = {"index": 0, "message": {"role": "assistant", "content": "```python\nFINAL('x')\n```"}}
-        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
-        data = json.dumps({"object": "chat.completion", "choices": [choice], "usage": usage}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(200, chat_completion("```python\nFINAL('x')\n```"))
 
 
 def _rlm_ask_beside(tmp_path: Path, dotenv: str) -> tuple[list[str | None], str]:
@@ -410,13 +285,11 @@ def _rlm_ask_beside(tmp_path: Path, dotenv: str) -> tuple[list[str | None], str]
 
     seen: ClassVar[list[str | None]] = []
     handler = type("Handler", (_Records,), {"seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    (tmp_path / "README.md").write_text("a project")
-    (tmp_path / ".env").write_text(dotenv.format(base=f"http://127.0.0.1:{server.server_port}/v1"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RLM_", "E2B_"))}
     env["OPENAI_API_KEY"] = USERS_KEY
-    try:
+    with serving(handler) as api_base:
+        (tmp_path / "README.md").write_text("a project")
+        (tmp_path / ".env").write_text(dotenv.format(base=api_base))
         done = subprocess.run(
             [sys.executable, "-m", "rlm", "ask", "What is this?", "--context", "README.md"],
             cwd=tmp_path,
@@ -425,9 +298,6 @@ def _rlm_ask_beside(tmp_path: Path, dotenv: str) -> tuple[list[str | None], str]
             text=True,
             timeout=60,
         )
-    finally:
-        server.shutdown()
-        server.server_close()
     return seen, done.stderr
 
 

@@ -13,60 +13,22 @@ references into a pipe as vmsplice did); a .env gives API keys only, never the m
 
 from __future__ import annotations
 
-import ctypes
 import os
 from pathlib import Path
 
 import pytest
 
-from rlm.sandbox.local import jail
-from tests.sandbox.conftest import attempt
-
-needs_jail = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-
-PAGES = 64
-
-
-def _cached_pages(path: Path) -> int:
-    """How many of `path`'s pages are in the machine's page cache (mincore of a mapping never touched)."""
-    size = path.stat().st_size
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        address = _libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
-    finally:
-        os.close(fd)
-    vector = ctypes.create_string_buffer((size + 4095) // 4096)
-    try:
-        assert _libc.mincore(address, size, vector) == 0
-    finally:
-        _libc.munmap(address, size)
-    return sum(byte & 1 for byte in vector.raw)
+from tests.sandbox.conftest import LIBC_MMAP, PAGE_CACHE_PAGES, attempt, cached_pages, needs_jail, written_back
 
 
 @pytest.fixture
 def uncached_file(readable_file):
     """The worker-readable host file, written back to disk and dropped from the page cache."""
-    readable_file.write_bytes(b"host file\n" * (PAGES * 410))
-    fd = os.open(readable_file, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    return readable_file
+    return written_back(readable_file, dropped=True)
 
 
 def _mapped(path: Path, then: str) -> str:
-    return f"""
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return f"""{LIBC_MMAP}libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 size = os.path.getsize({str(path)!r})
 fd = os.open({str(path)!r}, os.O_RDONLY)
 address = libc.mmap(None, size, 1, 1, fd, 0)
@@ -77,11 +39,11 @@ address = libc.mmap(None, size, 1, 1, fd, 0)
 # --- the OS jail alone (policy off) -------------------------------------------------------------------------
 @needs_jail
 def test_the_worker_cannot_pull_a_readable_file_into_the_page_cache_with_mlock(unrestricted, uncached_file):
-    before = _cached_pages(uncached_file)
-    assert before < PAGES
+    before = cached_pages(uncached_file)
+    assert before < PAGE_CACHE_PAGES
     # Mapped but never touched: only mlock may read the file in.
     report = attempt(unrestricted, _mapped(uncached_file, "result = libc.mlock(address, size)"))
-    assert _cached_pages(uncached_file) == before, report
+    assert cached_pages(uncached_file) == before, report
 
 
 @needs_jail

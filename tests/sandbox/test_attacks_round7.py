@@ -25,13 +25,9 @@ from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
 from rlm.tracking.graph import load_graph
-from tests.sandbox.conftest import assert_refused_and_box_intact, idle_cpu_seconds, no_calls
+from tests.sandbox.conftest import assert_refused_and_box_intact, code, idle_cpu_seconds, no_calls
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-
-def code(src: str) -> str:
-    return f"```python\n{src}\n```"
 
 
 # --- hole 1: terminal escape sequences reach the user's terminal ---------------------------------

@@ -26,17 +26,19 @@ import pytest
 from rlm import RLM
 from rlm.batch import batch
 from rlm.cli.main import main
-from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.local import LocalSandbox, jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
-from tests.sandbox.conftest import assert_refused_and_box_intact, attempt, idle_cpu_seconds, no_calls, peak_growth_mb
+from tests.sandbox.conftest import (
+    assert_refused_and_box_intact,
+    attempt,
+    code,
+    idle_cpu_seconds,
+    no_calls,
+    peak_growth_mb,
+)
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
-
-
-def code(src: str) -> str:
-    return f"```python\n{src}\n```"
 
 
 def _terminal_streams(monkeypatch) -> tuple[io.TextIOWrapper, io.TextIOWrapper]:
@@ -62,12 +64,6 @@ def _ask_in_process(reply: str, tmp_path: Path, monkeypatch, *extra: str) -> byt
     shown: bytes = stdout.buffer.getvalue() + stderr.buffer.getvalue()
     assert code == 0, shown
     return shown
-
-
-@pytest.fixture
-def policy_off(monkeypatch):
-    """`sandbox="restricted"` builds workers with the Python policy off, as a hole in it would allow."""
-    monkeypatch.setitem(registry._FACTORIES, "restricted", lambda limits: LocalSandbox(limits, python_policy=False))
 
 
 # --- hole 1: a lone surrogate in the model's reply raises out of run() ------------------------------

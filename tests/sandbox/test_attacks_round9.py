@@ -35,17 +35,13 @@ from rlm.sandbox.dspy_interop import RestrictedInterpreter
 from rlm.sandbox.e2b.bridge import CALL_MARK, FINAL_MARK
 from rlm.sandbox.local import jail
 from rlm.testing import FakeOpenAIServer, scripted_lm
-from tests.sandbox.conftest import finishes_within
+from tests.sandbox.conftest import code, finishes_within
 from tests.sandbox.fake_e2b import FakeSandbox
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
 # A context too long to be shown whole in the prompt, so the founded-answer check is on.
 LONG_CONTEXT = "a long document. " * 5000
-
-
-def code(src: str) -> str:
-    return f"```python\n{src}\n```"
 
 
 def ask(reply: str, tmp_path: Path, *extra: str) -> tuple[int, str]:

@@ -20,7 +20,15 @@ import pytest
 
 from rlm.sandbox.local import jail
 from rlm.sandbox.local.processes import network_isolation_available
-from tests.sandbox.conftest import PROBE_REPORT, RAW, assert_refused_and_box_intact, attempt, no_calls
+from tests.sandbox.conftest import (
+    PROBE_REPORT,
+    RAW,
+    assert_refused_and_box_intact,
+    attempt,
+    no_calls,
+    worker_pid,
+    x86_64_only,
+)
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -90,7 +98,7 @@ SYSCALL_ATTEMPTS = {
 }
 
 
-@pytest.mark.skipif(os.uname().machine != "x86_64", reason="raw syscall numbers are x86_64's")
+@x86_64_only
 @pytest.mark.parametrize("action", list(SYSCALL_ATTEMPTS.values()), ids=list(SYSCALL_ATTEMPTS))
 def test_raw_syscalls_are_refused(unrestricted, action):
     outcome = attempt(unrestricted, action)
@@ -128,7 +136,7 @@ _is_file = _open
 """
 
 
-@pytest.mark.skipif(os.uname().machine != "x86_64", reason="raw syscall numbers are x86_64's")
+@x86_64_only
 @pytest.mark.parametrize("action", list(FILE_ATTEMPTS.values()), ids=list(FILE_ATTEMPTS))
 def test_file_tricks_are_refused(unrestricted, action):
     outcome = attempt(unrestricted, _HELPERS + action)
@@ -207,7 +215,7 @@ def test_a_forged_final_signal_gives_no_answer(restricted):
     assert restricted.execute("len(context)", no_calls).output == "11\n"
 
 
-@pytest.mark.skipif(os.uname().machine != "x86_64", reason="raw syscall numbers are x86_64's")
+@x86_64_only
 def test_every_new_syscall_number_is_refused_whether_libseccomp_knows_its_name_or_not(unrestricted):
     # setxattrat (463) once wrote security.capability onto a host file: libseccomp 2.5.4 did not
     # know the name, so a denylist of names skipped it. Each number is called with null arguments;
@@ -224,13 +232,13 @@ def test_every_new_syscall_number_is_refused_whether_libseccomp_knows_its_name_o
     assert attempt(unrestricted, action) == "OK: []\n"
 
 
-@pytest.mark.skipif(os.uname().machine != "x86_64", reason="raw syscall numbers are x86_64's")
+@x86_64_only
 def test_the_worker_holds_no_capabilities_and_reads_no_extended_attributes(unrestricted, tmp_path):
     target = tmp_path / "tagged.txt"
     target.write_text("x")
     os.setxattr(target, "user.origin", b"https://example.invalid/?token=secret")
     attempt(unrestricted, "result = 1")  # the worker is up and jailed
-    status = Path(f"/proc/{unrestricted._process.pid}/status").read_text()  # read by the host
+    status = Path(f"/proc/{worker_pid(unrestricted)}/status").read_text()  # read by the host
     capability_sets = {
         line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines() if line.startswith("Cap")
     }
