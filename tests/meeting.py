@@ -4,6 +4,8 @@ A wall-clock bound ("two runs of 0.3 s calls take under 1.1 s") checks concurren
 machine; on a loaded one (CI: ~1,500 tests on 2 cores) it fails. Here each request is held until
 `expected` requests have been out at once (or WAIT_S passed): requests that really run concurrently
 meet at once, however loaded the machine, and sequential ones never do (`peak` stays below).
+(tests/engine/test_sandbox_start.py's `StartMeetsFirstRequest` is the same idea for a sandbox's start
+and the first request, with this WAIT_S.)
 """
 
 from __future__ import annotations

@@ -14,13 +14,14 @@ from rlm.engine.module import RLMModule
 from rlm.errors import SandboxError
 from rlm.sandbox.base import ExecutionResult, SandboxLimits, SubcallHandler
 from rlm.testing.scripted import AsyncScriptedEngine, ScriptedEngine
+from tests.meeting import WAIT_S
 
 START_S = 0.4
-WAIT_S = 20.0
 
 
-class Meeting:
-    """The sandbox's start and the first request, each waiting (up to WAIT_S) for the other to begin.
+class StartMeetsFirstRequest:
+    """The sandbox's start and the first request, each waiting (up to WAIT_S) for the other to begin
+    (tests/meeting.py's `Meeting` holds requests until several are out at once).
 
     Run at the same time they meet at once, however loaded the machine; run one after the other,
     the first waits in vain and says so. (A wall-clock bound, "both in under 0.7 s", failed on a
@@ -33,8 +34,10 @@ class Meeting:
         self.request_saw_the_start = False  # the start began before the request's reply came back
 
 
-class MeetingEngine(ScriptedEngine):
-    def __init__(self, replies: Any, meeting: Meeting) -> None:
+class FirstRequestEngine(ScriptedEngine):
+    """A scripted LM whose requests wait (up to WAIT_S) for the sandbox's start to begin."""
+
+    def __init__(self, replies: Any, meeting: StartMeetsFirstRequest) -> None:
         super().__init__(replies)
         self.meeting = meeting
 
@@ -44,7 +47,7 @@ class MeetingEngine(ScriptedEngine):
         return super().complete(request)
 
 
-class AsyncMeetingEngine(AsyncScriptedEngine):
+class AsyncFirstRequestEngine(AsyncScriptedEngine):
     async def complete(self, request: Any) -> Any:
         meeting = self.sync.meeting  # type: ignore[attr-defined]
         meeting.request_out.set()
@@ -59,7 +62,7 @@ class SlowSandbox:
     """Takes START_S to start (a worker process, a remote sandbox), or with `meeting` until the first
     request is out; `FINAL(...)` code answers."""
 
-    def __init__(self, fail: bool = False, meeting: Meeting | None = None) -> None:
+    def __init__(self, fail: bool = False, meeting: StartMeetsFirstRequest | None = None) -> None:
         self.fail = fail
         self.meeting = meeting
         self.events: list[str] = []
@@ -92,18 +95,22 @@ def module(lm: Any, box: SlowSandbox) -> RLMModule:
     return RLMModule(lm=lm, sandbox_factory=factory)
 
 
+def answer_with(program: RLMModule, driver: str) -> Any:
+    """The program's answer to one question, run by the `driver` ("sync" or "async")."""
+    if driver == "sync":
+        return program(query="q", context="ctx").answer
+    return asyncio.run(program.acall(query="q", context="ctx")).answer
+
+
 @pytest.mark.parametrize("driver", ["sync", "async"])
 def test_the_sandbox_starts_while_the_first_request_is_out(driver):
-    meeting = Meeting()
-    engine = MeetingEngine(["```python\nFINAL('yes')\n```"], meeting)
-    lm = dspy.LM("scripted/root", engine=engine, async_engine=AsyncMeetingEngine(engine), cache=False, num_retries=0)
+    meeting = StartMeetsFirstRequest()
+    engine = FirstRequestEngine(["```python\nFINAL('yes')\n```"], meeting)
+    lm = dspy.LM(
+        "scripted/root", engine=engine, async_engine=AsyncFirstRequestEngine(engine), cache=False, num_retries=0
+    )
     box = SlowSandbox(meeting=meeting)
-    program = module(lm, box)
-    if driver == "sync":
-        answer = program(query="q", context="ctx").answer
-    else:
-        answer = asyncio.run(program.acall(query="q", context="ctx")).answer
-    assert answer == "yes"
+    assert answer_with(module(lm, box), driver) == "yes"
     assert box.events == ["started", "loaded", "executed", "closed"]
     assert meeting.start_saw_the_request and meeting.request_saw_the_start, (
         "start and first request ran one after the other"
@@ -116,10 +123,7 @@ def test_a_sandbox_that_cannot_start_fails_the_node_even_when_no_code_ran(make_l
     box = SlowSandbox(fail=True)
     program = module(lm, box)
     with pytest.raises(SandboxError, match="did not start"):
-        if driver == "sync":
-            program(query="q", context="ctx")
-        else:
-            asyncio.run(program.acall(query="q", context="ctx"))
+        answer_with(program, driver)
     assert box.events == ["closed"]
 
 
@@ -132,8 +136,5 @@ def test_a_failed_first_request_waits_for_the_start_before_closing(make_lm, driv
     box = SlowSandbox()
     program = module(lm, box)
     with pytest.raises(Exception, match="provider down"):
-        if driver == "sync":
-            program(query="q", context="ctx")
-        else:
-            asyncio.run(program.acall(query="q", context="ctx"))
+        answer_with(program, driver)
     assert box.events == ["started", "loaded", "closed"]
