@@ -22,10 +22,13 @@ from typing import TypeVar
 
 import pytest
 
+from rlm import RLM
+from rlm.errors import RLMError
 from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.e2b import E2BSandbox
 from rlm.sandbox.local import LocalSandbox, jail
+from rlm.testing import FakeOpenAIServer
 from tests.sandbox.fake_e2b import FakeSandbox, fresh_service
 
 T = TypeVar("T")
@@ -40,6 +43,35 @@ def no_calls(fn, args, kwargs):
 def code(src: str) -> str:
     """A model's reply whose one code block is `src`."""
     return f"```python\n{src}\n```"
+
+
+def run_with_first_step(first_step: str, **settings) -> tuple[str, list[str]]:
+    """The answer of a run against FakeOpenAIServer whose root's first code is `first_step` (then
+    FINAL('done')), and the prompts the model was sent (each one's last 3,000 characters); fails the
+    test if run() raises."""
+    prompts: list[str] = []
+    replies = [code(first_step), code("FINAL('done')")]
+
+    def reply(body: dict) -> str:
+        prompts.append(str(body.get("messages", ""))[-3000:])
+        return replies.pop(0) if replies else code("FINAL('done')")
+
+    server = FakeOpenAIServer(reply).start()
+    rlm = RLM(model="openai/test-model", api_base=server.base_url, api_key="test", exec_timeout=5.0, **settings)
+    try:
+        try:
+            return rlm.run("q", "ctx").answer, prompts
+        except RLMError as exc:
+            pytest.fail(f"run() raised {type(exc).__name__}: {str(exc)[:300]}")
+    finally:
+        server.stop()
+
+
+def forged_frames(*bodies: bytes, then_exit: bool = False) -> str:
+    """Worker code (policy off) that writes `bodies` as frames on its channel (fd 4), then exits or prints 'sent'."""
+    writes = "".join(f"os.write(4, struct.pack('>I', {len(b)}) + {b!r})\n" for b in bodies)
+    tail = "os._exit(0)\n" if then_exit else "print('sent')\n"
+    return "import os, struct\n" + writes + tail
 
 
 # --- what a process holds, read from /proc by the host ------------------------------------------------------

@@ -20,23 +20,8 @@ import pytest
 
 from rlm import RLM
 from rlm.cli.main import main
-from rlm.errors import RLMError
 from rlm.testing import FakeOpenAIServer
-from tests.sandbox.conftest import attempt, code, finishes_within, needs_jail, traced_peak
-
-
-def _run_on_fake_e2b(step: str) -> str:
-    """The answer of a run on the fake E2B service whose first step is `step` and second FINAL('done');
-    fails the test if run() raises."""
-    replies = [code(step), code("FINAL('done')")]
-    server = FakeOpenAIServer(lambda body: replies.pop(0) if replies else code("FINAL('done')")).start()
-    rlm = RLM(model="openai/test-model", api_base=server.base_url, api_key="test", sandbox="e2b", exec_timeout=5.0)
-    try:
-        return rlm.run("q", "ctx").answer
-    except RLMError as exc:
-        pytest.fail(f"run() raised {type(exc).__name__}: {str(exc)[:200]}")
-    finally:
-        server.stop()
+from tests.sandbox.conftest import attempt, code, finishes_within, needs_jail, run_with_first_step, traced_peak
 
 
 # --- 1. lone surrogates through the E2B sandbox's result -----------------------------------------------------
@@ -46,7 +31,8 @@ def _run_on_fake_e2b(step: str) -> str:
     ids=["error-value", "result-text"],
 )
 def test_an_e2b_steps_text_with_a_lone_surrogate_never_ends_the_run(fake_e2b, step):
-    assert _run_on_fake_e2b(step) == "done"
+    answer, _ = run_with_first_step(step, sandbox="e2b")  # on the fake E2B service
+    assert answer == "done"
 
 
 def test_an_e2b_final_answer_with_a_lone_surrogate_is_repaired(fake_e2b):

@@ -15,11 +15,8 @@ import textwrap
 
 import pytest
 
-from rlm import RLM
-from rlm.errors import RLMError
 from rlm.sandbox.local import LocalSandbox, jail
-from rlm.testing import FakeOpenAIServer
-from tests.sandbox.conftest import attempt, code, no_calls, x86_64_only
+from tests.sandbox.conftest import attempt, forged_frames, no_calls, run_with_first_step, x86_64_only
 
 pytestmark = pytest.mark.skipif(not jail.probe().available, reason=f"no OS jail here: {jail.probe().problem}")
 
@@ -81,44 +78,24 @@ def test_the_worker_cannot_list_host_folders(unrestricted, folder):
 
 
 # --- what the host does with hostile frames -----------------------------------------------------------------
-def _forged_frames(*bodies: bytes, then_exit: bool = False) -> str:
-    """Policy off: the worker writes `bodies` as frames on its channel (fd 4), then exits or waits."""
-    writes = "".join(f"os.write(4, struct.pack('>I', {len(b)}) + {b!r})\n" for b in bodies)
-    tail = "os._exit(0)\n" if then_exit else "print('sent')\n"
-    return "import os, struct\n" + writes + tail
-
-
-def _run_with_worker_code(first_step: str, **settings) -> str:
-    replies = [code(first_step), code("FINAL('done')")]
-    server = FakeOpenAIServer(lambda body: replies.pop(0) if replies else code("FINAL('done')")).start()
-    rlm = RLM(model="openai/test-model", api_base=server.base_url, api_key="test", exec_timeout=5.0, **settings)
-    try:
-        try:
-            return rlm.run("q", "ctx").answer
-        except RLMError as exc:
-            pytest.fail(f"run() raised {type(exc).__name__}: {str(exc)[:300]}")
-    finally:
-        server.stop()
-
-
 def test_a_forged_recursive_llm_slice_nested_past_the_protocol_limit_never_ends_the_run(policy_off):
     deep = "[" * 600 + "]" * 600
     body = ('{"type": "call", "fn": "recursive_llm", "args": ["q", ' + deep + '], "kwargs": {}}').encode()
-    step = _forged_frames(body) + textwrap.dedent(
+    step = forged_frames(body) + textwrap.dedent(
         """
         (size,) = struct.unpack('>I', os.read(3, 4))
         print('answered', size)
         """
     )
-    assert _run_with_worker_code(step, max_depth=2, sandbox="restricted") == "done"
+    assert run_with_first_step(step, max_depth=2, sandbox="restricted")[0] == "done"
 
 
 def test_a_frame_sent_after_the_steps_result_never_ends_the_run(policy_off):
     result = b'{"type": "result", "output": "one", "error": null, "final": null}'
     extra = b'{"type": "call", "fn": "llm_query", "args": ["stale"], "kwargs": {}}'
-    assert _run_with_worker_code(_forged_frames(result, extra), sandbox="restricted") == "done"
+    assert run_with_first_step(forged_frames(result, extra), sandbox="restricted")[0] == "done"
 
 
 def test_a_worker_that_exits_while_the_host_answers_its_call_never_ends_the_run(policy_off):
     call = b'{"type": "call", "fn": "llm_query", "args": ["hello"], "kwargs": {}}'
-    assert _run_with_worker_code(_forged_frames(call, then_exit=True), sandbox="restricted") == "done"
+    assert run_with_first_step(forged_frames(call, then_exit=True), sandbox="restricted")[0] == "done"

@@ -30,23 +30,21 @@ import textwrap
 
 import pytest
 
-from rlm import RLM
-from rlm.errors import ConfigurationError, RLMError
+from rlm.errors import ConfigurationError
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.host_memory import HostFrameBudget
 from rlm.sandbox.local import LocalSandbox
 from rlm.sandbox.local.kernel_memory import MAX_MAPPINGS
-from rlm.testing import FakeOpenAIServer
 from tests.sandbox.conftest import (
     LIBC_MMAP,
     PROBE_REPORT,
     RAW,
     SEND_BODY_READ_REPLY,
     attempt,
-    code,
     finishes_within,
     needs_jail,
     no_calls,
+    run_with_first_step,
     traced_peak,
     x86_64_only,
 )
@@ -138,26 +136,6 @@ def _forged_then_read(body: bytes) -> str:
     )
 
 
-def _run_with_worker_code(first_step: str, **settings) -> tuple[str, list[str]]:
-    """The run's answer and the prompts the model was sent, with `first_step` as the root's first code."""
-    prompts: list[str] = []
-    replies = [code(first_step), code("FINAL('done')")]
-
-    def reply(body: dict) -> str:
-        prompts.append(str(body.get("messages", ""))[-3000:])
-        return replies.pop(0) if replies else code("FINAL('done')")
-
-    server = FakeOpenAIServer(reply).start()
-    rlm = RLM(model="openai/test-model", api_base=server.base_url, api_key="test", exec_timeout=5.0, **settings)
-    try:
-        try:
-            return rlm.run("q", "ctx").answer, prompts
-        except RLMError as exc:
-            pytest.fail(f"run() raised {type(exc).__name__}: {str(exc)[:300]}")
-    finally:
-        server.stop()
-
-
 @needs_jail
 @pytest.mark.parametrize(
     "fn",
@@ -169,7 +147,7 @@ def _run_with_worker_code(first_step: str, **settings) -> tuple[str, list[str]]:
 )
 def test_a_forged_call_naming_no_function_is_an_error_the_code_reads(policy_off, fn):
     body = b'{"type": "call", "fn": ' + fn + b', "args": ["p"], "kwargs": {}}'
-    answer, prompts = _run_with_worker_code(_forged_then_read(body), sandbox="restricted")
+    answer, prompts = run_with_first_step(_forged_then_read(body), sandbox="restricted")
     assert answer == "done"
     assert '{"error": ' in prompts[1], prompts[1][-500:]  # answered with an error the code printed; the run went on
 
@@ -203,7 +181,7 @@ def test_a_forged_result_whose_submitted_fields_nest_deep_never_ends_the_step(po
     deep = b"[" * 900 + b"]" * 900
     body = b'{"type": "result", "output": "o", "error": null, "final": null, "submitted": {"x": ' + deep + b"}}"
     step = f"import os, struct\nos.write(4, struct.pack('>I', {len(body)}) + {body!r})\nimport time\ntime.sleep(5)"
-    answer, _ = _run_with_worker_code(step, sandbox="restricted")
+    answer, _ = run_with_first_step(step, sandbox="restricted")
     assert answer == "done"
 
 
