@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rlm import RLM
-from rlm.engine.hints import unset_name_hint
+from rlm.engine.hints import no_match_hint, unset_name_hint
 from rlm.engine.result import StepRecord
 from tests.conftest import last_user_message
 
@@ -35,3 +35,32 @@ def test_no_hint_when_the_name_was_set_or_never_assigned():
     assert unset_name_hint("NameError: name 'other' is not defined", [failed]) is None
     assert unset_name_hint("ValueError: bad", [failed]) is None
     assert unset_name_hint(None, [failed]) is None
+
+
+def test_a_search_that_found_nothing_is_named_where_the_error_says_nonetype(make_lm):
+    lm, engine = make_lm([
+        code("found = re.search(r'absent', context).group()"),
+        code("FINAL(str(len(context)))"),
+    ])  # fmt: skip
+    result = RLM(model=lm).run("q", "the context")
+    assert result.answer == "11"
+    seen = last_user_message(engine.calls[1])
+    assert "'NoneType' object has no attribute 'group'" in seen
+    assert "that pattern does not occur in the text you searched. Print context to see" in seen
+
+
+def test_no_match_hint_only_for_a_match_method_on_none():
+    assert ".span() failed" in (no_match_hint("AttributeError: 'NoneType' object has no attribute 'span'") or "")
+    assert no_match_hint("AttributeError: 'NoneType' object has no attribute 'split'") is None
+    assert no_match_hint("AttributeError: 'str' object has no attribute 'group'") is None
+    assert no_match_hint(None) is None
+
+
+def test_no_match_hint_names_the_searched_text_as_the_failing_line_wrote_it():
+    none_has = "AttributeError: 'NoneType' object has no attribute 'group'"
+    error = f"{none_has} (at line 2: code = re.search(r'x: (\\d+)', rows[0]).group(1))"
+    assert "Print rows[0] to see what it holds" in (no_match_hint(error) or "")
+    unclear = f"{none_has} (at line 1: a = re.search(p, x).group() + re.match(p, y).group())"
+    assert "Print the text you searched" in (no_match_hint(unclear) or "")
+    clipped = f"{none_has} (at line 1: a = re.search(p, x…)"
+    assert "Print the text you searched" in (no_match_hint(clipped) or "")

@@ -45,10 +45,7 @@ def describe_context(context: Any) -> str:
     total = context_length(context)
     size = f"{total:,} characters (~{total // CHARS_PER_TOKEN:,} tokens)"
     if isinstance(context, str):
-        return (
-            f"`context` is a str of {size}. Slices such as context[:2000] show a part of it; "
-            f"context.splitlines() gives its lines to search.\n{_preview(context)}"
-        )
+        return f"`context` is a str of {size}. {_text_reading_hint(context)}\n{_preview(context)}"
     if isinstance(context, dict):
         first = next(iter(context), None)
         listing = [f"  {key!r}: {_describe_document(value)}" for key, value in _first(context.items())]
@@ -94,6 +91,29 @@ def quoted_parts(context: Any) -> list[tuple[str, str]]:
 
 def _document_length(document: Any) -> int:
     return len(document) if isinstance(document, str) else len(str(document))
+
+
+def _text_reading_hint(text: str) -> str:
+    """How to find things in a long text: whole lines when it has lines, a window around each match if not.
+
+    Said in code because small models act on code they are shown, not on prose: told only that
+    `splitlines()` gives lines, the bundled model searched the whole text with `re.search(p,
+    context).group()`, took the matched word for "the line" and searched that word for the
+    answer until its steps ran out (docs/BENCHMARKS.md, the main-job example). Placeholders, not
+    search words: any real word would resemble some task, and the model copies it.
+    """
+    if "\n" in text[:HEAD_CHARS]:  # the sample shows lines; no pass over the whole text
+        return (
+            "Slices such as context[:2000] show a part of it. To find something, keep whole lines: "
+            "[line for line in context.splitlines() if word in line] lists every line that holds the "
+            "text in `word`; re.search(pattern, line) tests a line against a pattern. (A match's .group() "
+            "is only the text the pattern matched, not the line around it.)"
+        )
+    return (
+        "Slices such as context[:2000] show a part of it. To find something, look around each match: "
+        "[context[max(m.start() - 200, 0):m.end() + 200] for m in re.finditer(pattern, context)] lists "
+        "the text around every match. (A match's .group() is only the text the pattern matched.)"
+    )
 
 
 def _reading_hint(expression: str, document: Any) -> str:

@@ -1,9 +1,11 @@
-"""Hints a step's observation adds from what earlier steps did, where the error alone misleads.
+"""Hints a step's observation adds where the error alone misleads: from what earlier steps did, or
+from what the error's words hide.
 
 A `NameError` for a name an earlier step assigns says "not defined", and small models then guard
 against a missing value (`if not rows: ...`) or give up, when the cause is the earlier step's own
 error: it stopped before the assignment ran. The hint names that step and its error, so the fix
-goes where the fault is. Called by the node's step loop; it reads only the trajectory.
+goes where the fault is. `'NoneType' object has no attribute 'group'` hides that a regex search
+found nothing. Called by the node's step loop; it reads only the error and the trajectory.
 
 (A hint for outputs made only of the code's own text was tried and removed, 2026-11-26: it did not
 help the bundled model on the items it was made for, and it misread outputs that are findings,
@@ -12,6 +14,7 @@ such as `print("yes" if "x" in context else "no")`; docs/BENCHMARKS.md.)
 
 from __future__ import annotations
 
+import ast
 import functools
 import re
 from collections.abc import Sequence
@@ -20,6 +23,9 @@ from rlm.engine.parsing import bound_names
 from rlm.engine.result import StepRecord
 
 _UNDEFINED = re.compile(r"NameError: name '(\w+)' is not defined")
+_NO_MATCH = re.compile(r"AttributeError: 'NoneType' object has no attribute '(group|groups|groupdict|start|end|span)'")
+_FAILED_LINE = re.compile(r"\(at line \d+: (.+)\)\s*$")  # the sandbox's error ends with the line that raised
+_SEARCHES = frozenset({"search", "match", "fullmatch"})
 _ERROR_SHOWN_CHARS = 160
 
 
@@ -27,6 +33,50 @@ _ERROR_SHOWN_CHARS = 160
 def _bound(code: str) -> frozenset[str]:
     """The names a step binds, parsed once per step (each later NameError asks about every step)."""
     return frozenset(bound_names(code))
+
+
+def error_hint(error: str | None, earlier: Sequence[StepRecord]) -> str | None:
+    """What a step's error means where its text alone misleads, or None."""
+    return unset_name_hint(error, earlier) or no_match_hint(error)
+
+
+def no_match_hint(error: str | None) -> str | None:
+    """`re.search(...).group()` on no match: the error names NoneType, not the search that found nothing.
+
+    The bundled model read it as a fault of its `if` and ran the same search again until its steps
+    ran out; told only to print "that text", it printed the start of `context` instead of the line
+    it had searched (docs/BENCHMARKS.md, the main-job example). So the hint names the searched text
+    as the failing line wrote it."""
+    found = _NO_MATCH.search(error or "")
+    if found is None:
+        return None
+    searched = _searched_text(error or "")
+    look = f"Print {searched} to see what it holds" if searched else "Print the text you searched to see what it holds"
+    return (
+        f"re.search, re.match and re.fullmatch return None when the pattern is not in the text, so "
+        f".{found.group(1)}() failed: that pattern does not occur in the text you searched. {look}, "
+        "then write a pattern that fits it."
+    )
+
+
+def _searched_text(error: str) -> str | None:
+    """The text argument of the one re.search/match/fullmatch call in the failing line, as written."""
+    line = _FAILED_LINE.search(error.strip().splitlines()[0] if error.strip() else "")
+    if line is None:
+        return None
+    try:
+        tree = ast.parse(line.group(1).strip())
+    except (SyntaxError, ValueError):  # a line of a longer statement, or a clipped one
+        return None
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _SEARCHES
+        and len(node.args) >= 2
+    ]
+    return ast.unparse(calls[0].args[1]) if len(calls) == 1 else None
 
 
 def unset_name_hint(error: str | None, earlier: Sequence[StepRecord]) -> str | None:

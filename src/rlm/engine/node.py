@@ -21,7 +21,7 @@ from rlm.engine.calls import CallSite
 from rlm.engine.conversation import Conversation
 from rlm.engine.describe import describe_context, quoted_parts, shows_whole
 from rlm.engine.grounding import Grounding, shows
-from rlm.engine.hints import unset_name_hint
+from rlm.engine.hints import error_hint
 from rlm.engine.limits import BUDGET_REASONS, clip, clip_answer, deadline_passed, prompt_cap
 from rlm.engine.parsing import (
     TextFinal,
@@ -168,7 +168,7 @@ class NodeRun:
                     text_final = None
                 if repeats > 1:
                     notes.append(prompts.repeated_note(failed=error is not None, printed=bool(output.strip())))
-                if (hint := unset_name_hint(error, trajectory)) is not None:
+                if (hint := error_hint(error, trajectory)) is not None:
                     notes.append(hint)
             if text_final is not None and error is None:
                 answer, final_error, literal = yield from self._resolve_text_final(text_final, grounding)
