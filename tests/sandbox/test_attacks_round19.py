@@ -265,6 +265,7 @@ def test_the_graph_files_hold_no_raw_terminal_controls(tmp_path, name):
 
 # --- a .env file in the folder `rlm ask` runs in (a cloned repository's, beside the documents asked about) --------
 USERS_KEY = "sk-user-REALKEY-abcdefghijkl"
+CLOSED_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens on it here
 
 
 class _Records(JSONHandler):
@@ -287,6 +288,9 @@ def _rlm_ask_beside(tmp_path: Path, dotenv: str) -> tuple[list[str | None], str]
     handler = type("Handler", (_Records,), {"seen": seen})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RLM_", "E2B_"))}
     env["OPENAI_API_KEY"] = USERS_KEY
+    # With the .env's base ignored the run asks the provider's own address: through a proxy that is a
+    # closed local port, so the user's (fake) key never leaves this machine, network or not.
+    env.update(dict.fromkeys(("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"), CLOSED_PROXY), NO_PROXY="127.0.0.1,localhost")
     with serving(handler) as api_base:
         (tmp_path / "README.md").write_text("a project")
         (tmp_path / ".env").write_text(dotenv.format(base=api_base))
