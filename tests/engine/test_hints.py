@@ -64,3 +64,5 @@ def test_no_match_hint_names_the_searched_text_as_the_failing_line_wrote_it():
     assert "Print the text you searched" in (no_match_hint(unclear) or "")
     clipped = f"{none_has} (at line 1: a = re.search(p, x…)"
     assert "Print the text you searched" in (no_match_hint(clipped) or "")
+    hostile = f"{none_has} (at line 1: re.search(p, {'-' * 100_000}1))"  # a worker past the policy writes any text
+    assert "Print the text you searched" in (no_match_hint(hostile) or "")

@@ -26,6 +26,7 @@ _UNDEFINED = re.compile(r"NameError: name '(\w+)' is not defined")
 _NO_MATCH = re.compile(r"AttributeError: 'NoneType' object has no attribute '(group|groups|groupdict|start|end|span)'")
 _FAILED_LINE = re.compile(r"\(at line \d+: (.+)\)\s*$")  # the sandbox's error ends with the line that raised
 _SEARCHES = frozenset({"search", "match", "fullmatch"})
+_LINE_CHARS = 400  # the sandbox quotes at most 200 characters of the failing line
 _ERROR_SHOWN_CHARS = 160
 
 
@@ -61,12 +62,12 @@ def no_match_hint(error: str | None) -> str | None:
 
 def _searched_text(error: str) -> str | None:
     """The text argument of the one re.search/match/fullmatch call in the failing line, as written."""
-    line = _FAILED_LINE.search(error.strip().splitlines()[0] if error.strip() else "")
+    line = _FAILED_LINE.search(error.strip().splitlines()[0][:_LINE_CHARS] if error.strip() else "")
     if line is None:
         return None
-    try:
+    try:  # the error's text is the worker's, hostile past the policy: short, and any failure is no hint
         tree = ast.parse(line.group(1).strip())
-    except (SyntaxError, ValueError):  # a line of a longer statement, or a clipped one
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # part of a longer statement, clipped, ...
         return None
     calls = [
         node
