@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import threading
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -17,6 +15,7 @@ import dspy
 import networkx as nx
 
 from rlm.config import RLMConfig
+from rlm.dotenv_keys import load_dotenv_file
 from rlm.engine.module import RLMModule
 from rlm.engine.prompts import CODE_BLOCK_END, SLOW_SUB_MODEL_NOTE
 from rlm.engine.result import RLMResult
@@ -33,41 +32,6 @@ if TYPE_CHECKING:
     from rlm.engine.conversation import Conversation
     from rlm.sandbox.base import Sandbox
     from rlm.session import Session
-
-
-def load_dotenv_file() -> list[str]:
-    """Load the API keys in `./.env` into the environment, never overriding variables
-    already set, and return the names it set. Only keys: a `.env` sits in the folder the user works
-    in, maybe a folder of the very documents being read, and other settings in it act on what is already the user's. An
-    OPENAI_API_BASE there received the key from the user's shell with every document, and
-    RLM_SANDBOX=restricted-policy-only turned the OS jail off unseen (attack round 19)."""
-    env_file = Path.cwd() / ".env"
-    if not env_file.is_file():
-        return []
-    from dotenv import dotenv_values
-
-    loaded, ignored = [], []
-    for name, value in dotenv_values(env_file).items():
-        if value is None or name in os.environ:
-            continue
-        if name.endswith(DOTENV_KEY_SUFFIXES) or name in DOTENV_SETTINGS:
-            os.environ[name] = value
-            loaded.append(name)
-        else:
-            ignored.append(name)
-    if ignored:
-        warnings.warn(
-            f"{env_file} sets {', '.join(sorted(ignored))}, which recursive-llm reads from the environment only, not "
-            "from a .env file (only API keys are taken from it): export them in your shell to use them",
-            stacklevel=2,
-        )
-    return loaded
-
-
-# What a .env file may set: keys (a key is only ever sent to its own provider). Not the model: a
-# planted RLM_MODEL beside a planted key sent the documents to a stranger's account (attack round 20).
-DOTENV_KEY_SUFFIXES = ("_API_KEY", "_API_TOKEN")
-DOTENV_SETTINGS: frozenset[str] = frozenset()
 
 
 def _local_compact_at() -> int:

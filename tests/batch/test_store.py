@@ -66,3 +66,12 @@ def test_cutting_the_file_at_any_byte_leaves_a_prefix_of_complete_rows(tmp_path_
         assert {i: r["n"] for i, r in store.rows.items()} == expected
     reread = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in reread] == list(expected)
+
+
+def test_a_value_json_cannot_hold_is_kept_as_text_and_the_next_rows_follow(tmp_path):
+    path = tmp_path / "results.jsonl"
+    with ResultStore(path) as store:
+        store.append({**row("a"), "value": {(1, 2): 3}})  # json.dumps refuses a tuple key
+        store.append(row("b"))
+    rows = load_results(path)
+    assert rows["a"]["value"] == "{(1, 2): 3}" and rows["b"]["answer"] == "a"

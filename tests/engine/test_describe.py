@@ -23,3 +23,11 @@ def test_the_advice_holds_no_search_word_to_copy():
     # Placeholders only: a real word in the advice resembles some task, and small models copy it.
     text = describe_context("alpha beta\n" * 1000).split("Start:")[0]
     assert re.search(r"""['"]\w+['"]""", text) is None
+
+
+def test_documents_are_searched_all_at_once_with_their_names():
+    lines = describe_context({"a.log": "x 1\ny 2\n" * 500, "b.log": "z\n"})
+    assert "for name, text in context.items() for line in text.splitlines() if word in line]" in lines
+    prose = describe_context(["one long paragraph " * 100, "another"])
+    assert "for i, text in enumerate(context) for m in re.finditer(pattern, text)]" in prose
+    assert "To find something" not in describe_context({"rows": [{"a": 1}]})  # structured: its shape says how

@@ -84,7 +84,7 @@ def batch(
     if item_timeout is not None and item_timeout <= 0:
         raise ConfigurationError(f"item_timeout must be positive seconds, got {item_timeout}")
     budget = BatchBudget(budget_calls, budget_tokens, budget_usd)
-    from rlm.facade import load_dotenv_file
+    from rlm.dotenv_keys import load_dotenv_file
 
     load_dotenv_file()  # keys that live only in ./.env must be known before results are redacted
     plan = ItemPlan(

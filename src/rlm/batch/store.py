@@ -63,7 +63,7 @@ class ResultStore:
 
     def append(self, row: dict[str, Any]) -> None:
         assert self._fd is not None, "open the store first"
-        line = file_safe(redact(json.dumps(row, ensure_ascii=False, default=str), self.secrets)) + "\n"
+        line = file_safe(redact(_json_line(row), self.secrets)) + "\n"
         data = line.encode("utf-8", "replace")  # a lone surrogate (an input's "\ud800") must not lose the row
         # One write of the whole line: a kill leaves either nothing or a partial last line, which
         # the next open cuts off. A short write (rare on a local disk) continues where it stopped.
@@ -120,3 +120,13 @@ def _parse(data: bytes) -> tuple[dict[str, dict[str, Any]], bool]:
             del rows[row["id"]]  # the last row wins, and takes the last place
         rows[row["id"]] = row
     return rows, clean
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    """The row as one JSON line; a typed value JSON has no form for (a tuple key: json.dumps refuses
+    keys that are not text, and `default` does not apply to keys) is kept as its text, so one row
+    can never end the batch (attack round 22)."""
+    try:
+        return json.dumps(row, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps({**row, "value": str(row.get("value"))}, ensure_ascii=False, default=str)

@@ -35,14 +35,14 @@ def default_model() -> str:
 
     A key that only ./.env holds moves the documents off this machine, and a .env may have come with
     the folder being read: the choice is then said on stderr, with the way to keep them here."""
-    from rlm.facade import load_dotenv_file
+    from rlm.dotenv_keys import came_from_dotenv, load_dotenv_file
 
-    from_dotenv = load_dotenv_file()
+    load_dotenv_file()
     if os.environ.get("RLM_MODEL"):
         return os.environ["RLM_MODEL"]
     if not os.environ.get("OPENAI_API_KEY"):
         return "local"
-    if "OPENAI_API_KEY" in from_dotenv:
+    if came_from_dotenv("OPENAI_API_KEY"):
         print(
             f"rlm: model gpt-4o-mini (OpenAI), because {Path.cwd() / '.env'} sets OPENAI_API_KEY; "
             "the question and documents go to that key's account. --model local keeps them on this machine.",

@@ -12,6 +12,7 @@ HEAD_CHARS = 600
 TAIL_CHARS = 300
 MAX_LISTED_DOCUMENTS = 20
 DOCUMENT_HEAD_CHARS = 80
+KEY_CHARS = 80  # a document's name or a structured document's key, as shown
 CHARS_PER_TOKEN = 4  # a rough, provider-independent estimate; shown as "~" to the model
 
 
@@ -48,21 +49,24 @@ def describe_context(context: Any) -> str:
         return f"`context` is a str of {size}. {_text_reading_hint(context)}\n{_preview(context)}"
     if isinstance(context, dict):
         first = next(iter(context), None)
-        listing = [f"  {key!r}: {_describe_document(value)}" for key, value in _first(context.items())]
+        listing = [f"  {_shown(key)}: {_describe_document(value)}" for key, value in _first(context.items())]
         return (
             f"`context` is a dict of {len(context)} documents, {size} in all. Its keys are the document "
             f"names (list(context) lists them) and context[name] is one document"
-            + (f", e.g. {_reading_hint(f'context[{first!r}]', context[first])}" if first is not None else "")
-            + ".\n"
+            + (f", e.g. {_reading_hint(_document(first, 0), context[first])}" if first is not None else "")
+            + "."
+            + (_documents_search_hint("name", "context.items()", context[first]) if first is not None else "")
+            + "\n"
             + "\n".join(listing)
             + _more(len(context))
         )
     if isinstance(context, (list, tuple)):
         listing = [f"  [{i}]: {_describe_document(value)}" for i, value in enumerate(_first(context))]
         hint = f", e.g. {_reading_hint('context[0]', context[0])}" if context else ""
+        search = _documents_search_hint("i", "enumerate(context)", context[0]) if context else ""
         return (
             f"`context` is a {type(context).__name__} of {len(context)} documents, {size} in all; "
-            f"context[i] is one document{hint}.\n" + "\n".join(listing) + _more(len(context))
+            f"context[i] is one document{hint}.{search}\n" + "\n".join(listing) + _more(len(context))
         )
     return f"`context` is a {type(context).__name__} of {size}; print(repr(context)[:2000]) shows its start."
 
@@ -83,10 +87,25 @@ def quoted_parts(context: Any) -> list[tuple[str, str]]:
     else:
         return []
     return [
-        (f"context[{key!r}][:{DOCUMENT_HEAD_CHARS}]", doc[:DOCUMENT_HEAD_CHARS])
-        for key, doc in named
+        (f"{_document(key, index)}[:{DOCUMENT_HEAD_CHARS}]", doc[:DOCUMENT_HEAD_CHARS])
+        for index, (key, doc) in enumerate(named)
         if isinstance(doc, str)
     ]
+
+
+def _shown(key: Any) -> str:
+    """A key as the model reads it, clipped: the model's code names a child's keys, and a key of
+    2 MB went whole into every step's prompt of that child (attack round 22)."""
+    text = repr(key)
+    return text if len(text) <= KEY_CHARS else f"{text[:KEY_CHARS]}... ({len(text):,} characters)"
+
+
+def _document(key: Any, index: int) -> str:
+    """Code that names one document of `context`: by its key, or by position when the key is long."""
+    if isinstance(key, int):
+        return f"context[{key}]"  # a list's index
+    text = repr(key)
+    return f"context[{text}]" if len(text) <= KEY_CHARS else f"context[list(context)[{index}]]"
 
 
 def _document_length(document: Any) -> int:
@@ -116,6 +135,20 @@ def _text_reading_hint(text: str) -> str:
     )
 
 
+def _documents_search_hint(key: str, pairs: str, first: Any) -> str:
+    """How to search every text document at once, judged by the first one (its lines or not)."""
+    if not isinstance(first, str):
+        return ""
+    if "\n" in first[:HEAD_CHARS]:
+        found = f"[({key}, line) for {key}, text in {pairs} for line in text.splitlines() if word in line]"
+        return f" To find something in every document: {found} lists each line that holds the text in `word`."
+    found = (
+        f"[({key}, text[max(m.start() - 200, 0):m.end() + 200]) for {key}, text in {pairs} "
+        "for m in re.finditer(pattern, text)]"
+    )
+    return f" To find something in every document: {found} lists the text around every match."
+
+
 def _reading_hint(expression: str, document: Any) -> str:
     if isinstance(document, str):
         return f"print({expression}[:1000])"
@@ -137,7 +170,8 @@ def _shape(value: Any, depth: int = 0) -> str:
     """A structured document's shape in a few words: its type, its keys or its items' type."""
     if depth < 2 and isinstance(value, dict):
         keys = list(_first(value))[:8]
-        return f"dict with {len(value)} keys {keys!r}{' ...' if len(value) > len(keys) else ''}"
+        shown = ", ".join(_shown(key) for key in keys)
+        return f"dict with {len(value)} keys [{shown}]{' ...' if len(value) > len(keys) else ''}"
     if depth < 2 and isinstance(value, (list, tuple)):
         inner = f" of {_shape(value[0], depth + 1)}" if value else ""
         return f"{type(value).__name__} of {len(value)} items{inner}"

@@ -65,19 +65,21 @@ def _searched_text(error: str) -> str | None:
     line = _FAILED_LINE.search(error.strip().splitlines()[0][:_LINE_CHARS] if error.strip() else "")
     if line is None:
         return None
-    try:  # the error's text is the worker's, hostile past the policy: short, and any failure is no hint
-        tree = ast.parse(line.group(1).strip())
-    except (SyntaxError, ValueError, RecursionError, MemoryError):  # part of a longer statement, clipped, ...
+    # The error's text is the worker's (and the model picks an exception's message): kept short, and
+    # any failure of parsing or unparsing it is no hint, never an error out of the run. Unparsing
+    # raised ValueError for an f-string holding a control character (attack round 22).
+    try:
+        calls = [
+            node
+            for node in ast.walk(ast.parse(line.group(1).strip()))
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _SEARCHES
+            and len(node.args) >= 2
+        ]
+        return ast.unparse(calls[0].args[1]) if len(calls) == 1 else None
+    except Exception:  # part of a longer statement, a clipped line, text ast cannot write back
         return None
-    calls = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr in _SEARCHES
-        and len(node.args) >= 2
-    ]
-    return ast.unparse(calls[0].args[1]) if len(calls) == 1 else None
 
 
 def unset_name_hint(error: str | None, earlier: Sequence[StepRecord]) -> str | None:

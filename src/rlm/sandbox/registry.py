@@ -58,7 +58,16 @@ def resolve_sandbox_name(requested: str | None) -> str:
 
 
 def _auto() -> str:
-    if os.environ.get("E2B_API_KEY"):
+    from rlm.dotenv_keys import came_from_dotenv
+
+    if os.environ.get("E2B_API_KEY") and came_from_dotenv("E2B_API_KEY"):
+        # A .env may come with the folder being read: its key would run the code and the documents
+        # in its author's E2B account (attack round 22). Used only when the user names e2b.
+        _warn_once(
+            "recursive-llm: E2B_API_KEY comes from ./.env, so sandbox='auto' does not pick E2B (that key's account "
+            "would receive the code and documents); pass sandbox='e2b' (--sandbox e2b) to use it"
+        )
+    elif os.environ.get("E2B_API_KEY"):
         try:
             _CHECKS.get("e2b", lambda: None)()
             return "e2b"
