@@ -68,10 +68,12 @@ def test_cutting_the_file_at_any_byte_leaves_a_prefix_of_complete_rows(tmp_path_
     assert [r["id"] for r in reread] == list(expected)
 
 
-def test_a_value_json_cannot_hold_is_kept_as_text_and_the_next_rows_follow(tmp_path):
+def test_a_typed_value_is_written_as_json_data_and_the_next_rows_follow(tmp_path):
     path = tmp_path / "results.jsonl"
     with ResultStore(path) as store:
-        store.append({**row("a"), "value": {(1, 2): 3}})  # json.dumps refuses a tuple key
-        store.append(row("b"))
+        store.append({**row("a"), "value": {(1, 2): {3, 4}}})  # json.dumps refuses a tuple key and a set
+        store.append({**row("b"), "value": [1j, b"raw"]})
+        store.append(row("c"))
     rows = load_results(path)
-    assert rows["a"]["value"] == "{(1, 2): 3}" and rows["b"]["answer"] == "a"
+    assert rows["a"]["value"] == {"1,2": [3, 4]}
+    assert rows["b"]["value"] == ["1j", "raw"] and rows["c"]["answer"] == "a"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm.batch.result import redact
+from rlm.engine.answer_types import to_json_data
 from rlm.errors import ConfigurationError
 from rlm.terminal import file_safe
 
@@ -123,10 +124,11 @@ def _parse(data: bytes) -> tuple[dict[str, dict[str, Any]], bool]:
 
 
 def _json_line(row: dict[str, Any]) -> str:
-    """The row as one JSON line; a typed value JSON has no form for (a tuple key: json.dumps refuses
-    keys that are not text, and `default` does not apply to keys) is kept as its text, so one row
-    can never end the batch (attack round 22)."""
+    """The row as one JSON line, its typed value as JSON data: json.dumps refused a tuple key
+    (`default` does not apply to keys) and one row ended the batch (attack round 22)."""
+    if row.get("value") is not None:
+        row = {**row, "value": to_json_data(row["value"])}
     try:
         return json.dumps(row, ensure_ascii=False, default=str)
-    except (TypeError, ValueError, RecursionError):
-        return json.dumps({**row, "value": str(row.get("value"))}, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):  # a field other than the value: keep the row, as text
+        return json.dumps({name: str(field) for name, field in row.items()}, ensure_ascii=False)

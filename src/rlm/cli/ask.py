@@ -104,7 +104,6 @@ def parse_output_type(text: str) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump()
-    return value
+    from rlm.engine.answer_types import to_json_data
+
+    return to_json_data(value)

@@ -94,7 +94,7 @@ def _candidates(answer: str) -> list[Any]:
         found.append(ast.literal_eval(text))
     # Only values the host can write back and read again anywhere: ints it can print in decimal,
     # nesting it can walk at any stack depth.
-    found = [value for value in found if _writable(value, json_data=True)]
+    found = [value for value in found if _writable(value)]
     found.append(answer)
     return found
 
@@ -104,11 +104,9 @@ def _candidates(answer: str) -> list[Any]:
 MAX_VALUE_NESTING = 100
 
 
-def _writable(value: Any, finite: bool = False, json_data: bool = False) -> bool:
-    """Whether (with `json_data`) `value` is JSON data (round 22: a complex number or a tuple key that
-    literal_eval built ended `rlm ask --output` and a batch; a validated value may hold what the
-    user's type asks for, dates or sets), every int in it can be written in decimal (str, JSON), its
-    containers nest at most MAX_VALUE_NESTING deep, and (with `finite`) no float is NaN or infinite. A hex literal
+def _writable(value: Any, finite: bool = False) -> bool:
+    """Whether every int in `value` can be written in decimal (str, JSON), its lists and dicts
+    nest at most MAX_VALUE_NESTING deep, and (with `finite`) no float is NaN or infinite. A hex literal
     (`0xfff...`) reads past Python's limit on decimal digits, which only guards decimal text: the
     typed value then could not be printed or saved, and `rlm ask --output int` ended in a
     traceback. NaN and infinities mean no answer, and strict JSON (a batch row, `rlm ask --json`
@@ -122,8 +120,6 @@ def _writable(value: Any, finite: bool = False, json_data: bool = False) -> bool
             return False
         if finite and isinstance(item, float) and not math.isfinite(item):
             return False
-        if json_data and not _is_json_data(item):
-            return False  # complex, bytes, sets, Ellipsis, tuple keys: literal_eval builds them, JSON holds none
         if isinstance(item, (list, tuple, set, frozenset, dict)):
             if depth >= MAX_VALUE_NESTING:
                 return False
@@ -132,11 +128,19 @@ def _writable(value: Any, finite: bool = False, json_data: bool = False) -> bool
     return True
 
 
-def _is_json_data(item: Any) -> bool:
-    """One level of JSON data: a scalar, a list (a tuple reads as one), or a dict with text keys."""
-    if isinstance(item, dict):
-        return all(isinstance(key, str) for key in item)
-    return isinstance(item, (str, int, float, type(None), list, tuple))  # bool is an int
+def to_json_data(value: Any) -> Any:
+    """A typed value as JSON data, for the places that write one (`rlm ask --output`, a batch's
+    results file): sets and tuples as lists, keys, dates, bytes and complex numbers as text, models
+    and dataclasses as objects. A type the user asked for may hold any of these, and an `Any` part
+    holds whatever literal_eval built (attack round 22: `[1j]` and `{(1, 2): 3}` ended `rlm ask` in
+    a traceback and a batch in TypeError); the value the Python API returns keeps its own types."""
+    try:
+        return _ANY.dump_python(value, mode="json")
+    except Exception:  # pydantic's serialization errors (bytes that are not UTF-8, ...)
+        return str(value)
+
+
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
 
 
 def _signature_model(spec: str) -> type[BaseModel]:
