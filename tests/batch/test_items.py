@@ -120,3 +120,22 @@ def test_ray_workers_get_only_the_keys_of_the_providers_in_use(monkeypatch):
         "ANTHROPIC_API_KEY",
         "E2B_API_KEY",
     ]
+
+
+def test_ray_workers_never_get_an_e2b_key_only_dotenv_gave_unless_e2b_is_named(monkeypatch, tmp_path):
+    # A worker cannot tell where a key came from, and `auto` would pick E2B with it (review, round 22).
+    from rlm.batch.ray_runner import forwarded_environment
+    from rlm.batch.runner import ItemPlan
+    from rlm.dotenv_keys import load_dotenv_file
+
+    monkeypatch.delenv("E2B_API_KEY", raising=False)
+    monkeypatch.setattr("rlm.dotenv_keys._loaded", {})  # this process's record, restored after
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("E2B_API_KEY=e2b-planted-123456\n")
+    assert load_dotenv_file() == ["E2B_API_KEY"]
+    monkeypatch.setenv("E2B_API_KEY", "e2b-planted-123456")  # undone at the test's end, as the .env's was set
+    for model in ("claude-sonnet-4", "some-provider/unknown-model"):  # a provider we know, and one we don't
+        auto = ItemPlan(rlm_settings={"model": model, "sandbox": "auto"})
+        assert "E2B_API_KEY" not in forwarded_environment(auto)
+    named = ItemPlan(rlm_settings={"model": "claude-sonnet-4", "sandbox": "e2b"})
+    assert forwarded_environment(named)["E2B_API_KEY"] == "e2b-planted-123456"

@@ -33,11 +33,11 @@ def forwarded_environment(plan: ItemPlan) -> dict[str, str]:
     """What the workers need from this process's environment: the keys of the providers in use (Ray
     shows a runtime environment's variables on its dashboard, so no other key goes) and RLM/LiteLLM
     settings."""
-    keys = _needed_key_variables(plan)
+    keys, e2b = _needed_key_variables(plan), _e2b_key_usable(plan)
     env = {
         name: value
         for name, value in os.environ.items()
-        if (name.endswith("_API_KEY") and (keys is None or name in keys))
+        if (name.endswith("_API_KEY") and (keys is None or name in keys) and (name != "E2B_API_KEY" or e2b))
         or name.endswith(("_API_BASE", "_API_VERSION"))
         or name.startswith(("RLM_", "LITELLM_"))
     }
@@ -46,13 +46,23 @@ def forwarded_environment(plan: ItemPlan) -> dict[str, str]:
     return env
 
 
+def _e2b_key_usable(plan: ItemPlan) -> bool:
+    """Whether the items may use E2B_API_KEY. One that only ./.env gave is used when e2b is named,
+    never by `auto` (registry._auto); a worker cannot tell where a key it receives came from, so
+    it does not receive that one."""
+    from rlm.dotenv_keys import came_from_dotenv
+
+    sandbox = str(plan.rlm_settings.get("sandbox") or "auto")
+    return sandbox == "e2b" or (sandbox == "auto" and not came_from_dotenv("E2B_API_KEY"))
+
+
 def _needed_key_variables(plan: ItemPlan) -> set[str] | None:
     """The key variables of the chosen models' providers (and E2B's where it may be used), or None
     when a provider is not in our table (then every *_API_KEY goes, as LiteLLM may need any)."""
     from rlm.models.resolve import KEY_VARIABLES, is_local_model, qualified_name
 
     settings = plan.rlm_settings
-    needed = {"E2B_API_KEY"} if str(settings.get("sandbox") or "auto") in ("auto", "e2b") else set()
+    needed = {"E2B_API_KEY"} if _e2b_key_usable(plan) else set()
     for model in (settings.get("model"), settings.get("recursive_model")):
         if not isinstance(model, str) or is_local_model(model):
             continue
