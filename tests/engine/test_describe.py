@@ -31,3 +31,4 @@ def test_documents_are_searched_all_at_once_with_their_names():
     prose = describe_context(["one long paragraph " * 100, "another"])
     assert "for i, text in enumerate(context) for m in re.finditer(pattern, text)]" in prose
     assert "To find something" not in describe_context({"rows": [{"a": 1}]})  # structured: its shape says how
+    assert "To find something" not in describe_context({"a.txt": "text\n", "rows": [{"a": 1}]})  # code would fail

@@ -62,6 +62,10 @@ def test_no_match_hint_names_the_searched_text_as_the_failing_line_wrote_it():
     assert "Print rows[0] to see what it holds" in (no_match_hint(error) or "")
     unclear = f"{none_has} (at line 1: a = re.search(p, x).group() + re.match(p, y).group())"
     assert "Print the text you searched" in (no_match_hint(unclear) or "")
+    compiled = f"{none_has} (at line 1: code = pattern.search(rows[0], 5).group())"
+    assert "Print rows[0] to see" in (no_match_hint(compiled) or "")
+    in_a_loop = f"{none_has} (at line 1: codes = [re.search(p, line).group() for line in rows])"
+    assert "Print the text you searched" in (no_match_hint(in_a_loop) or "")
     clipped = f"{none_has} (at line 1: a = re.search(p, x…)"
     assert "Print the text you searched" in (no_match_hint(clipped) or "")
     hostile = f"{none_has} (at line 1: re.search(p, {'-' * 100_000}1))"  # a worker past the policy writes any text

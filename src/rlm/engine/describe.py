@@ -55,7 +55,7 @@ def describe_context(context: Any) -> str:
             f"names (list(context) lists them) and context[name] is one document"
             + (f", e.g. {_reading_hint(_document(first, 0), context[first])}" if first is not None else "")
             + "."
-            + (_documents_search_hint("name", "context.items()", context[first]) if first is not None else "")
+            + _documents_search_hint("name", "context.items()", _first(context.values()))
             + "\n"
             + "\n".join(listing)
             + _more(len(context))
@@ -63,7 +63,7 @@ def describe_context(context: Any) -> str:
     if isinstance(context, (list, tuple)):
         listing = [f"  [{i}]: {_describe_document(value)}" for i, value in enumerate(_first(context))]
         hint = f", e.g. {_reading_hint('context[0]', context[0])}" if context else ""
-        search = _documents_search_hint("i", "enumerate(context)", context[0]) if context else ""
+        search = _documents_search_hint("i", "enumerate(context)", _first(context))
         return (
             f"`context` is a {type(context).__name__} of {len(context)} documents, {size} in all; "
             f"context[i] is one document{hint}.{search}\n" + "\n".join(listing) + _more(len(context))
@@ -135,11 +135,12 @@ def _text_reading_hint(text: str) -> str:
     )
 
 
-def _documents_search_hint(key: str, pairs: str, first: Any) -> str:
-    """How to search every text document at once, judged by the first one (its lines or not)."""
-    if not isinstance(first, str):
+def _documents_search_hint(key: str, pairs: str, listed: list[Any]) -> str:
+    """How to search every text document at once, judged by the listed ones: none when one of them
+    is not text (the code would fail on it), by lines when the first has lines."""
+    if not listed or not all(isinstance(document, str) for document in listed):
         return ""
-    if "\n" in first[:HEAD_CHARS]:
+    if "\n" in listed[0][:HEAD_CHARS]:
         found = f"[({key}, line) for {key}, text in {pairs} for line in text.splitlines() if word in line]"
         return f" To find something in every document: {found} lists each line that holds the text in `word`."
     found = (

@@ -69,17 +69,27 @@ def _searched_text(error: str) -> str | None:
     # any failure of parsing or unparsing it is no hint, never an error out of the run. Unparsing
     # raised ValueError for an f-string holding a control character (attack round 22).
     try:
-        calls = [
-            node
-            for node in ast.walk(ast.parse(line.group(1).strip()))
-            if isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr in _SEARCHES
-            and len(node.args) >= 2
-        ]
-        return ast.unparse(calls[0].args[1]) if len(calls) == 1 else None
+        tree = ast.parse(line.group(1).strip())
+        searched = [text for node in ast.walk(tree) if (text := _searched_argument(node)) is not None]
+        if len(searched) != 1:
+            return None
+        # A name a comprehension binds means nothing after the line (`for l in lines`): no name to print.
+        local = {target.id for node in ast.walk(tree) if isinstance(node, ast.comprehension)
+                 for target in ast.walk(node.target) if isinstance(target, ast.Name)}  # fmt: skip
+        if any(isinstance(node, ast.Name) and node.id in local for node in ast.walk(searched[0])):
+            return None
+        return ast.unparse(searched[0])
     except Exception:  # part of a longer statement, a clipped line, text ast cannot write back
         return None
+
+
+def _searched_argument(node: ast.AST) -> ast.expr | None:
+    """The text a search call searches: re.search(pattern, TEXT), or a compiled pattern's .search(TEXT)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _SEARCHES):
+        return None
+    on_module = isinstance(node.func.value, ast.Name) and node.func.value.id == "re"
+    position = 1 if on_module else 0
+    return node.args[position] if len(node.args) > position else None
 
 
 def unset_name_hint(error: str | None, earlier: Sequence[StepRecord]) -> str | None:
