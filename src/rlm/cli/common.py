@@ -44,8 +44,8 @@ def default_model() -> str:
         return "local"
     if came_from_dotenv("OPENAI_API_KEY"):
         print(
-            f"rlm: model gpt-4o-mini (OpenAI), because {Path.cwd() / '.env'} sets OPENAI_API_KEY; "
-            "the question and documents go to that key's account. --model local keeps them on this machine.",
+            f"rlm: model gpt-4o-mini, because {Path.cwd() / '.env'} sets OPENAI_API_KEY: the question and "
+            "documents are sent with that key, whose account may not be yours. --model local keeps them here.",
             file=sys.stderr,
         )
     return "gpt-4o-mini"
