@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm import RLM
+from rlm.testing.openai_server import send_json
 
 SUB_CALL = "SUBCALL-TRIGGER"  # the prompt of the sub-call a refusing provider refuses
 
@@ -37,14 +38,7 @@ class JSONHandler(BaseHTTPRequestHandler):
         return self.headers.get("Authorization", "").split()[-1]
 
     def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload, headers)
 
     def log_message(self, *args: Any) -> None:
         pass
