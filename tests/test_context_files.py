@@ -64,20 +64,14 @@ def test_a_binary_file_is_told_from_its_head(tmp_path):
 
 def test_unreadable_files_and_folders_are_left_out_and_counted(tmp_path, monkeypatch):
     root = _repo(tmp_path, {"a.txt": "kept", "b.txt": "locked", "locked/c.txt": "locked"})
-    real_open, real_scandir = os.open, os.scandir
+    real_open = os.open
 
-    def refusing_open(path, *args, **kwargs):
-        if str(path).endswith("b.txt"):
+    def refusing_open(path, *args, **kwargs):  # files and folders are opened by name, relative to their folder
+        if str(path).endswith(("b.txt", "locked")):
             raise PermissionError(13, "Permission denied")
         return real_open(path, *args, **kwargs)
 
-    def refusing_scandir(path="."):
-        if str(path).endswith("locked"):
-            raise PermissionError(13, "Permission denied")
-        return real_scandir(path)
-
     monkeypatch.setattr(context_files.os, "open", refusing_open)  # root reads every file: pretend
-    monkeypatch.setattr(context_files.os, "scandir", refusing_scandir)
     context, report = load_context([str(root)])
     assert context == {"repo/a.txt": "kept"}
     assert report.line() == "loaded 1 file, 4 bytes (left out: 2 unreadable)"
@@ -121,11 +115,50 @@ def test_nested_gitignores_override_their_parents_as_in_git(tmp_path):
     assert list(load_context([str(root)])[0]) == ["repo/sub/keep.log"]
 
 
-def test_a_gitignore_too_big_to_apply_is_left_unapplied_and_said(tmp_path, monkeypatch):
-    root = _repo(
-        tmp_path, {".gitignore": "*.log\n" + "#\n" * 10, "a.log": "x", "sub/.gitignore": "b.txt\n", "sub/b.txt": "x"}
-    )
+def test_a_gitignore_that_cannot_be_applied_refuses_its_folder_and_names_the_fix(tmp_path, monkeypatch):
+    root = _repo(tmp_path, {"a.txt": "x", "sub/.gitignore": "b.txt\n" + "#\n" * 10, "sub/b.txt": "x"})
     monkeypatch.setattr(context_files, "GITIGNORE_MAX_BYTES", 16)
-    context, report = load_context([str(root)])
-    assert sorted(context) == ["repo/a.log"]  # the root's was too big; sub's still applies
-    assert report.skipped[".gitignore too big to apply"] == 1
+    with pytest.raises(ContextError, match=r"Cannot apply sub/\.gitignore .*past 16 bytes.*--exclude '/sub/'"):
+        load_context([str(root)])  # fail closed: leaving it unapplied would let b.txt in
+    assert list(load_context([str(root)], exclude=["/sub/"])[0]) == ["repo/a.txt"]
+    monkeypatch.setattr(context_files, "GITIGNORE_MAX_WORK", 3)  # the work in force: each file's and its parents'
+    root.joinpath(".gitignore").write_text("*.log\n")
+    root.joinpath("sub/.gitignore").write_text("b.txt\n")
+    with pytest.raises(ContextError, match=r"Cannot apply sub/\.gitignore .*matching work"):
+        load_context([str(root)])
+
+
+def test_names_count_against_the_cap_while_walking(tmp_path, monkeypatch):
+    root = _repo(tmp_path, {f"{index:03d}.txt": "" for index in range(100)})
+    with pytest.raises(ContextError, match=r"cap after 9 files"):
+        load_context([str(root)], max_bytes=100)  # "repo/000.txt" is 12 bytes the context holds
+    context, report = load_context([str(root)], max_bytes=1200)
+    assert len(context) == 100 and report.line() == "loaded 100 files, 0 bytes"  # the line counts text
+
+
+def test_stdin_is_read_up_to_the_cap_and_decoded_as_files_are(monkeypatch):
+    import io
+
+    for data in (b"x" * 1001, b"y" * 10_000_000):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+        with pytest.raises(ContextError, match="1,000-byte cap"):
+            load_context(["-"], max_bytes=1000)
+        assert sys.stdin.buffer.tell() <= 1001  # read no further than the cap + 1
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9\0")))
+    assert load_context(["-"])[0] == "caf\ufffd\0"
+
+
+def test_a_clones_own_info_exclude_applies_below_its_gitignore(tmp_path):
+    root = _repo(
+        tmp_path,
+        {
+            ".git/info/exclude": "# git's comments\n*.json\nsub/local.txt\n",
+            ".gitignore": "!keep.json\n",  # a .gitignore outranks info/exclude, as in git
+            "creds.json": "k",
+            "keep.json": "{}",
+            "sub/local.txt": "k",
+            "sub/.git/info/exclude": "*\n",  # a nested clone's: not the named folder's, not read
+            "sub/a.txt": "x",
+        },
+    )
+    assert list(load_context([str(root)])[0]) == ["repo/keep.json", "repo/sub/a.txt"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -9,7 +10,7 @@ import pathspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlm.gitignore import Globs, IgnoreFile
+from rlm.gitignore import Globs, IgnoreFile, parse_gitignore
 
 
 def _ignored(lines: list[str], path: str, is_dir: bool = False) -> bool | None:
@@ -83,4 +84,34 @@ def test_a_hostile_line_is_matched_in_time_polynomial_in_it():
     for name in ("a" * 255, "a" * 254 + "b"):
         _ignored(lines, name)
         _ignored(lines, "/".join(["a"] * 500 + [name]))
+    assert time.monotonic() - started < 2
+
+
+def test_classes_and_bytes_mean_what_wildmatch_means():
+    assert _ignored(["key[[:digit:]].pem"], "key1.pem") and not _ignored(["key[[:digit:]].pem"], "keyx.pem")
+    assert _ignored(["[[:upper:][:punct:]]*"], "-x") and _ignored(["x[[:space:]]"], "x\t")
+    assert not _ignored(["x[[:space:]]"], "x\x0b")  # git's ctype: \v and \f are not space
+    assert _ignored(["[z-a]"], "z") and not _ignored(["[z-a]"], "a")  # a reversed range adds nothing
+    assert _ignored(["c[[:]"], "c:") and _ignored(["[]a]b"], "]b") and _ignored(["y[a-]"], "y-")
+    assert not _ignored(["d[[:foo:]]"], "d1") and not _ignored(["d[[:foo:]]", "!x"], "x[")  # unknown class
+    assert not _ignored(["a[b"], "a[b") and not _ignored(["a[b"], "ab")  # unclosed: the line matches nothing
+    assert _ignored(["e[b/c]d"], "ebd")  # a `/` inside a class is no folder separator
+    assert _ignored([b"geheim-\xe9.txt"], os.fsdecode(b"geheim-\xe9.txt"))  # bytes, as the file system's
+    assert _ignored(["secret-??.txt"], "secret-\u00e9.txt")  # `?` is a byte: \u00e9 is two
+
+
+def test_a_file_is_split_as_git_splits_it_and_parsed_within_its_budget():
+    rules = parse_gitignore(b"\xef\xbb\xbfa.txt\r\nb.txt\x0c!a.txt\n# c\0\nd\0e\n", budget=100)
+    assert rules is not None
+    assert [rules.decides(rules.start(), name, False) for name in ("a.txt", "b.txt", "d", "d\0e")] == [
+        True,
+        None,
+        True,
+        None,
+    ]
+    assert parse_gitignore(b"".join(b"?%d\n" % index for index in range(100_000)), budget=1000) is None
+    assert parse_gitignore(b"*[ab]" + b"[a]" * 600 + b"*\n", budget=1000) is None  # its regex's width costs
+    started = time.monotonic()
+    assert parse_gitignore(b"[" * 1_000_000, budget=1 << 30) is not None  # one pass: an unclosed `[` ends it
+    assert parse_gitignore(b"[[:" * 300_000 + b"]", budget=1 << 30) is not None
     assert time.monotonic() - started < 2
