@@ -144,6 +144,10 @@ def test_stdin_is_read_up_to_the_cap_and_decoded_as_files_are(monkeypatch):
         with pytest.raises(ContextError, match="1,000-byte cap"):
             load_context(["-"], max_bytes=1000)
         assert sys.stdin.buffer.tell() <= 1001  # read no further than the cap + 1
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"z" * 100_000)))
+    with pytest.raises(ContextError, match="5-byte cap"):
+        load_context(["-", "missing.txt"], max_bytes=5)  # the name "<stdin>" alone passes it: read one byte
+    assert sys.stdin.buffer.tell() == 1
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9\0")))
     assert load_context(["-"])[0] == "caf\ufffd\0"
 

@@ -41,6 +41,7 @@ _HEAD_BYTES = 8192
 # /proc/self/mem), never waiting (a FIFO). getattr: Windows has neither flag, and needs O_BINARY.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_BY_DESCRIPTOR = os.open in os.supports_dir_fd and os.scandir in os.supports_fd  # not on Windows
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 # Folders often hold things no one means as context, ignored or not.
@@ -132,9 +133,10 @@ def _read_stdin(budget: int) -> _Read:
     stream = sys.stdin
     if stream is None:
         raise ContextError("--context - reads stdin, and there is none")
+    limit = max(budget, 0) + 1  # never read(-1): that reads all there is
     try:
         buffer = getattr(stream, "buffer", None)
-        data = buffer.read(budget + 1) if buffer is not None else as_bytes(stream.read(budget + 1))
+        data = buffer.read(limit) if buffer is not None else as_bytes(stream.read(limit))
     except (OSError, ValueError) as error:  # ValueError: a closed stream
         raise ContextError(f"Cannot read stdin for --context -: {error}") from None
     return _Read(data, len(data))
@@ -267,6 +269,10 @@ def _read_folder(
     from it. Each folder carries the .gitignore files in force there with their matching state, so a
     name costs the work in force (bounded: see GITIGNORE_MAX_WORK), not the depth.
     """
+    if not _BY_DESCRIPTOR:
+        raise ContextError(
+            f"Reading a folder ({raw}) needs directory descriptors, which this system lacks: name the files"
+        )
     try:
         root_fd = os.open(root, _DIR_FLAGS)
     except OSError as error:
