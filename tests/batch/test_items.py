@@ -128,12 +128,13 @@ def test_ray_workers_never_get_an_e2b_key_only_dotenv_gave_unless_e2b_is_named(m
     from rlm.batch.runner import ItemPlan
     from rlm.dotenv_keys import load_dotenv_file
 
-    monkeypatch.delenv("E2B_API_KEY", raising=False)
+    # The .env's key lands in os.environ: setenv first, so the test's end restores what was there.
+    monkeypatch.setenv("E2B_API_KEY", "")
+    monkeypatch.delenv("E2B_API_KEY")
     monkeypatch.setattr("rlm.dotenv_keys._loaded", {})  # this process's record, restored after
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("E2B_API_KEY=e2b-planted-123456\n")
     assert load_dotenv_file() == ["E2B_API_KEY"]
-    monkeypatch.setenv("E2B_API_KEY", "e2b-planted-123456")  # undone at the test's end, as the .env's was set
     for model in ("claude-sonnet-4", "some-provider/unknown-model"):  # a provider we know, and one we don't
         auto = ItemPlan(rlm_settings={"model": model, "sandbox": "auto"})
         assert "E2B_API_KEY" not in forwarded_environment(auto)
