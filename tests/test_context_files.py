@@ -166,3 +166,20 @@ def test_a_clones_own_info_exclude_applies_below_its_gitignore(tmp_path):
         },
     )
     assert list(load_context([str(root)])[0]) == ["repo/keep.json", "repo/sub/a.txt"]
+
+
+def test_a_repositorys_ignore_files_above_the_named_folder_apply_unless_they_ignore_it_whole(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / ".git" / "info").mkdir(parents=True)
+    (repo / ".git" / "info" / "exclude").write_text("local.txt\n")
+    (repo / ".gitignore").write_text("*.secret\nbuild/\n")
+    (repo / "config" / "sub").mkdir(parents=True)
+    (repo / "config" / ".gitignore").write_text("!kept.secret\n")
+    for name in ("app.yml", "db.secret", "kept.secret", "local.txt", "sub/deep.secret"):
+        (repo / "config" / name).write_text("x")
+    context, _ = load_context([str(repo / "config")])
+    assert sorted(context) == ["config/app.yml", "config/kept.secret"]
+    # A folder the repository ignores as a whole is the user's to name: read by its own rules.
+    (repo / "build").mkdir()
+    (repo / "build" / "out.txt").write_text("x")
+    assert sorted(load_context([str(repo / "build")])[0]) == ["build/out.txt"]

@@ -302,7 +302,8 @@ def _read_folder(
         ) from None
     base = root.relative_to(root.parent)
     held: dict[tuple[str, ...], str] = {}
-    stack = [_Folder(None, (), (), unwanted.start(), wanted.start() if wanted else ())]
+    above = _repository_rules(root, raw, report)
+    stack = [_Folder(None, (), above.ignores, unwanted.start(), wanted.start() if wanted else (), above.weight)]
     live: set[_Dir] = set()
     try:
         while stack:
@@ -394,6 +395,55 @@ def _read_listed(
             report.name_bytes += key
             held[names] = _count(report, got, max_bytes, raw, in_folder=True)
     return here, subfolders
+
+
+def _repository_rules(root: Path, raw: str, report: LoadReport) -> _Folder:
+    """The ignore files of the git repository `root` lies inside, above it, in force at `root`.
+
+    `--context repo/config` must leave out what git leaves out there: the repository's
+    `.git/info/exclude` and the `.gitignore` files from its top down to `root`'s parent (root's own
+    are the walk's). None of this when `root` is no repository's subfolder, or when those rules
+    ignore the named folder as a whole (a home folder kept in git with `*` ignored: the user named
+    the folder, and its own .gitignore files still apply) (attack round 24).
+    """
+    nothing = _Folder(None, (), (), (), ())
+    try:
+        absolute = root.resolve()
+        top = next((folder for folder in absolute.parents if (folder / ".git").exists()), None)
+    except OSError:  # a folder above we may not look into: no repository we can read
+        return nothing
+    if top is None or (absolute / ".git").exists():
+        return nothing
+    here = nothing
+    below = absolute.relative_to(top).parts
+    for depth in range(len(below)):
+        folder = top.joinpath(*below[:depth])
+        try:
+            fd = os.open(folder, _DIR_FLAGS)
+        except OSError:
+            return nothing if depth == 0 else here
+        try:
+            if depth == 0:
+                here = _with_ignore_file(here, fd, (".git", "info", "exclude"), raw, report)
+            here = _with_ignore_file(here, fd, (".gitignore",), raw, report)
+        except ContextError:
+            raise ContextError(
+                f"Cannot apply the .gitignore files of the repository at {top} above the context folder {raw} "
+                "(one is past 1 MB, past the matching work a folder may cost, or unreadable); it may keep files "
+                "out, so nothing is read: name the files to read"
+            ) from None
+        finally:
+            os.close(fd)
+        name = below[depth]
+        for rules, state in reversed(here.ignores):
+            decision = rules.decides(state, as_bytes(name), True)
+            if decision:
+                return nothing  # the user named an ignored folder: theirs to read, by its own rules
+            if decision is not None:
+                break
+        entered = tuple((rules, rules.enter(state, name)) for rules, state in here.ignores)
+        here = _Folder(None, (*here.names, name), entered, (), (), here.weight)
+    return _Folder(None, (), here.ignores, (), (), here.weight)
 
 
 def _left_out(here: _Folder, name: str, is_dir: bool, wanted: Globs | None, unwanted: Globs) -> str | None:

@@ -7,8 +7,8 @@ GitHub's 312 .gitignore templates (github/gitignore) against the work budget; te
 refused folder's name.
 
 Five holes, found as strict xfails (reproductions, causes and fixes in /tmp/s11/attack24/HOLES.md);
-three closed the same session, hole 1 open (a strict xfail below), hole 4 open and its test dropped
-(a ratio of timings, too noisy on a shared machine to be a strict xfail); what they were:
+four closed the same session, hole 4 open and its test dropped (a ratio of timings, too noisy on a
+shared machine to be a strict xfail); what they were:
 1. a folder named inside a git repository is read without the repository's own ignore files (the
    .gitignore files above it, its .git/info/exclude): `rlm ask --context repo/config` reads the
    `secrets.yml` that `git ls-files -o --exclude-standard` leaves out;
@@ -22,7 +22,9 @@ three closed the same session, hole 1 open (a strict xfail below), hole 4 open a
    GitHub's Joomla template (weight 3,243) and Unity + VisualStudio (1,293) are refused, and a
    VisualStudio root (860) leaves a nested .gitignore 139.
 
-The fixes: a path load_context cannot stat is a ContextError; running out of descriptors refuses
+The fixes: a folder named inside a git repository is read under the repository's `.git/info/exclude`
+and the `.gitignore` files above it (unless they ignore the named folder as a whole); a path
+load_context cannot stat is a ContextError; running out of descriptors refuses
 the folder with a ContextError (never a silent part); the work budget is 6,000 (GitHub's largest
 templates and the usual pairs fit; the worst case per name is still a few milliseconds).
 
@@ -93,11 +95,6 @@ def _remove_tree(root: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: a repository's ignore files above the named folder are not applied (as before this session); "
-    "naming the repository's root applies them",
-)
 def test_a_folder_inside_a_repository_leaves_out_what_the_repository_ignores(tmp_path):
     repo = tmp_path / "repo"
     (repo / "config").mkdir(parents=True)
