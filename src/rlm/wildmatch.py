@@ -156,6 +156,13 @@ def _tokens(text: bytes) -> Iterator[object]:
             i += 1
 
 
+def _escaped(text: bytes, backslash: int) -> tuple[int, int]:
+    """The byte a `\\` at `backslash` escapes in a `[...]`, and its index; Unmatchable at the line's end."""
+    if backslash + 1 >= len(text):
+        raise Unmatchable
+    return text[backslash + 1], backslash + 1
+
+
 def char_class(text: bytes, start: int) -> tuple[frozenset[int], int]:
     """The bytes the `[...]` at `start` matches and the index after it, as wildmatch.c parses it.
 
@@ -174,19 +181,13 @@ def char_class(text: bytes, start: int) -> tuple[frozenset[int], int]:
             raise Unmatchable
         char = text[p]
         if char == 0x5C:
-            p += 1
-            if p >= end:
-                raise Unmatchable
-            char = text[p]
+            char, p = _escaped(text, p)
             members.add(char)
         elif char == 0x2D and previous >= 0 and p + 1 < end and text[p + 1] != 0x5D:
             p += 1
             char = text[p]
             if char == 0x5C:
-                p += 1
-                if p >= end:
-                    raise Unmatchable
-                char = text[p]
+                char, p = _escaped(text, p)
             members.update(range(previous, char + 1))  # a reversed range adds nothing
             char = -1
         elif char == 0x5B and p + 1 < end and text[p + 1] == 0x3A:
