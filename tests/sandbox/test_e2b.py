@@ -218,6 +218,27 @@ def test_code_that_reassigns_stdout_keeps_the_bridge(make_box):
 
 
 # --- selection -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("sandbox", "key_from", "usable"),
+    [
+        ("e2b", "shell", True),
+        ("e2b", "dotenv", True),  # the user named e2b: the key is theirs to use
+        ("auto", "shell", True),
+        ("auto", "dotenv", False),  # a .env may come with the documents being read
+        ("auto", None, False),
+        ("restricted", "shell", False),
+    ],
+)
+def test_who_may_use_an_e2b_key(monkeypatch, sandbox, key_from, usable):
+    # One rule for a run (registry._auto) and for what a Ray batch sends its workers.
+    # dotenv_keys records each key a .env set, with its value; the record is restored after the test
+    monkeypatch.setattr("rlm.dotenv_keys._loaded", {"E2B_API_KEY": "e2b-key-123"} if key_from == "dotenv" else {})
+    monkeypatch.delenv("E2B_API_KEY", raising=False)
+    if key_from:
+        monkeypatch.setenv("E2B_API_KEY", "e2b-key-123")
+    assert registry.may_use_e2b_key(sandbox) is usable
+
+
 def test_explicit_e2b_without_key_is_a_clear_error(monkeypatch, make_lm):
     monkeypatch.delenv("E2B_API_KEY", raising=False)
     lm, _ = make_lm([])

@@ -47,13 +47,11 @@ def forwarded_environment(plan: ItemPlan) -> dict[str, str]:
 
 
 def _e2b_key_usable(plan: ItemPlan) -> bool:
-    """Whether the items may use E2B_API_KEY. One that only ./.env gave is used when e2b is named,
-    never by `auto` (registry._auto); a worker cannot tell where a key it receives came from, so
-    it does not receive that one."""
-    from rlm.dotenv_keys import came_from_dotenv
+    """Whether the items may use E2B_API_KEY, decided here as the registry decides it for a run: a worker
+    cannot tell where a key it receives came from, so one it may not use is not sent."""
+    from rlm.sandbox.registry import may_use_e2b_key
 
-    sandbox = str(plan.rlm_settings.get("sandbox") or "auto")
-    return sandbox == "e2b" or (sandbox == "auto" and not came_from_dotenv("E2B_API_KEY"))
+    return may_use_e2b_key(str(plan.rlm_settings.get("sandbox") or "auto"))
 
 
 def _needed_key_variables(plan: ItemPlan) -> set[str] | None:

@@ -57,22 +57,29 @@ def resolve_sandbox_name(requested: str | None) -> str:
     return name
 
 
-def _auto() -> str:
+def may_use_e2b_key(sandbox: str) -> bool:
+    """Whether a run whose sandbox is `sandbox` may use this environment's E2B_API_KEY. A key that only
+    ./.env gave is used when the user names e2b, never by 'auto': a .env may come with the folder being
+    read, and its key would run the code and the documents in its author's E2B account (attack round 22)."""
     from rlm.dotenv_keys import came_from_dotenv
 
-    if os.environ.get("E2B_API_KEY") and came_from_dotenv("E2B_API_KEY"):
-        # A .env may come with the folder being read: its key would run the code and the documents
-        # in its author's E2B account (attack round 22). Used only when the user names e2b.
-        _warn_once(
-            "recursive-llm: E2B_API_KEY comes from ./.env, so sandbox='auto' does not pick E2B (that key's account "
-            "would receive the code and documents); pass sandbox='e2b' (--sandbox e2b) to use it"
-        )
-    elif os.environ.get("E2B_API_KEY"):
+    if not os.environ.get("E2B_API_KEY"):
+        return False
+    return sandbox == "e2b" or (sandbox == "auto" and not came_from_dotenv("E2B_API_KEY"))
+
+
+def _auto() -> str:
+    if may_use_e2b_key("auto"):
         try:
             _CHECKS.get("e2b", lambda: None)()
             return "e2b"
         except SandboxError as exc:
             _warn_once(f"recursive-llm: E2B_API_KEY is set but {exc}; using the local restricted sandbox")
+    elif os.environ.get("E2B_API_KEY"):
+        _warn_once(
+            "recursive-llm: E2B_API_KEY comes from ./.env, so sandbox='auto' does not pick E2B (that key's account "
+            "would receive the code and documents); pass sandbox='e2b' (--sandbox e2b) to use it"
+        )
     try:
         _CHECKS["restricted"]()
         return "restricted"
