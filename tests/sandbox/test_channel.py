@@ -133,6 +133,19 @@ def test_a_frame_that_would_build_millions_of_objects_on_the_host_is_refused(pip
     writer.join()
 
 
+def test_brackets_inside_strings_are_text_not_objects(pipes):
+    # A JSON document handed to recursive_llm holds millions of "{" in its text and builds no object:
+    # refusing it stopped the worker and lost the REPL's variables.
+    channel, _, worker_out = pipes
+    channel.max_frame_bytes = 32 << 20
+    text = '{"id": 1, "tags": [2]}, ' * 600_000  # 1.2 million brackets, all of them text
+    body = json.dumps({"type": "call", "args": [text, ["[", {"{": "{"}]]}).encode()
+    writer = threading.Thread(target=os.write, args=(worker_out, frame(body)))
+    writer.start()
+    assert channel.receive(soon(5))["args"][0] == text
+    writer.join()
+
+
 @pytest.mark.parametrize(
     "value",
     [

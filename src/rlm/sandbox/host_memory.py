@@ -49,6 +49,14 @@ def parsed_bytes(text: str) -> int:
 # scan never backtracks (the regex engine's loop is C's; a Python loop over a frame of ten million
 # strings took 28 s, attack round 12).
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\[\s\S]?[^"\\]*)*(?:"|\Z)')
+_JSON_STRING_BYTES = re.compile(_JSON_STRING.pattern.encode())
+
+
+def json_containers(frame: bytes) -> int:
+    """The objects and lists parsing `frame` builds: its "{" and "[" outside strings (a JSON document
+    handed to recursive_llm holds millions in its text, and builds none of them)."""
+    outside = _JSON_STRING_BYTES.sub(b"", frame)
+    return outside.count(b"{") + outside.count(b"[")
 
 
 def json_values(text: str) -> int:

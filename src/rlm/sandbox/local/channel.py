@@ -15,15 +15,15 @@ import select
 import time
 from typing import Any
 
-from rlm.sandbox.host_memory import NON_ASCII_WIDTH, HostFrameBudget, parsed_bytes
+from rlm.sandbox.host_memory import NON_ASCII_WIDTH, HostFrameBudget, json_containers, parsed_bytes
 from rlm.sandbox.local import protocol
 from rlm.utf8 import may_hold_surrogates, utf8_values
 
 _F_SETPIPE_SZ = 1031  # Linux: larger pipes mean fewer wake-ups for a 100 MB context
 _PIPE_BYTES = 1 << 20
 _WRITE_CHUNK = 1 << 20
-# Objects and lists one frame may hold (counted as "{" and "[" bytes, so text holding them counts
-# too): far above any sub-call's arguments, far below what could exhaust the host's memory.
+# Objects and lists one frame may hold: far above any sub-call's arguments, far below what could
+# exhaust the host's memory (the run's frame budget bounds it too, where a run set one).
 MAX_CONTAINERS = 1_000_000
 
 # Bytes the host holds per UTF-8 byte while non-ASCII text is decoded: the bytes themselves, the
@@ -115,6 +115,8 @@ class WorkerChannel:
         # A few bytes of JSON can become tens of bytes of Python objects ("{}," is a dict): bound
         # what parsing may build on the host, whatever the frame's size.
         containers = raw.count(b"{") + raw.count(b"[")
+        if containers > MAX_CONTAINERS:  # the brackets of text count only in this quick bound: count exactly
+            containers = json_containers(raw)
         if containers > MAX_CONTAINERS:
             raise ChannelError(
                 f"the worker sent a frame of {containers} JSON objects and lists; the limit is {MAX_CONTAINERS}"
