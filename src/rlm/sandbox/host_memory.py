@@ -52,7 +52,7 @@ _JSON_STRING = re.compile(r'"[^"\\]*(?:\\[\s\S]?[^"\\]*)*(?:"|\Z)')
 _JSON_STRING_BYTES = re.compile(_JSON_STRING.pattern.encode())
 
 
-def json_containers(frame: bytes) -> int:
+def json_containers(frame: bytes | bytearray) -> int:
     """The objects and lists parsing `frame` builds: its "{" and "[" outside strings (a JSON document
     handed to recursive_llm holds millions in its text, and builds none of them)."""
     outside = _JSON_STRING_BYTES.sub(b"", frame)
