@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rlm import RLM
-from rlm.engine.hints import no_match_hint, unset_name_hint
+from rlm.engine.hints import no_match_hint, not_indexable_hint, unset_name_hint
 from rlm.engine.result import StepRecord
 from tests.conftest import last_user_message
 
@@ -70,3 +70,30 @@ def test_no_match_hint_names_the_searched_text_as_the_failing_line_wrote_it():
     assert "Print the text you searched" in (no_match_hint(clipped) or "")
     hostile = f"{none_has} (at line 1: re.search(p, {'-' * 100_000}1))"  # a worker past the policy writes any text
     assert "Print the text you searched" in (no_match_hint(hostile) or "")
+
+
+def test_a_slice_of_a_dicts_items_is_answered_with_the_list_that_has_one(make_lm):
+    lm, engine = make_lm([
+        code("for name, text in context.items()[:1]:\n    print(name)"),
+        code("FINAL(list(context)[0])"),
+    ])  # fmt: skip
+    result = RLM(model=lm).run("q", {"a.txt": "alpha", "b.txt": "beta"})
+    assert result.answer == "a.txt"
+    seen = last_user_message(engine.calls[1])
+    assert "'dict_items' object is not subscriptable" in seen
+    assert "Make a list of it first: list(context.items())[:1]." in seen
+
+
+def test_not_indexable_hint_only_for_views_and_iterators():
+    not_subscriptable = "TypeError: '{}' object is not subscriptable (at line 1: {})"
+    found = not_indexable_hint(not_subscriptable.format("callable_iterator", "m = re.finditer(p, context)[0]"))
+    assert "list(re.finditer(p, context))[0]" in (found or "")
+    generic = not_indexable_hint(not_subscriptable.format("map", "x = m[0]"))  # which call made it is not written
+    assert "list(...) around it" in (generic or "")
+    two = not_indexable_hint(not_subscriptable.format("zip", "x = zip(a, b)[0] + map(f, c)[0]"))
+    assert "list(...) around it" in (two or "")
+    assert not_indexable_hint(not_subscriptable.format("int", "x = 5[0]")) is None  # not a view: another mistake
+    assert not_indexable_hint(not_subscriptable.format("str_ascii_iterator", "iter(s)[0]")) is not None
+    assert not_indexable_hint("TypeError: 'dict_items' object is not subscriptable") is not None  # no line quoted
+    assert not_indexable_hint(not_subscriptable.format("dict_keys", f"x = d.keys()[{'(' * 10_000}")) is not None
+    assert not_indexable_hint(None) is None

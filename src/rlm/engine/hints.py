@@ -5,7 +5,10 @@ A `NameError` for a name an earlier step assigns says "not defined", and small m
 against a missing value (`if not rows: ...`) or give up, when the cause is the earlier step's own
 error: it stopped before the assignment ran. The hint names that step and its error, so the fix
 goes where the fault is. `'NoneType' object has no attribute 'group'` hides that a regex search
-found nothing. Called by the node's step loop; it reads only the error and the trajectory.
+found nothing. `'dict_items' object is not subscriptable` hides that a view or an iterator (a dict's
+`.items()`, `map`, `re.finditer`, ...) must become a list before it can be sliced: the bundled model
+ran `context.items()[:5]` three times, unchanged, until its steps ran out. Called by the node's step
+loop; it reads only the error and the trajectory.
 
 (A hint for outputs made only of the code's own text was tried and removed, 2026-11-26: it did not
 help the bundled model on the items it was made for, and it misread outputs that are findings,
@@ -26,6 +29,10 @@ _UNDEFINED = re.compile(r"NameError: name '(\w+)' is not defined")
 _NO_MATCH = re.compile(r"AttributeError: 'NoneType' object has no attribute '(group|groups|groupdict|start|end|span)'")
 _FAILED_LINE = re.compile(r"\(at line \d+: (.+)\)\s*$")  # the sandbox's error ends with the line that raised
 _SEARCHES = frozenset({"search", "match", "fullmatch"})
+_NOT_INDEXABLE = re.compile(r"TypeError: '([\w.]+)' object is not subscriptable")
+# Types of views and iterators: a list of them has an index, they do not.
+_ITERATOR_TYPES = frozenset({"dict_items", "dict_keys", "dict_values", "map", "filter", "zip", "enumerate", "reversed",
+                             "generator", "set", "frozenset", "callable_iterator"})  # fmt: skip
 _LINE_CHARS = 400  # the sandbox quotes at most 200 characters of the failing line
 _ERROR_SHOWN_CHARS = 160
 
@@ -38,7 +45,7 @@ def _bound(code: str) -> frozenset[str]:
 
 def error_hint(error: str | None, earlier: Sequence[StepRecord]) -> str | None:
     """What a step's error means where its text alone misleads, or None."""
-    return unset_name_hint(error, earlier) or no_match_hint(error)
+    return unset_name_hint(error, earlier) or no_match_hint(error) or not_indexable_hint(error)
 
 
 def no_match_hint(error: str | None) -> str | None:
@@ -62,24 +69,43 @@ def no_match_hint(error: str | None) -> str | None:
 
 def _searched_text(error: str) -> str | None:
     """The text argument of the one re.search/match/fullmatch call in the failing line, as written."""
+    tree = _failing_line(error)
+    if tree is None:
+        return None
+    searched = [text for node in ast.walk(tree) if (text := _searched_argument(node)) is not None]
+    if len(searched) != 1:
+        return None
+    # A name a comprehension binds means nothing after the line (`for l in lines`): no name to print.
+    local = {target.id for node in ast.walk(tree) if isinstance(node, ast.comprehension)
+             for target in ast.walk(node.target) if isinstance(target, ast.Name)}  # fmt: skip
+    if any(isinstance(node, ast.Name) and node.id in local for node in ast.walk(searched[0])):
+        return None
+    return _written(searched[0])
+
+
+def _failing_line(error: str) -> ast.AST | None:
+    """The line the sandbox's error quotes as having raised, parsed; None when it cannot be.
+
+    The error's text is the worker's (and the model picks an exception's message): kept short, and
+    any failure of parsing it is no hint, never an error out of the run."""
     line = _FAILED_LINE.search(error.strip().splitlines()[0][:_LINE_CHARS] if error.strip() else "")
     if line is None:
         return None
-    # The error's text is the worker's (and the model picks an exception's message): kept short, and
-    # any failure of parsing or unparsing it is no hint, never an error out of the run. Unparsing
-    # raised ValueError for an f-string holding a control character (attack round 22).
+    text = line.group(1).strip()
+    if text.endswith(":"):
+        text += " pass"  # the header of a `for`/`if`/`with` block, whose body is on the next lines
     try:
-        tree = ast.parse(line.group(1).strip())
-        searched = [text for node in ast.walk(tree) if (text := _searched_argument(node)) is not None]
-        if len(searched) != 1:
-            return None
-        # A name a comprehension binds means nothing after the line (`for l in lines`): no name to print.
-        local = {target.id for node in ast.walk(tree) if isinstance(node, ast.comprehension)
-                 for target in ast.walk(node.target) if isinstance(target, ast.Name)}  # fmt: skip
-        if any(isinstance(node, ast.Name) and node.id in local for node in ast.walk(searched[0])):
-            return None
-        return ast.unparse(searched[0])
-    except Exception:  # part of a longer statement, a clipped line, text ast cannot write back
+        return ast.parse(text)
+    except Exception:  # part of a longer statement, a clipped line
+        return None
+
+
+def _written(node: ast.AST) -> str | None:
+    """`node` as code; None for text ast cannot write back (an f-string holding a control character
+    raised ValueError, attack round 22)."""
+    try:
+        return ast.unparse(node)
+    except Exception:
         return None
 
 
@@ -90,6 +116,26 @@ def _searched_argument(node: ast.AST) -> ast.expr | None:
     on_module = isinstance(node.func.value, ast.Name) and node.func.value.id == "re"
     position = 1 if on_module else 0
     return node.args[position] if len(node.args) > position else None
+
+
+def not_indexable_hint(error: str | None) -> str | None:
+    """An index or slice of a view or iterator: the error names its type, not the fix (make a list)."""
+    found = _NOT_INDEXABLE.search(error or "")
+    if found is None or not (found.group(1) in _ITERATOR_TYPES or found.group(1).endswith("_iterator")):
+        return None
+    kind = found.group(1)
+    tree = _failing_line(error or "")
+    # Each subscript whose value is a call: the line's only one is the one that failed.
+    indexed = [node for node in ast.walk(tree or ast.Module([], [])) if isinstance(node, ast.Subscript)
+               and isinstance(node.value, ast.Call)]  # fmt: skip
+    fix = "list(...) around it"
+    if len(indexed) == 1:
+        listed = ast.Subscript(ast.Call(ast.Name("list"), [indexed[0].value], []), indexed[0].slice)
+        fix = _written(listed) or fix
+    return (
+        f"A '{kind}' object is a view or an iterator: it gives its items one by one, with no index or slice. "
+        f"Make a list of it first: {fix}."
+    )
 
 
 def unset_name_hint(error: str | None, earlier: Sequence[StepRecord]) -> str | None:
