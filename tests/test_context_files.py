@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-import rlm.context_files as context_files
+import rlm.context_folder as context_folder
 from rlm.context_files import load_context
 from rlm.errors import ContextError
 
@@ -71,7 +71,7 @@ def test_unreadable_files_and_folders_are_left_out_and_counted(tmp_path, monkeyp
             raise PermissionError(13, "Permission denied")
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(context_files.os, "open", refusing_open)  # root reads every file: pretend
+    monkeypatch.setattr(os, "open", refusing_open)  # root reads every file: pretend
     context, report = load_context([str(root)])
     assert context == {"repo/a.txt": "kept"}
     assert report.line() == "loaded 1 file, 4 bytes (left out: 2 unreadable)"
@@ -117,11 +117,11 @@ def test_nested_gitignores_override_their_parents_as_in_git(tmp_path):
 
 def test_a_gitignore_that_cannot_be_applied_refuses_its_folder_and_names_the_fix(tmp_path, monkeypatch):
     root = _repo(tmp_path, {"a.txt": "x", "sub/.gitignore": "b.txt\n" + "#\n" * 10, "sub/b.txt": "x"})
-    monkeypatch.setattr(context_files, "GITIGNORE_MAX_BYTES", 16)
+    monkeypatch.setattr(context_folder, "GITIGNORE_MAX_BYTES", 16)  # the folder walk reads it
     with pytest.raises(ContextError, match=r"Cannot apply sub/\.gitignore .*past 16 bytes.*--exclude '/sub/'"):
         load_context([str(root)])  # fail closed: leaving it unapplied would let b.txt in
     assert list(load_context([str(root)], exclude=["/sub/"])[0]) == ["repo/a.txt"]
-    monkeypatch.setattr(context_files, "GITIGNORE_MAX_WORK", 3)  # the work in force: each file's and its parents'
+    monkeypatch.setattr(context_folder, "GITIGNORE_MAX_WORK", 3)  # the work in force: each file's and its parents'
     root.joinpath(".gitignore").write_text("*.log\n")
     root.joinpath("sub/.gitignore").write_text("b.txt\n")
     with pytest.raises(ContextError, match=r"Cannot apply sub/\.gitignore .*matching work"):

@@ -1,74 +1,25 @@
 """Reading the `--context` arguments of `rlm ask` (and `rlm batch` items): files, folders of files, or `-`.
 
-Folders are read the way a person means them: hidden and ignored paths (`.gitignore`, also nested
-ones, and a clone's `.git/info/exclude`) are left out, `--include`/`--exclude` globs narrow them, and
-a size cap (file names count, as the bytes the context holds for them) stops a mistaken `--context /`
-while it walks. A folder may be someone else's (a cloned repository, an unpacked archive): it is walked
-by directory descriptors (each folder opened relative to its parent's, O_NOFOLLOW), so no symlink in
-it is followed, even one swapped in mid-walk, and no file is read past the cap.
-
-A `.gitignore` that cannot be applied (past 1 MB or past the work budget below, unreadable, not a
-regular file) refuses the folder with a ContextError naming it: leaving it out would let in the files
-it keeps out (fail closed). stdin is read up to the cap and decoded as files are.
+The entry point: each argument read in turn, under one size cap (file names count, as the bytes the
+context holds for them) that stops a mistaken `--context /`. A folder is walked by `rlm.context_folder`
+(hidden and ignored paths left out, no symlink followed); a file or stdin is read up to the cap and
+decoded by `rlm.context_reads`.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import stat
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from rlm.context_folder import read_folder
+from rlm.context_reads import LoadReport, budget_left, count_text, read_file, read_stdin
 from rlm.errors import ContextError
-from rlm.gitignore import Globs, IgnoreFile, State, as_bytes, parse_gitignore
+from rlm.gitignore import Globs
+
+__all__ = ["DEFAULT_MAX_BYTES", "LoadReport", "load_context", "read_context"]
 
 # About 12M tokens: a mistaken `--context /` stops here.
 DEFAULT_MAX_BYTES = 50_000_000
-
-# A .gitignore past these refuses its folder (ContextError). The work in force in a folder (the
-# weight of its .gitignore files' lines and its parents', see rlm.gitignore, plus one per file)
-# bounds the cost of matching one name there: about 3.5 ms at worst (a hostile file filling it),
-# far less for real ones. 6,000 lets in GitHub's largest templates and the usual pairs (Joomla's
-# weighs 3,243, Unity's with VisualStudio's 1,293; 1,000 refused them: attack round 24).
-GITIGNORE_MAX_BYTES = 1 << 20
-GITIGNORE_MAX_WORK = 6_000
-
-# The binary check looks at this much of a file before the rest is read.
-_HEAD_BYTES = 8192
-
-# Opening a file in a folder: never through a symlink (it may point anywhere: ~/.aws/credentials,
-# /proc/self/mem), never waiting (a FIFO). getattr: Windows has neither flag, and needs O_BINARY.
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_BY_DESCRIPTOR = os.open in os.supports_dir_fd and os.scandir in os.supports_fd  # not on Windows
-_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
-
-# Folders often hold things no one means as context, ignored or not.
-SKIPPED_DIRS = {"__pycache__", "node_modules", "venv", "site-packages", "dist-packages"}
-
-
-@dataclass
-class LoadReport:
-    """What `load_context` read and what it left out, for the line `rlm ask` prints."""
-
-    files: int = 0
-    bytes: int = 0  # of text
-    name_bytes: int = 0  # of the names a folder's files are held under: they count against the cap too
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-
-    def line(self) -> str:
-        left_out = ", ".join(f"{count} {reason}" for reason, count in sorted(self.skipped.items()))
-        return f"loaded {_files(self.files)}, {self.bytes:,} bytes" + (f" (left out: {left_out})" if left_out else "")
-
-
-def _files(count: int) -> str:
-    return f"{count} file" if count == 1 else f"{count} files"
 
 
 def read_context(paths: list[str]) -> Any:
@@ -90,7 +41,7 @@ def load_context(
     """
     report = LoadReport()
     if paths == ["-"]:
-        return _count(report, _read_stdin(max_bytes), max_bytes, "-", in_folder=False), report
+        return count_text(report, read_stdin(max_bytes), max_bytes, "-", in_folder=False), report
     wanted = Globs(include) if include else None
     unwanted = Globs(exclude or [])
     documents: dict[str, str] = {}
@@ -98,19 +49,19 @@ def load_context(
         path = Path(raw)
         if raw == "-":
             report.name_bytes += len("<stdin>")
-            documents["<stdin>"] = _count(report, _read_stdin(_left(report, max_bytes)), max_bytes, raw, False)
+            documents["<stdin>"] = count_text(report, read_stdin(budget_left(report, max_bytes)), max_bytes, raw, False)
         elif _is_dir(path, raw):
-            documents.update(_read_folder(path, raw, wanted, unwanted, report, max_bytes))
+            documents.update(read_folder(path, raw, wanted, unwanted, report, max_bytes))
         elif path.is_file():
             try:
-                got = _read_file(str(path), _left(report, max_bytes), follow=True)
+                got = read_file(str(path), budget_left(report, max_bytes), follow=True)
             except OSError as error:
                 raise ContextError(f"Cannot read context file {raw}: {error.strerror or error}") from None
             if got == "binary":
                 raise ContextError(f"{path} looks like a binary file; give text files as context")
             if isinstance(got, str):
                 raise ContextError(f"Context file {raw} is not a regular file; give text files as context")
-            documents[str(path)] = _count(report, got, max_bytes, raw, in_folder=False)
+            documents[str(path)] = count_text(report, got, max_bytes, raw, in_folder=False)
         else:
             raise ContextError(f"Context file not found: {raw}")
     if not documents:
@@ -127,383 +78,3 @@ def _is_dir(path: Path, raw: str) -> bool:
         return path.is_dir()  # is_file() after it stats the same path: it passes where this one did
     except OSError as error:
         raise ContextError(f"Cannot read context path {raw}: {error.strerror or error}") from None
-
-
-def _out_of_descriptors(error: OSError) -> None:
-    """A walk that runs out of descriptors would leave the rest of the tree out unseen: refuse it."""
-    if error.errno in (errno.EMFILE, errno.ENFILE):
-        raise ContextError(
-            "The context folder is nested deeper than this process may hold folders open (ulimit -n): "
-            "name a subfolder, or raise the limit"
-        ) from None
-
-
-def _left(report: LoadReport, max_bytes: int) -> int:
-    return max_bytes - report.bytes - report.name_bytes
-
-
-@dataclass
-class _Read:
-    data: bytes  # at most the budget left plus one byte: more tells that the file passes the cap
-    size: int  # the file's size as far as known (its st_size, or what was read past it)
-
-
-def _read_stdin(budget: int) -> _Read:
-    """stdin's bytes, up to `budget` + 1 (`yes | rlm ask q --context -` ends at the cap)."""
-    stream = sys.stdin
-    if stream is None:
-        raise ContextError("--context - reads stdin, and there is none")
-    limit = max(budget, 0) + 1  # never read(-1): that reads all there is
-    try:
-        buffer = getattr(stream, "buffer", None)
-        data = buffer.read(limit) if buffer is not None else as_bytes(stream.read(limit))
-    except (OSError, ValueError) as error:  # ValueError: a closed stream
-        raise ContextError(f"Cannot read stdin for --context -: {error}") from None
-    return _Read(data, len(data))
-
-
-def _read_file(path: str, budget: int, follow: bool, dir_fd: int | None = None, text: bool = True) -> _Read | str:
-    """What a regular file holds, up to `budget` + 1 bytes; or why it is left out ("binary", "special").
-
-    The file is opened once (without following a last-component symlink unless `follow`; relative to
-    `dir_fd` when given) and everything is checked on that descriptor: a FIFO or device is never read,
-    and nothing past the budget is read (a sparse file of a terabyte costs a stat). `text`: whether a
-    NUL byte in its head makes it "binary". OSError (unreadable, a symlink: ELOOP) is the caller's to judge.
-    """
-    fd = os.open(path, _OPEN_FLAGS | (0 if follow else _NOFOLLOW), dir_fd=dir_fd)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return "special"
-        data = _read_up_to(fd, _HEAD_BYTES)
-        if text and b"\0" in data:
-            return "binary"  # checked on the head, before any more is read
-        if len(data) == _HEAD_BYTES and info.st_size <= budget:
-            data += _read_up_to(fd, budget + 1 - len(data))
-        return _Read(data, max(info.st_size, len(data)))
-    finally:
-        os.close(fd)
-
-
-def _read_up_to(fd: int, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    left = limit
-    while left > 0:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def _is_link_error(error: OSError) -> bool:
-    # O_NOFOLLOW on a symlink: ELOOP on Linux, EMLINK on FreeBSD, EFTYPE on NetBSD.
-    return error.errno in (errno.ELOOP, errno.EMLINK, getattr(errno, "EFTYPE", -1))
-
-
-def _count(report: LoadReport, got: _Read, max_bytes: int, source: str, in_folder: bool) -> str:
-    """The file's text, counted in the report; ContextError once the context passes `max_bytes`."""
-    report.files += 1
-    if got.size > _left(report, max_bytes):
-        report.bytes += got.size
-        _over_cap(report, max_bytes, source, in_folder)
-    try:
-        text, size = got.data.decode("utf-8"), len(got.data)
-    except UnicodeDecodeError:
-        text = got.data.decode("utf-8", errors="replace")
-        size = len(text.encode())  # what the model's context holds: a replaced byte takes three
-    report.bytes += size
-    if _left(report, max_bytes) < 0:
-        _over_cap(report, max_bytes, source, in_folder)
-    return text
-
-
-def _over_cap(report: LoadReport, max_bytes: int, source: str, in_folder: bool) -> None:
-    passed = f"The context passes the {max_bytes:,}-byte cap after {_files(report.files)} (at {source})"
-    if in_folder:
-        raise ContextError(
-            f"{passed}: narrow it with --include/--exclude (globs such as '*.py' or 'docs/**'), add a .gitignore, "
-            "or raise --max-bytes"
-        )
-    if source == "-":
-        raise ContextError(f"{passed}: raise --max-bytes, or pipe less text to --context -")
-    # A file named outright: globs and .gitignore do not apply to it.
-    raise ContextError(f"{passed}, {report.bytes:,} bytes: raise --max-bytes, or pass less text (fewer files, or "
-                       "a part of the file through stdin with --context -)")  # fmt: skip
-
-
-class _Dir:
-    """An open folder descriptor, closed once the subfolders waiting to be opened from it are."""
-
-    __slots__ = ("fd", "waiting")
-
-    def __init__(self, fd: int) -> None:
-        self.fd, self.waiting = fd, 0
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def opened_one(self) -> None:
-        self.waiting -= 1
-        if self.waiting <= 0:
-            self.close()
-
-
-@dataclass(frozen=True)
-class _Folder:
-    """A folder of the walk: the open folder it is in, its names under the root, and the rules' state there."""
-
-    parent: _Dir | None  # None for the root
-    names: tuple[str, ...]
-    ignores: tuple[tuple[IgnoreFile, State], ...]  # each .gitignore in force, outermost first, and its state here
-    unwanted: State
-    wanted: State
-    weight: int = 0  # the work in force (see GITIGNORE_MAX_WORK): bounds the cost of matching a name
-
-    def enter(self, parent: _Dir, name: str, wanted: Globs | None, unwanted: Globs) -> _Folder:
-        return _Folder(
-            parent,
-            (*self.names, name),
-            tuple((rules, rules.enter(state, name)) for rules, state in self.ignores),
-            unwanted.enter(self.unwanted, name),
-            wanted.enter(self.wanted, name) if wanted else (),
-            self.weight,
-        )
-
-
-def _read_folder(
-    root: Path, raw: str, wanted: Globs | None, unwanted: Globs, report: LoadReport, max_bytes: int
-) -> dict[str, str]:
-    """The text of each file under `root` (its name under root's parent -> text), in sorted order,
-    without hidden, ignored, excluded, not-included, symlinked or special ones.
-
-    Walked by descriptors: the root is opened once, each subfolder with O_NOFOLLOW relative to its
-    parent's descriptor, and each file relative to its folder's, so no path is resolved twice and a
-    folder swapped for a symlink mid-walk is never followed. Files are read as they are found, and
-    their names and text counted against the cap, so a `--context /` stops at the cap, not after a
-    listing of the disk. An explicit stack (os.walk recursed once per level before Python 3.12: a
-    deep tree raised RecursionError); a descriptor stays open only while subfolders wait to be opened
-    from it. Each folder carries the .gitignore files in force there with their matching state, so a
-    name costs the work in force (bounded: see GITIGNORE_MAX_WORK), not the depth.
-    """
-    if not _BY_DESCRIPTOR:
-        raise ContextError(
-            f"Reading a folder ({raw}) needs directory descriptors, which this system lacks: name the files"
-        )
-    try:
-        root_fd = os.open(root, _DIR_FLAGS)
-    except OSError as error:
-        raise ContextError(
-            f"Cannot read the context folder {raw}: {error.strerror or error}; check that you may list it (ls -ld), "
-            "or name the files to read"
-        ) from None
-    base = root.relative_to(root.parent)
-    held: dict[tuple[str, ...], str] = {}
-    above = _repository_rules(root, raw, report)
-    stack = [_Folder(None, (), above.ignores, unwanted.start(), wanted.start() if wanted else (), above.weight)]
-    live: set[_Dir] = set()
-    try:
-        while stack:
-            here = stack.pop()
-            if here.parent is None:
-                folder = _Dir(root_fd)
-            else:
-                try:
-                    folder = _Dir(os.open(here.names[-1], _DIR_FLAGS | _NOFOLLOW, dir_fd=here.parent.fd))
-                except OSError as error:  # swapped for a symlink (ELOOP), removed, not ours to list
-                    _out_of_descriptors(error)
-                    report.skip("symlinked" if _is_link_error(error) else "unreadable")
-                    continue
-                finally:
-                    here.parent.opened_one()
-            live.add(folder)
-            here, subfolders = _read_listed(folder.fd, here, raw, base, wanted, unwanted, report, max_bytes, held)
-            folder.waiting = len(subfolders)
-            if not subfolders:
-                folder.close()
-            for name in reversed(subfolders):
-                stack.append(here.enter(folder, name, wanted, unwanted))
-    finally:
-        for each in live:
-            each.close()
-    return {str(base.joinpath(*names)): text for names, text in sorted(held.items())}
-
-
-def _read_listed(
-    fd: int,
-    here: _Folder,
-    raw: str,
-    base: Path,
-    wanted: Globs | None,
-    unwanted: Globs,
-    report: LoadReport,
-    max_bytes: int,
-    held: dict[tuple[str, ...], str],
-) -> tuple[_Folder, list[str]]:
-    """Read the files of the folder open at `fd` into `held`; the folder with its ignore files in force,
-    and its subfolders to walk, in sorted order."""
-    try:
-        with os.scandir(fd) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
-    except OSError as error:
-        if not here.names:
-            raise ContextError(
-                f"Cannot read the context folder {raw}: {error.strerror or error}; check that you may list it "
-                "(ls -ld), or name the files to read"
-            ) from None
-        _out_of_descriptors(error)
-        report.skip("unreadable")  # a subfolder we may not list (an archive's modes, another user's)
-        return here, []
-    if not here.names:
-        here = _with_ignore_file(here, fd, (".git", "info", "exclude"), raw, report)
-    if any(entry.name == ".gitignore" for entry in entries):
-        here = _with_ignore_file(here, fd, (".gitignore",), raw, report)
-    subfolders: list[str] = []
-    for entry in entries:
-        name = entry.name
-        try:
-            is_link = entry.is_symlink()
-            is_dir = not is_link and entry.is_dir(follow_symlinks=False)
-            is_file = not is_link and not is_dir and entry.is_file(follow_symlinks=False)
-        except OSError:
-            report.skip("unreadable")
-            continue
-        reason = _left_out(here, name, is_dir, wanted, unwanted)
-        if reason is None and is_link:
-            reason = "symlinked"  # git and tar store symlinks: one may point at ~/.ssh or /proc
-        elif reason is None and not is_dir and not is_file:
-            reason = "special"  # a FIFO would wait for a writer, a device never ends
-        if reason is not None:
-            report.skip(reason)
-        elif is_dir:
-            subfolders.append(name)
-        else:
-            names = (*here.names, name)
-            key = len(as_bytes(str(base.joinpath(*names))))  # what the context holds for the name
-            try:
-                got = _read_file(name, _left(report, max_bytes) - key, follow=False, dir_fd=fd)
-            except OSError as error:
-                _out_of_descriptors(error)
-                report.skip("symlinked" if _is_link_error(error) else "unreadable")
-                continue
-            if isinstance(got, str):
-                report.skip(got)
-                continue
-            report.name_bytes += key
-            held[names] = _count(report, got, max_bytes, raw, in_folder=True)
-    return here, subfolders
-
-
-def _repository_rules(root: Path, raw: str, report: LoadReport) -> _Folder:
-    """The ignore files of the git repository `root` lies inside, above it, in force at `root`.
-
-    `--context repo/config` must leave out what git leaves out there: the repository's
-    `.git/info/exclude` and the `.gitignore` files from its top down to `root`'s parent (root's own
-    are the walk's). None of this when `root` is no repository's subfolder, or when those rules
-    ignore the named folder as a whole (a home folder kept in git with `*` ignored: the user named
-    the folder, and its own .gitignore files still apply) (attack round 24).
-    """
-    nothing = _Folder(None, (), (), (), ())
-    try:
-        absolute = root.resolve()
-        top = next((folder for folder in absolute.parents if (folder / ".git").exists()), None)
-    except OSError:  # a folder above we may not look into: no repository we can read
-        return nothing
-    if top is None or (absolute / ".git").exists():
-        return nothing
-    here = nothing
-    below = absolute.relative_to(top).parts
-    for depth in range(len(below)):
-        folder = top.joinpath(*below[:depth])
-        try:
-            fd = os.open(folder, _DIR_FLAGS)
-        except OSError:
-            return nothing if depth == 0 else here
-        try:
-            if depth == 0:
-                here = _with_ignore_file(here, fd, (".git", "info", "exclude"), raw, report)
-            here = _with_ignore_file(here, fd, (".gitignore",), raw, report)
-        except ContextError:
-            raise ContextError(
-                f"Cannot apply the .gitignore files of the repository at {top} above the context folder {raw} "
-                "(one is past 1 MB, past the matching work a folder may cost, or unreadable); it may keep files "
-                "out, so nothing is read: name the files to read"
-            ) from None
-        finally:
-            os.close(fd)
-        name = below[depth]
-        for rules, state in reversed(here.ignores):
-            decision = rules.decides(state, as_bytes(name), True)
-            if decision:
-                return nothing  # the user named an ignored folder: theirs to read, by its own rules
-            if decision is not None:
-                break
-        entered = tuple((rules, rules.enter(state, name)) for rules, state in here.ignores)
-        here = _Folder(None, (*here.names, name), entered, (), (), here.weight)
-    return _Folder(None, (), here.ignores, (), (), here.weight)
-
-
-def _left_out(here: _Folder, name: str, is_dir: bool, wanted: Globs | None, unwanted: Globs) -> str | None:
-    if name.startswith("."):
-        return "hidden"
-    if is_dir and name in SKIPPED_DIRS:
-        return "ignored"
-    raw = as_bytes(name)
-    for rules, state in reversed(here.ignores):  # git: a deeper .gitignore overrides its parents'
-        decision = rules.decides(state, raw, is_dir)
-        if decision is not None:
-            if decision:
-                return "ignored"
-            break
-    if unwanted.match(here.unwanted, raw, is_dir):
-        return "excluded"
-    if not is_dir and wanted is not None and not wanted.match(here.wanted, raw, False):
-        return "not included"
-    return None
-
-
-def _with_ignore_file(here: _Folder, fd: int, names: tuple[str, ...], raw: str, report: LoadReport) -> _Folder:
-    """`here` with the ignore file at `names` (relative to the folder open at `fd`) in force.
-
-    `.gitignore`, or `.git/info/exclude` at the root (a clone's own list, below every .gitignore in
-    precedence, as in git). A symlink is not applied (git >= 2.32 neither), nor a FIFO or device (git
-    reads its size, 0); a missing one is no matter. One that cannot be applied (unreadable, past 1 MB
-    or past the work budget) refuses the folder: leaving it out would let in what it keeps out.
-    """
-    where = "/".join((*(here.names or ()), *names))
-    opened: list[int] = []
-    try:
-        for folder in names[:-1]:
-            opened.append(os.open(folder, _DIR_FLAGS | _NOFOLLOW, dir_fd=opened[-1] if opened else fd))
-        got = _read_file(names[-1], GITIGNORE_MAX_BYTES, follow=False, dir_fd=opened[-1] if opened else fd, text=False)
-    except OSError as error:
-        if _is_link_error(error) or error.errno in (errno.ENOENT, errno.ENOTDIR):
-            return here
-        _unusable(raw, here, where, error.strerror or str(error))
-    finally:
-        for each in opened:
-            os.close(each)
-    if isinstance(got, str):
-        return here  # a FIFO or device: git reads nothing from it either (its size is 0)
-    budget = GITIGNORE_MAX_WORK - here.weight - 1
-    rules = parse_gitignore(got.data, budget) if got.size <= GITIGNORE_MAX_BYTES else None
-    if rules is None:
-        _unusable(
-            raw, here, where, f"past {GITIGNORE_MAX_BYTES:,} bytes, or past the matching work its folder may cost"
-        )
-    if not rules:
-        return here
-    ignores = (*here.ignores, (rules, rules.start()))
-    return _Folder(here.parent, here.names, ignores, here.unwanted, here.wanted, here.weight + 1 + rules.weight)
-
-
-def _unusable(raw: str, here: _Folder, where: str, why: str) -> NoReturn:
-    folder = "/".join(here.names)
-    fix = f"leave its folder out with --exclude '/{folder}/'" if folder else "name the files to read"
-    raise ContextError(
-        f"Cannot apply {where} in the context folder {raw} ({why}); it may keep files out, so nothing is read: "
-        f"remove it, or {fix}"
-    )

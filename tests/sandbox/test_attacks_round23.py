@@ -67,7 +67,6 @@ from pathlib import Path
 
 import pytest
 
-import rlm.context_files as context_files
 from rlm.context_files import load_context
 from rlm.errors import ContextError
 
@@ -178,7 +177,7 @@ def test_a_folder_swapped_for_a_symlink_mid_walk_is_not_followed(tmp_path, monke
                 os.symlink(target, root / swapped)
             return found
 
-        monkeypatch.setattr(context_files.os, "scandir", listing_then_swap)
+        monkeypatch.setattr(os, "scandir", listing_then_swap)
         context, report = load_context([str(root)])
         monkeypatch.undo()
         assert not any("hunter2" in text for text in context.values()), context
@@ -320,7 +319,7 @@ def test_a_file_claiming_size_zero_or_growing_is_read_no_further_than_the_cap(tm
         info = real_fstat(fd)
         return os.stat_result((*info[:6], 0, *info[7:]))
 
-    monkeypatch.setattr(context_files.os, "fstat", size_zero)
+    monkeypatch.setattr(os, "fstat", size_zero)
     reads: list[int] = []
     real_read = os.read
 
@@ -328,7 +327,7 @@ def test_a_file_claiming_size_zero_or_growing_is_read_no_further_than_the_cap(tm
         reads.append(size)
         return real_read(fd, size)
 
-    monkeypatch.setattr(context_files.os, "read", counted)
+    monkeypatch.setattr(os, "read", counted)
     with pytest.raises(ContextError, match="cap"):
         load_context([str(root)], max_bytes=20_000)
     with pytest.raises(ContextError, match="cap"):
@@ -348,6 +347,6 @@ def test_a_subfolder_removed_mid_walk_is_counted_not_raised(tmp_path, monkeypatc
             os.rmdir(root / "gone")
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(context_files.os, "open", removing)
+    monkeypatch.setattr(os, "open", removing)
     context, report = load_context([str(root)])
     assert context == {"repo/a.txt": "x"} and report.skipped == {"unreadable": 1}
