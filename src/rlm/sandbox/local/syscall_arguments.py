@@ -1,7 +1,7 @@
 """Which arguments of syscalls the worker keeps are refused: the jail's seccomp rules by argument.
 
 `jail` denies whole syscalls by name and number; this module says, for the calls the runtime still
-needs (`ioctl`, `fcntl`, `madvise`, `prctl` and calls that take a pid), which of their arguments
+needs (`ioctl`, `fcntl`, `madvise`, `prctl`, `mmap` and calls that take a pid), which of their arguments
 are refused, as (syscall name, argument index, comparison, mask or value, value) tuples that `jail`
 turns into libseccomp's comparisons. Only the standard library: the worker loads it as a
 top-level module before anything else arrives, as it loads `jail`.
@@ -13,6 +13,7 @@ ioctl families of filesystems nobody named; KSM's opt-ins, attack round 21).
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterable
 
 CMP_NE = 1
@@ -66,6 +67,17 @@ PR_ALLOWED = frozenset({
     PR_SET_SECCOMP, 38,
 })  # fmt: skip
 
+# mmap flags refused, each for kernel memory outside the worker's memory cap, held for its life:
+# - shared anonymous memory (MAP_SHARED, or MAP_SHARED_VALIDATE which holds its bit, with
+#   MAP_ANONYMOUS): the kernel backs each such mapping with a shmem file of its own, an inode, a
+#   dentry and a struct file, what memfd_create made before it was refused (round 17; 15,000
+#   mappings held 23 MB of slab under the host's mapping bound, round 25);
+# - MAP_HUGETLB: pages from the machine's huge page pool, which every process shares.
+# CPython's and glibc's allocators map private memory only. Values from the platform's mmap module
+# (MIPS numbers MAP_ANONYMOUS otherwise); MAP_HUGETLB is 0x40000 where Linux has it.
+MAP_SHARED_ANONYMOUS = mmap.MAP_SHARED | getattr(mmap, "MAP_ANONYMOUS", 0x20)
+MAP_HUGETLB = 0x40000
+
 # Every advice and option the kernel defines is below 128 but the poison and guard advice (100-103)
 # and the magic-numbered options (PR_SET_VMA, PR_SET_PTRACER, PR_GET_AUXV), all refused.
 _ACTION_VALUES = 128
@@ -91,6 +103,8 @@ def refused_arguments() -> list[Rule]:
         (name, 1, CMP_MASKED_EQ, INT_MASK, command) for name in ("fcntl", "fcntl64") for command in F_REFUSED_COMMANDS
     ]
     rules += [("ioctl", 1, CMP_MASKED_EQ, mask, value) for mask, value in ioctl_families_refused(IOCTL_TYPE_ALLOWED)]
+    for name in ("mmap", "mmap2"):  # mmap2: 32-bit systems' (libseccomp skips a name the system lacks)
+        rules += [(name, 3, CMP_MASKED_EQ, flags, flags) for flags in (MAP_SHARED_ANONYMOUS, MAP_HUGETLB)]
     # Compared on all 64 bits: a pid whose low 32 bits are 0 is this process to the kernel, refused too.
     rules += [(name, index, CMP_NE, 0, 0) for name, index in SELF_ONLY_PID_ARGUMENTS]
     # ... and their "who" 0 means this process only when "which" names a process: as PRIO_USER or
