@@ -24,17 +24,22 @@ of a readable file cannot collapse it here (the kernel has no CONFIG_READ_ONLY_T
 session's variable listing (`describe_variables`) calls `repr`/`len`/`type` as the model may have
 rebound them, which only lets the model's code describe its own variables or time out its own REPL.
 
-Three holes, found as strict xfails (reproductions, causes and fixes in /tmp/s12/attack25/HOLES.md):
-1. with the policy off, a worker makes ~15,000 one-page MAP_SHARED|MAP_ANONYMOUS mappings: each is a
+Three holes, found as strict xfails and closed the same session (reproductions in
+/tmp/s12/attack25/HOLES.md); what they were:
+1. with the policy off, a worker made ~15,000 one-page MAP_SHARED|MAP_ANONYMOUS mappings: each is a
    shmem file of its own ("/dev/zero (deleted)": an inode, a dentry and a struct file), ~23 MB of
    kernel slab (18 MB unreclaimable) outside its memory cap for the worker's life, under the host's
    bound of 16,384 mappings; what round 17 closed for memfd_create, reached without it;
-2. in an E2B sandbox, rich display results (IPython's `display()`) are kept by the SDK for the whole
-   step like printed output, but are counted against neither the 8 MB per-step cap nor the run's
-   account: the step goes on and the host holds them all;
-3. an E2B step's trailing expression's value and its error's value and traceback reach the host
+2. in an E2B sandbox, rich display results (IPython's `display()`) were kept by the SDK for the whole
+   step like printed output, but counted against neither the 8 MB per-step cap nor the run's
+   account: the step went on and the host held them all;
+3. an E2B step's trailing expression's value and its error's value and traceback reached the host
    whole and uncounted (a 100 MB value: ~380 MB of host allocations, a 100 MB error ~760 MB), where
    the same text printed stops the step at 8 MB.
+The fixes: the jail's seccomp filter refuses mmap with MAP_SHARED and MAP_ANONYMOUS together (which
+MAP_SHARED_VALIDATE holds too) and MAP_HUGETLB (syscall_arguments.py), closing the kind of mapping,
+not one call that makes it; the E2B adapter passes on_result and on_error to run_code, and the
+output reader counts each result and error the SDK holds as it counts printed text (bridge.py).
 """
 
 from __future__ import annotations
@@ -184,21 +189,11 @@ def test_printing_past_the_step_cap_stops_the_step(e2b_box):
     assert result.restarted and "OutputLimit" in (result.error or ""), result.error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: display results are kept by the SDK for the whole step, counted against neither the "
-    "8 MB step cap nor the run's account",
-)
 def test_display_results_past_the_step_cap_stop_the_step(e2b_box):
     result = e2b_box.execute("for i in range(12):\n    display('x' * 4_000_000)", no_calls)
     assert result.restarted and "OutputLimit" in (result.error or ""), result.error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: a step's trailing value and its error's value and traceback reach the host whole and "
-    "uncounted (100 MB: ~380 MB and ~760 MB of host allocations)",
-)
 @pytest.mark.parametrize("code", ["'x' * 20_000_000", "raise ValueError('x' * 20_000_000)"], ids=["value", "error"])
 def test_a_result_or_error_past_the_step_cap_stops_the_step(e2b_box, code):
     result = e2b_box.execute(code, no_calls)

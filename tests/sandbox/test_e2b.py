@@ -13,7 +13,7 @@ from rlm import RLM, SandboxError
 from rlm.sandbox import registry
 from rlm.sandbox.base import SandboxLimits
 from rlm.sandbox.e2b import E2BSandbox
-from rlm.sandbox.e2b.bridge import CALL_MARK, FINAL_MARK, OutputReader
+from rlm.sandbox.e2b.bridge import CALL_MARK, FINAL_MARK, OutputReader, held_bytes
 from rlm.sandbox.host_memory import VALUE_BYTES, HostFrameBudget
 from tests.conftest import last_user_message
 from tests.sandbox.fake_e2b import FakeSandbox, fresh_service
@@ -215,6 +215,23 @@ def test_code_that_reassigns_stdout_keeps_the_bridge(make_box):
     code = "import io, sys\nsys.stdout = io.StringIO()\nprint('hidden')\nFINAL(llm_query('q'))"
     assert box.execute(code, echo).final_answer == "llm_query:['q']"
     box.close()
+
+
+def test_results_and_errors_count_against_the_step_cap_as_printed_text_does():
+    from types import SimpleNamespace
+
+    reader = OutputReader(lambda call, held: None, max_step_bytes=2_000)
+    reader.on_result(SimpleNamespace(text="x" * 500, json={"rows": ["y" * 500]}, is_main_result=True))
+    assert not reader.too_much  # ~1,000 bytes and two messages' overhead
+    reader.on_error(SimpleNamespace(name="ValueError", value="z" * 400, traceback="z" * 400))
+    assert reader.too_much
+
+
+def test_held_bytes_walks_a_deeply_nested_message_without_recursion():
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert held_bytes({"data": deep, "text": "é" * 10}) == (100_000 + 2) * VALUE_BYTES + 4 + 4 * 10 + 4
 
 
 # --- selection -------------------------------------------------------------------------------------------

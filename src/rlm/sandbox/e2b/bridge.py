@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from rlm.sandbox.host_memory import BASE_FRAME_BYTES, NON_ASCII_WIDTH, HostFrameBudget, parsed_bytes
+from rlm.sandbox.host_memory import BASE_FRAME_BYTES, NON_ASCII_WIDTH, VALUE_BYTES, HostFrameBudget, parsed_bytes
 from rlm.sandbox.local.output import OutputBuffer
 from rlm.sandbox.local.policy import READY_MODULES
 from rlm.utf8 import may_hold_surrogates, utf8_text, utf8_values
@@ -200,6 +200,16 @@ class OutputReader:
     def on_stderr(self, message: Any) -> None:
         self._feed("stderr", message)
 
+    def on_result(self, result: Any) -> None:
+        """A display result or the step's trailing value: the SDK keeps each until the step ends, as
+        it keeps printed text, so each counts as printed text does (attack round 25: 40 displays of
+        4 MB, or one 100 MB value, were held uncounted)."""
+        self._count_message(result)
+
+    def on_error(self, error: Any) -> None:
+        """The step's error: its value and its traceback, which repeats the value, both held whole."""
+        self._count_message(error)
+
     def finish(self) -> None:
         """The cell is over: an unterminated last line is still a line."""
         with self._lock:
@@ -259,6 +269,11 @@ class OutputReader:
             self._line(lines[start:end], markers=True)
             done = end + 1
         self._output.write(lines[done:])
+
+    def _count_message(self, message: Any) -> None:
+        with self._lock:
+            if not (self._closed or self.too_much):
+                self._count_streamed(held_bytes(getattr(message, "__dict__", message)) + MESSAGE_BYTES)
 
     def _count_streamed(self, size: int) -> None:
         if self.too_much:
@@ -329,3 +344,23 @@ class OutputReader:
             self.final = utf8_text(answer)
             return True
         return False
+
+
+def held_bytes(value: Any) -> int:
+    """About what the SDK holds for a message it parsed into `value`: its strings at their decoded
+    width, and an object for each other value. Walked with a stack: a parsed message may nest deep."""
+    total, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) * (1 if item.isascii() else NON_ASCII_WIDTH)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+            total += VALUE_BYTES
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+            total += VALUE_BYTES
+        else:
+            total += VALUE_BYTES
+    return total

@@ -1,9 +1,9 @@
 """The E2B sandbox: each RLM node gets one persistent E2B cloud sandbox (extra `[e2b]`).
 
 Built from `registry.py`. Uses the `e2b-code-interpreter` SDK's `Sandbox.create`, `files.write`,
-`run_code(on_stdout=..., on_stderr=...)`, `set_timeout` and `kill`. The context is uploaded once
-as a compressed file; sub-calls travel as stdout markers answered with reply files (`bridge.py`).
-No API key or LM client ever enters the sandbox.
+`run_code(on_stdout=..., on_stderr=..., on_result=..., on_error=...)`, `set_timeout` and `kill`.
+The context is uploaded once as a compressed file; sub-calls travel as stdout markers answered
+with reply files (`bridge.py`). No API key or LM client ever enters the sandbox.
 """
 
 from __future__ import annotations
@@ -172,7 +172,12 @@ class E2BSandbox:
         def run() -> None:
             try:
                 execution = box.run_code(
-                    code, on_stdout=reader.on_stdout, on_stderr=reader.on_stderr, timeout=RUN_CODE_BACKSTOP_S
+                    code,
+                    on_stdout=reader.on_stdout,
+                    on_stderr=reader.on_stderr,
+                    on_result=reader.on_result,
+                    on_error=reader.on_error,
+                    timeout=RUN_CODE_BACKSTOP_S,
                 )
                 events.put(("done", execution))
             except BaseException as exc:
