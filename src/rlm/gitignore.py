@@ -1,6 +1,6 @@
 """`.gitignore` lines and `--include`/`--exclude` globs, matched in time linear in the pattern and the path.
 
-`context_files` uses it to walk a `--context` folder, which is often someone else's (a cloned
+`context_folder` uses it to walk a `--context` folder, which is often someone else's (a cloned
 repository, an unpacked archive), so its `.gitignore` lines are a stranger's input.
 
 Why not pathspec: it turns each line into a Python regular expression, and Python's `re` backtracks.
