@@ -273,7 +273,7 @@ class OutputReader:
     def _count_message(self, message: Any) -> None:
         with self._lock:
             if not (self._closed or self.too_much):
-                self._count_streamed(held_bytes(getattr(message, "__dict__", message)) + MESSAGE_BYTES)
+                self._count_streamed(held_bytes(message) + MESSAGE_BYTES)
 
     def _count_streamed(self, size: int) -> None:
         if self.too_much:
@@ -348,19 +348,23 @@ class OutputReader:
 
 def held_bytes(value: Any) -> int:
     """About what the SDK holds for a message it parsed into `value`: its strings at their decoded
-    width, and an object for each other value. Walked with a stack: a parsed message may nest deep."""
-    total, stack = 0, [value]
+    width, and an object for each other value (a chart's objects by their attributes). Walked with a
+    stack, each object once: a parsed message may nest deep."""
+    total, stack, seen = 0, [value], set()
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             total += len(item) * (1 if item.isascii() else NON_ASCII_WIDTH)
-        elif isinstance(item, dict):
+            continue
+        total += VALUE_BYTES
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
-            total += VALUE_BYTES
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
-            total += VALUE_BYTES
-        else:
-            total += VALUE_BYTES
+        elif hasattr(item, "__dict__"):
+            stack.extend(vars(item).values())
     return total
