@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rlm.sandbox.local import jail
+from rlm.sandbox.local import jail, landlock, seccomp_filter
 from rlm.sandbox.local.processes import network_isolation_available
 from tests.sandbox.conftest import (
     PROBE_REPORT,
@@ -153,7 +153,9 @@ def test_x32_abi_syscalls_do_not_slip_past_the_filter(unrestricted):
     assert attempt(unrestricted, "result = 1").startswith("OK")
 
 
-@pytest.mark.skipif(jail.landlock_abi() < 6, reason="known hole below Landlock ABI 6: F_SETOWN signals are unscoped")
+@pytest.mark.skipif(
+    landlock.landlock_abi() < 6, reason="known hole below Landlock ABI 6: F_SETOWN signals are unscoped"
+)
 def test_sigio_owner_cannot_signal_the_host(unrestricted):
     """F_SETOWN + F_SETSIG + O_ASYNC on the worker's own pipes, owner = the host (or its group)."""
     received: list[int] = []
@@ -220,8 +222,8 @@ def test_every_new_syscall_number_is_refused_whether_libseccomp_knows_its_name_o
     # setxattrat (463) once wrote security.capability onto a host file: libseccomp 2.5.4 did not
     # know the name, so a denylist of names skipped it. Each number is called with null arguments;
     # only the filter answers EPERM to that (a kernel without the call says ENOSYS, bad arguments EFAULT).
-    unified = range(jail.UNIFIED_SYSCALLS_FROM, jail.UNIFIED_SYSCALLS_TO + 1)
-    numbers = [n for n in unified if n not in jail.UNIFIED_ALLOWED]
+    unified = range(seccomp_filter.UNIFIED_SYSCALLS_FROM, seccomp_filter.UNIFIED_SYSCALLS_TO + 1)
+    numbers = [n for n in unified if n not in seccomp_filter.UNIFIED_ALLOWED]
     action = (
         "import errno\n"
         f"let_through = []\nfor n in {numbers!r}:\n"

@@ -1,10 +1,11 @@
 """The sandbox worker process: start-up, the OS jail, resource limits, and the request loop.
 
 Started by `LocalSandbox` as `python -I -c ...` with an empty environment; it imports only the
-standard library, RestrictedPython and its sibling modules (`protocol`, `jail`, `repl`, `policy`,
-`safe_values`, `output`), never the `rlm` package (fast start, and no API keys or host objects
-within reach). It enters the OS jail (`jail`) before anything else arrives, then serves the host's
-requests with a `repl.Session`, speaking `protocol` frames on private copies of fds 0/1.
+standard library, RestrictedPython and its sibling modules (`protocol`, `jail` with `landlock`,
+`seccomp_filter`, `jail_error` and `syscall_arguments`, `repl`, `policy`, `safe_values`, `output`),
+never the `rlm` package (fast start, and no API keys or host objects within reach). It enters the
+OS jail (`jail`) before anything else arrives, then serves the host's requests with a
+`repl.Session`, speaking `protocol` frames on private copies of fds 0/1.
 """
 
 from __future__ import annotations
