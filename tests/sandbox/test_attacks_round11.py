@@ -86,7 +86,7 @@ def test_the_worker_cannot_hold_a_hundred_thousand_epoll_watches(unrestricted):
         "result = sc(447, 0)",  # memfd_secret: memory the kernel hides from itself
         "result = sc(451, os.open(os.__file__, 0), 0, 0, ctypes.create_string_buffer(64), 0)",  # cachestat
         "result = sc(157, 35, 1, 0, 0, 0)",  # PR_SET_MM: rewrite its own memory map's bounds
-        "import mmap\nm = mmap.mmap(-1, 4096)\nresult = m.madvise(100)",  # MADV_HWPOISON
+        "import mmap\nm = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE)\nresult = m.madvise(100)",  # MADV_HWPOISON
         "result = sc(149, 0, 64 << 20)",  # mlock 64 MB: past RLIMIT_MEMLOCK
         "result = sc(151, 3)",  # mlockall(MCL_CURRENT | MCL_FUTURE)
     ],

@@ -268,7 +268,7 @@ def test_the_worker_cannot_fill_the_machines_dentry_cache():
 @pytest.mark.parametrize(
     "action",
     [
-        "import mmap\nm = mmap.mmap(-1, 1 << 20)\nresult = m.madvise(12)",  # MADV_MERGEABLE
+        "import mmap\nm = mmap.mmap(-1, 1 << 20, flags=mmap.MAP_PRIVATE)\nresult = m.madvise(12)",  # MADV_MERGEABLE
         "result = sc(157, 67, 1, 0, 0, 0)",  # prctl(PR_SET_MEMORY_MERGE): every mapping, now and later
     ],
 )

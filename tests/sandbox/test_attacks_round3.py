@@ -218,17 +218,19 @@ def test_no_api_key_of_the_host_reaches_the_worker(monkeypatch):
         "while True:\n    pass",
         # a wall-clock sleep
         "import time\ntime.sleep(3600)",
-        # memory in every form the worker can take it: heap, anonymous and shared mappings
+        # memory in every form the worker can take it: heap, anonymous mappings ...
+        "import mmap\nheld = [mmap.mmap(-1, 64 << 20, flags=mmap.MAP_PRIVATE) for _ in range(64)]",
+        # ... and shared ones, which the jail refuses outright since attack round 25 (PermissionError)
         "import mmap\nheld = [mmap.mmap(-1, 64 << 20) for _ in range(64)]",
     ],
-    ids=["timer-signal-blocked", "timer-disarmed", "sleep", "mmap-bomb"],
+    ids=["timer-signal-blocked", "timer-disarmed", "sleep", "mmap-bomb", "shared-mmap-bomb"],
 )
 def test_runaway_code_is_stopped_and_a_fresh_sandbox_still_works(code):
     limits = SandboxLimits(exec_timeout=1.0, memory_limit_mb=128)
     with LocalSandbox(limits, python_policy=False) as box:
         box.load("context")
         result = box.execute(code, no_calls)
-        stopped = ("TimeoutError", "MemoryError", "Cannot allocate memory")
+        stopped = ("TimeoutError", "MemoryError", "Cannot allocate memory", "PermissionError")
         assert result.error is not None and any(word in result.error for word in stopped), result.error
         assert box.execute("print(len(context))", no_calls).output == "7\n"
     with LocalSandbox(limits) as fresh:
