@@ -1,10 +1,11 @@
 """Which arguments of syscalls the worker keeps are refused: the jail's seccomp rules by argument.
 
-`jail` denies whole syscalls by name and number; this module says, for the calls the runtime still
-needs (`ioctl`, `fcntl`, `madvise`, `prctl`, `mmap` and calls that take a pid), which of their arguments
-are refused, as (syscall name, argument index, comparison, mask or value, value) tuples that `jail`
-turns into libseccomp's comparisons. Only the standard library: the worker loads it as a
-top-level module before anything else arrives, as it loads `jail`.
+`seccomp_filter` lists the whole syscalls denied by name and number; this module says, for the calls
+the runtime still needs (`ioctl`, `fcntl`, `madvise`, `prctl`, `mmap` and calls that take a pid),
+which of their arguments are refused, as (syscall name, argument index, comparison, mask or value,
+value) tuples that `jail` hands to `seccomp_filter` to turn into libseccomp's comparisons. Only the
+standard library: the worker loads it as a top-level module before anything else arrives, as it
+loads `jail`.
 
 Where a call's argument names an action (an ioctl family, madvise advice, a prctl option), the
 rules are an allowlist: a list of what to refuse held only for what someone had looked at (the
