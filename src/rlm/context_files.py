@@ -67,7 +67,10 @@ def load_context(
     if not documents:
         raise ContextError(f"No readable text files in {', '.join(paths)}")
     if len(documents) == 1 and len(paths) == 1 and not Path(paths[0]).is_dir():
-        return next(iter(documents.values())), report
+        text = next(iter(documents.values()))
+        if not text.strip():  # said here, where the file's name is known (the run would refuse it unnamed)
+            raise ContextError(f"{paths[0]} is empty (or only whitespace): there is nothing to ask about in it")
+        return text, report
     return documents, report
 
 

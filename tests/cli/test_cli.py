@@ -92,7 +92,7 @@ def test_graph_history_and_progress(server, tmp_path):
     ("args", "message"),
     [
         (["ask", "q", "--context", "/no/such/file.txt"], "Context file not found: /no/such/file.txt"),
-        (["ask", "q", "--context", "EMPTY"], "context is empty"),
+        (["ask", "q", "--context", "EMPTY"], "empty.txt is empty (or only whitespace): there is nothing to ask about"),
         (["ask", "q", "--context", "DOC", "--sandbox", "docker"], "Unknown sandbox 'docker'"),
         (["ask", "q", "--context", "DOC", "--model", "no-such-model-xyz"], "Model not found"),
     ],
@@ -311,6 +311,13 @@ def test_chat_answers_line_by_line_with_commands_and_one_load(server, tmp_path):
     assert "unknown command /nonsense" in result.stderr and "[final; 1 steps;" in result.stderr
     assert [entry["question"] for entry in json.loads(saved.read_text())] == ["How long?"]
     assert "never asked" not in str(server.requests)
+    shown = run_cli("view", str(saved), "--detailed")  # the transcript /save wrote reads back
+    assert shown.returncode == 0, shown.stderr
+    question, answer, ended, step = shown.stdout.splitlines()[:4]
+    assert (question, answer) == ("1. Q: How long?", "   A: 42")
+    assert ended.startswith("   [final; 1 steps; 1 LM calls; cost ") and step == "   step 1: FINAL(str(len(context)))"
+    html = run_cli("view", str(saved), "--html", str(tmp_path / "chat.html"))
+    assert html.returncode == 2 and "this file is a chat transcript (/save)" in html.stderr
 
 
 def test_ask_with_a_typed_output_prints_the_validated_value(server, tmp_path):

@@ -63,3 +63,36 @@ def test_chat_says_so_per_question_and_goes_on(never_answers, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
     assert result.stderr.count("rlm: no answer (no_answer:") == 2
+
+
+@pytest.fixture
+def repeats_itself(openai_server):
+    """A model that runs the same code every step and answers with a guess when told to answer now."""
+
+    def reply(body: dict) -> str:
+        told_to_finish = "You keep running the same code." in body["messages"][-1]["content"]
+        return '```python\nFINAL("4242")\n```' if told_to_finish else "```python\nprint(len(context))\n```"
+
+    return openai_server(reply)
+
+
+def test_a_run_stopped_for_repeating_itself_says_so_and_not_to_take_more_steps(repeats_itself, tmp_path):
+    (tmp_path / "doc.txt").write_text("some text\n" * 2000)  # past the task message's quote, so guesses count
+    result = run_cli("ask", "What is the code?", "-c", str(tmp_path / "doc.txt"), "--max-iterations", "20",
+                     "--model", "openai/test-model", "--api-base", repeats_itself.base_url)  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("rlm: no answer")]
+    assert "ran the same code again and again and was stopped at step" in line and "of 20)" in line, line
+    assert "--max-iterations" not in line and "rephrase the question" in line
+
+
+def test_the_summary_line_says_how_a_run_that_answered_ended():
+    # "[repeated; ...]" after a right answer read as a failure to a newcomer
+    from types import SimpleNamespace
+
+    from rlm.cli.common import finish_label
+
+    assert finish_label(SimpleNamespace(finish_reason="repeated", answer="42")) == "answered after repeating its code"
+    assert finish_label(SimpleNamespace(finish_reason="max_iterations", answer="42")) == "answered at the step limit"
+    assert finish_label(SimpleNamespace(finish_reason="final", answer="42")) == "final"
+    assert finish_label(SimpleNamespace(finish_reason="unfounded", answer="")) == "unfounded"

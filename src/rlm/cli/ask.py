@@ -15,6 +15,7 @@ from rlm.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     build_rlm,
+    finish_label,
     for_the_cli,
     is_user_fixable,
     no_answer_line,
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         saved = f"; wrote {' and '.join(written)}" if written else ""
         print(f"rlm: interrupted after {len(finished_steps)} finished steps{saved}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    missing = no_answer_line(result)
+    missing = no_answer_line(result, rlm.config.max_iterations)
     if args.json:  # the record either way (its finish_reason says why); the exit code says whether it answered
         data = result.to_dict()
         if output is not None:
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose and not args.json:
         cost = "unknown" if result.cost is None else f"${result.cost:.4f}"
         print(
-            f"[{result.finish_reason}; {result.iterations} steps; {result.llm_calls} LM calls; "
+            f"[{finish_label(result)}; {result.iterations} steps; {result.llm_calls} LM calls; "
             f"{result.prompt_tokens}+{result.completion_tokens} tokens; cost {cost}; {result.wall_time_s:.1f} s]",
             file=sys.stderr,
         )

@@ -13,7 +13,15 @@ import os
 import sys
 from typing import Any
 
-from rlm.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, build_rlm, for_the_cli, no_answer_line
+from rlm.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    build_rlm,
+    finish_label,
+    for_the_cli,
+    no_answer_line,
+)
 from rlm.terminal import file_safe
 
 COMMANDS = "/reset (forget questions and variables), /history, /save FILE, /quit"
@@ -26,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         context, loaded = load_context(args.context, args.include, args.exclude, args.max_bytes)
-        session = build_rlm(args).session(context, compact_at_tokens=getattr(args, "compact_at", None))
+        rlm = build_rlm(args)
+        session = rlm.session(context, compact_at_tokens=getattr(args, "compact_at", None))
+        max_iterations = rlm.config.max_iterations
     except RLMError as exc:
         print(f"rlm: {for_the_cli(exc, 'chat')}", file=sys.stderr)
         return EXIT_USAGE
@@ -60,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             except RLMError as exc:
                 print(f"rlm: {type(exc).__name__}: {for_the_cli(exc, 'chat')}", file=sys.stderr)
                 continue
-            missing = no_answer_line(result)
+            missing = no_answer_line(result, max_iterations)
             if missing:  # said, not printed as an empty answer; the chat goes on
                 print(missing, file=sys.stderr, flush=True)
             else:
@@ -73,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             cost = "unknown" if result.cost is None else f"${result.cost:.4f}"
             compacted = "; conversation compacted" if compactions else ""
             print(
-                f"[{result.finish_reason}; {result.iterations} steps; {result.llm_calls} LM calls; cost {cost}; "
+                f"[{finish_label(result)}; {result.iterations} steps; {result.llm_calls} LM calls; cost {cost}; "
                 f"{result.wall_time_s:.1f} s{compacted}]",
                 file=sys.stderr,
             )

@@ -61,11 +61,22 @@ _NO_ANSWER_REASONS = {
     "unfounded": "the model's last answer was never shown by any output of its code, so it was refused as a guess",
 }
 NO_ANSWER_ADVICE = "try more steps (--max-iterations), a larger model (--model), or a narrower question or --context"
+# A loop stopped for running the same code again had steps left: more of them would not help.
+REPEATED_ADVICE = (
+    "rephrase the question (name the words or values to look for), narrow --context, or use a larger model (--model)"
+)
+# The summary line's word for how a run that answered ended, where the engine's bare reason reads as a failure.
+_ANSWERED_AFTER = {
+    "repeated": "answered after repeating its code",
+    "max_iterations": "answered at the step limit",
+}
 
 
-def no_answer_line(result: Any) -> str | None:
+def no_answer_line(result: Any, max_iterations: int | None = None) -> str | None:
     """One line for stderr when `result` holds no answer (finish reason no_answer or unfounded, or an
-    empty answer), naming why and what to try; None when it answered."""
+    empty answer), naming why and what to try; None when it answered. With the run's
+    `max_iterations`, a run that stopped before it (the model ran the same code again and again)
+    says so, and is not told to take more steps."""
     reason = result.finish_reason
     if reason in _NO_ANSWER_REASONS:
         why = f"{reason}: {_NO_ANSWER_REASONS[reason]}"
@@ -73,7 +84,18 @@ def no_answer_line(result: Any) -> str | None:
         why = f"{reason}: the answer was empty"
     else:
         return None
+    if reason in _NO_ANSWER_REASONS and max_iterations is not None and result.iterations < max_iterations:
+        return (
+            f"rlm: no answer ({why}, after the model ran the same code again and again and was stopped at step "
+            f"{result.iterations} of {max_iterations}); {REPEATED_ADVICE}"
+        )
     return f"rlm: no answer ({why}); {NO_ANSWER_ADVICE}"
+
+
+def finish_label(result: Any) -> str:
+    """How a run ended, for the bracketed line after its answer ("repeated" alone read as a failure)."""
+    answered = bool(str(result.answer or "").strip())
+    return _ANSWERED_AFTER.get(result.finish_reason, result.finish_reason) if answered else result.finish_reason
 
 
 def chosen_model(option: str | None) -> str:

@@ -113,12 +113,14 @@ def build_parser(command: str | None = "bench") -> argparse.ArgumentParser:
 
     view = commands.add_parser(
         "view",
-        help="show a saved history, call graph or batch results",
+        help="show a saved history, call graph, batch results or chat transcript",
         description="Show a file written by --history (every LM call), --graph (.json or GraphML: the call "
-        "tree) or `rlm batch --out` (results .jsonl: its summary table again) in the terminal; --html turns "
-        "a saved graph into the offline HTML page.",
+        "tree), `rlm batch --out` (results .jsonl: its summary table again) or `rlm chat`'s /save (each "
+        "question and answer) in the terminal; --html turns a saved graph into the offline HTML page.",
     )
-    view.add_argument("file", help="a history .json, a graph .json / .graphml, or batch results .jsonl")
+    view.add_argument(
+        "file", help="a history .json, a graph .json / .graphml, batch results .jsonl, or a chat transcript .json"
+    )
     view.add_argument("--detailed", "-d", action="store_true", help="history: also print messages and outputs")
     view.add_argument("--max-length", type=int, default=300, help="cut long texts to this many characters")
     view.add_argument("--html", metavar="OUT", help="graph: write the offline HTML view to OUT")
@@ -200,7 +202,7 @@ def optimize(args: argparse.Namespace) -> int:
 
 
 def view(args: argparse.Namespace) -> int:
-    from rlm.cli.view import load_saved, print_history, print_tree
+    from rlm.cli.view import load_saved, print_chat, print_history, print_tree
     from rlm.errors import RLMError
 
     try:
@@ -211,8 +213,9 @@ def view(args: argparse.Namespace) -> int:
     if kind == "batch":
         print(data)
         return EXIT_OK
-    if kind == "history" and args.html:
-        print("rlm: --html needs a saved graph; this file is a history", file=sys.stderr)
+    if kind in ("history", "chat") and args.html:
+        what = "a history" if kind == "history" else "a chat transcript (/save)"
+        print(f"rlm: --html needs a saved graph; this file is {what}", file=sys.stderr)
         return EXIT_USAGE
     # Shown whole or not at all: a file from elsewhere can hold fields of any type, which only the
     # printing meets.
@@ -220,13 +223,15 @@ def view(args: argparse.Namespace) -> int:
     try:
         if kind == "history":
             print_history(data, args.detailed, args.max_length, shown)
+        elif kind == "chat":
+            print_chat(data, args.detailed, args.max_length, shown)
         else:
             print_tree(data, args.max_length, shown)
     except (TypeError, KeyError, ValueError, AttributeError, RecursionError, OverflowError) as exc:
         print(f"rlm: {args.file} was not written by rlm ({type(exc).__name__}: {exc})", file=sys.stderr)
         return EXIT_USAGE
     sys.stdout.write(shown.getvalue())
-    if kind == "history":
+    if kind in ("history", "chat"):
         return EXIT_OK
     if args.html:
         from pathlib import Path

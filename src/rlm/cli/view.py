@@ -16,8 +16,8 @@ from rlm.utf8 import utf8_values
 
 
 def load_saved(path: str) -> tuple[str, Any]:
-    """("history", records), ("graph", DiGraph) or ("batch", summary table) from a file written by
-    --history, --graph or `rlm batch --out`."""
+    """("history", records), ("graph", DiGraph), ("batch", summary table) or ("chat", records) from a
+    file written by --history, --graph, `rlm batch --out` or `rlm chat`'s /save."""
     source = Path(path)
     if not source.is_file():
         raise ConfigurationError(
@@ -52,6 +52,8 @@ def load_saved(path: str) -> tuple[str, Any]:
     if isinstance(data, list):
         if not all(isinstance(record, dict) for record in data):
             raise ConfigurationError(f"{path} is a JSON list, but not of LM call records: not a saved history.")
+        if data and all("question" in record and "finish_reason" in record for record in data):
+            return "chat", data  # `rlm chat`'s /save: one record per question
         return "history", data
     if isinstance(data, dict) and "nodes" in data:
         try:
@@ -74,6 +76,24 @@ def print_history(records: list[dict[str, Any]], detailed: bool, max_length: int
     prompt = sum(int(r.get("prompt_tokens") or 0) for r in records)
     completion = sum(int(r.get("completion_tokens") or 0) for r in records)
     print(f"{len(records)} LM calls, {prompt}+{completion} tokens", file=out)
+
+
+def print_chat(records: list[dict[str, Any]], detailed: bool, max_length: int, out: TextIO) -> None:
+    """`rlm chat`'s saved questions: each with its answer and how its run ended (--detailed: its steps)."""
+    for number, record in enumerate(records, 1):
+        print(f"{number}. Q: {_one_line(record['question'], max_length)}", file=out)
+        print(f"   A: {_one_line(record.get('answer'), max_length)}", file=out)
+        cost = "unknown" if record.get("cost") is None else f"${float(record['cost']):.4f}"
+        print(
+            f"   [{record['finish_reason']}; {int(record.get('iterations') or 0)} steps; "
+            f"{int(record.get('llm_calls') or 0)} LM calls; cost {cost}; "
+            f"{float(record.get('wall_time_s') or 0):.1f} s]",
+            file=out,
+        )
+        for step in record.get("trajectory") or [] if detailed else []:
+            print(f"   step {step.get('iteration')}: {_one_line(step.get('code'), max_length)}", file=out)
+            shown = step.get("error") or step.get("output")
+            print(f"      -> {_one_line(shown, max_length)}", file=out)
 
 
 def print_tree(graph: nx.DiGraph, max_length: int, out: TextIO) -> None:
