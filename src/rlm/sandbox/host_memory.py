@@ -45,38 +45,82 @@ def parsed_bytes(text: str) -> int:
     return len(text) * (1 if narrow else NON_ASCII_WIDTH) + VALUE_BYTES * json_values(text)
 
 
-# A JSON string, or an unterminated one up to the end: it always matches where it starts, so a
-# scan never backtracks (the regex engine's loop is C's; a Python loop over a frame of ten million
-# strings took 28 s, attack round 12).
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\[\s\S]?[^"\\]*)*(?:"|\Z)')
-_JSON_STRING_BYTES = re.compile(_JSON_STRING.pattern.encode())
+# A JSON string once its escapes are gone (`_unescaped`), or an unterminated one up to the end: it
+# always matches where it starts, so a scan never backtracks. It has no repeated group: the pattern
+# that read escapes itself kept ~185 bytes of backtracking state per escape, 2 GB for a 48 MB CSV
+# slice with a "\n" on every line; and the strings are walked, not cut out with `re.sub`, which
+# kept ~210 bytes per string until it joined the rest (attack round 26). The walk is C's regex
+# engine with one Python step per string: five million strings in under a second.
+_PLAIN_STRING = re.compile(r'"[^"]*(?:"|\Z)')
+_PLAIN_STRING_BYTES = re.compile(rb'"[^"]*(?:"|\Z)')
+
+
+def _unescaped(text: str) -> str:
+    """`text` with no escape left that could hide or fake a quote. In JSON a backslash occurs only in
+    a string, and each escape pairs it with the next character: removing the escaped backslashes
+    (pairs, left to right, as `replace` finds them) and then the escaped quotes leaves only the
+    quotes that open and close strings. Two copies while it runs (`counting_bytes`); none without a
+    backslash."""
+    return text.replace("\\\\", "").replace('\\"', "") if "\\" in text else text
+
+
+def _unescaped_bytes(frame: bytes | bytearray) -> bytes | bytearray:
+    """`_unescaped` for a frame's bytes."""
+    return frame.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in frame else frame
+
+
+def counting_bytes(text: str | bytes | bytearray) -> int:
+    """What an exact count of `text` (`json_containers`, `json_values` past its quick bound) holds
+    beside it: the two copies `_unescaped` makes. The caller charges it before counting (attack
+    round 26: the count of a frame cost up to 50 times the frame before the count refused it)."""
+    backslash: str | bytes = "\\" if isinstance(text, str) else b"\\"
+    if backslash not in text:  # type: ignore[operator]
+        return 0
+    return 2 * len(text) * (1 if text.isascii() else NON_ASCII_WIDTH)
 
 
 def json_containers(frame: bytes | bytearray) -> int:
     """The objects and lists parsing `frame` builds: its "{" and "[" outside strings (a JSON document
     handed to recursive_llm holds millions in its text, and builds none of them)."""
-    outside = _JSON_STRING_BYTES.sub(b"", frame)
-    return outside.count(b"{") + outside.count(b"[")
+    plain = _unescaped_bytes(frame)
+    inside = 0
+    for string in _PLAIN_STRING_BYTES.finditer(plain):
+        start, end = string.span()
+        if end - start > 2:
+            inside += plain.count(b"{", start, end) + plain.count(b"[", start, end)
+    return plain.count(b"{") + plain.count(b"[") - inside
+
+
+def needs_exact_count(text: str) -> bool:
+    """Whether `json_values` must tell the punctuation inside strings from the rest (then the caller
+    charges `counting_bytes` first)."""
+    return (_punctuation(text) + 1) * VALUE_BYTES > len(text)
 
 
 def json_values(text: str) -> int:
     """At most how many values parsing `text` builds: every value but the outermost follows a ",",
     a ":", a "[" or a "{" outside strings. One pass of C counts when punctuation is sparse (an upper
-    bound costing at most the text's own size again); where it is dense, the strings are cut out
-    first, so commas inside them do not count (a CSV slice is not a million values)."""
-    bound = _punctuation(text) + 1
-    if bound * VALUE_BYTES <= len(text):
-        return bound
-    return _punctuation(_JSON_STRING.sub("", text)) + 1
+    bound costing at most the text's own size again); where it is dense, the punctuation inside
+    strings is taken off, so commas in a string do not count (a CSV slice is not a million values)."""
+    if not needs_exact_count(text):
+        return _punctuation(text) + 1
+    plain = _unescaped(text)
+    inside = 0
+    for string in _PLAIN_STRING.finditer(plain):
+        start, end = string.span()
+        if end - start > 2:
+            inside += _punctuation(plain, start, end)
+    return _punctuation(plain) - inside + 1
 
 
-def _punctuation(text: str) -> int:
+def _punctuation(text: str, start: int = 0, end: int | None = None) -> int:
     # A ":" counts twice: the key before it is a value too, and while an object with many distinct
     # keys is parsed, the parser's key cache and the dict's growing table hold about as much again
     # (attack round 13: a frame of one such object peaked at 1.19 times its count). A "[" or "{"
     # counts twice too: a list or dict holding a value costs about 100 bytes (object, GC header,
     # item array), not 64 (attack round 18: lists nested 50 deep parsed to 1.3 times their count).
-    return sum(text.count(mark) for mark in ",:[{") + text.count(":") + text.count("[") + text.count("{")
+    stop = len(text) if end is None else end
+    return text.count(",", start, stop) + 2 * sum(text.count(mark, start, stop) for mark in ":[{")
 
 
 # A frame is counted at its peak: while it is decoded its bytes and text coexist, while it is

@@ -12,7 +12,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from rlm.sandbox.host_memory import BASE_FRAME_BYTES, NON_ASCII_WIDTH, VALUE_BYTES, HostFrameBudget, parsed_bytes
+from rlm.sandbox.host_memory import (
+    BASE_FRAME_BYTES,
+    NON_ASCII_WIDTH,
+    VALUE_BYTES,
+    HostFrameBudget,
+    counting_bytes,
+    needs_exact_count,
+    parsed_bytes,
+)
 from rlm.sandbox.local.output import OutputBuffer
 from rlm.sandbox.local.policy import READY_MODULES
 from rlm.utf8 import may_hold_surrogates, utf8_text, utf8_values
@@ -322,10 +330,17 @@ class OutputReader:
     def _marker(self, text: str) -> bool:
         if text.startswith(CALL_MARK):
             payload = text[len(CALL_MARK) :]
+            # Counting a payload dense with punctuation holds copies of it: taken from the account
+            # first, and given back once counted (attack round 26).
+            counting = counting_bytes(payload) if needs_exact_count(payload) else 0
+            if counting and self._budget is not None and not self._budget.take(counting):
+                return False
             try:
                 held = parsed_bytes(payload)
             except ValueError:
                 return False
+            finally:
+                self.answered(counting)
             if self._budget is not None and not self._budget.take(held):
                 return False
             call = parse_call(payload)
@@ -349,7 +364,8 @@ class OutputReader:
 def held_bytes(value: Any) -> int:
     """About what the SDK holds for a message it parsed into `value`: its strings at their decoded
     width, and an object for each other value (a chart's objects by their attributes). Walked with a
-    stack, each object once: a parsed message may nest deep."""
+    stack, each container once: a parsed message may nest deep. Only containers are remembered: a
+    set of every float's id cost 15 times the floats (attack round 26)."""
     total, stack, seen = 0, [value], set()
     while stack:
         item = stack.pop()
@@ -357,14 +373,18 @@ def held_bytes(value: Any) -> int:
             total += len(item) * (1 if item.isascii() else NON_ASCII_WIDTH)
             continue
         total += VALUE_BYTES
+        if isinstance(item, (dict, list, tuple)):
+            children: Any = item
+        elif hasattr(item, "__dict__") and not isinstance(item, type):
+            children = vars(item).values()
+        else:
+            continue  # a number, None: nothing inside, and never worth remembering
         if id(item) in seen:
             continue
         seen.add(id(item))
         if isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif hasattr(item, "__dict__"):
-            stack.extend(vars(item).values())
+        else:
+            stack.extend(children)
     return total

@@ -15,7 +15,14 @@ import select
 import time
 from typing import Any
 
-from rlm.sandbox.host_memory import NON_ASCII_WIDTH, HostFrameBudget, json_containers, parsed_bytes
+from rlm.sandbox.host_memory import (
+    NON_ASCII_WIDTH,
+    HostFrameBudget,
+    counting_bytes,
+    json_containers,
+    needs_exact_count,
+    parsed_bytes,
+)
 from rlm.sandbox.local import protocol
 from rlm.utf8 import may_hold_surrogates, utf8_values
 
@@ -116,7 +123,9 @@ class WorkerChannel:
         # what parsing may build on the host, whatever the frame's size.
         containers = raw.count(b"{") + raw.count(b"[")
         if containers > MAX_CONTAINERS:  # the brackets of text count only in this quick bound: count exactly
+            self._hold(size + counting_bytes(raw))  # ... and count what counting holds, first
             containers = json_containers(raw)
+            self._hold(2 * size if ascii_only else DECODE_PEAK * size)
         if containers > MAX_CONTAINERS:
             raise ChannelError(
                 f"the worker sent a frame of {containers} JSON objects and lists; the limit is {MAX_CONTAINERS}"
@@ -125,7 +134,10 @@ class WorkerChannel:
             text = raw.decode("utf-8")
             del raw
             # ... and each value is an object of its own: the frame counts at what parsing builds,
-            # before it is parsed, and then at that alone.
+            # before it is parsed, and then at that alone. Counting the values of a text dense with
+            # punctuation holds copies of it: counted before it runs (attack round 26).
+            if needs_exact_count(text):
+                self._hold(decoded + counting_bytes(text))
             parsed = parsed_bytes(text)
             repair = may_hold_surrogates(text)
             self._hold(decoded + (ESCAPED_PARSE_COPIES if "\\" in text else 1) * parsed)
