@@ -140,3 +140,76 @@ def test_ray_workers_never_get_an_e2b_key_only_dotenv_gave_unless_e2b_is_named(m
         assert "E2B_API_KEY" not in forwarded_environment(auto)
     named = ItemPlan(rlm_settings={"model": "claude-sonnet-4", "sandbox": "e2b"})
     assert forwarded_environment(named)["E2B_API_KEY"] == "e2b-planted-123456"
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        (b'{"id": "a", "query": "q\xff", "context": "c"}\n', "line 2 is not UTF-8"),
+        (b'{"id": 1' + b"0" * 5000 + b', "query": "q", "context": "c"}\n', "line 2 cannot be read (ValueError"),
+        (b'{"id": "a", "query": "q", "context": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", "RecursionError"),
+    ],
+)
+def test_an_items_line_json_cannot_read_is_a_configuration_error_naming_it(tmp_path, line, says):
+    items = tmp_path / "items.jsonl"
+    items.write_bytes(b'{"id": "ok", "query": "q", "context": "c"}\n' + line)
+    with pytest.raises(ConfigurationError, match=r"items\.jsonl:") as caught:
+        read_items(items)
+    assert says in str(caught.value)
+
+
+def test_an_items_file_may_start_with_a_bom(tmp_path):
+    items = tmp_path / "items.jsonl"
+    items.write_bytes(b'\xef\xbb\xbf{"id": "a", "query": "q", "context": "c"}\r\n')
+    assert [item.id for item in read_items(items)] == ["a"]
+
+
+def test_an_inline_context_json_cannot_write_gets_a_key_of_its_own(tmp_path):
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    one, two, same = read_items(
+        [
+            {"id": "bytes", "query": "q", "context": [b"\x00\x01"]},
+            {"id": "deep", "query": "q", "context": deep},
+            {"id": "text", "query": "q", "context": ["a"]},
+        ]
+    )
+    keys = {one.context.key, two.context.key, same.context.key}
+    assert len(keys) == 3 and one.context.key.startswith("inline-object:")
+    assert same.context.key == read_items([{"id": "x", "query": "q", "context": ["a"]}])[0].context.key
+
+
+def test_a_context_glob_is_read_as_a_folder_is_no_symlink_followed(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("key = abc123")
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "a.txt").write_text("alpha")
+    (corpus / "sub" / "b.txt").write_text("beta")
+    (corpus / "sub" / "c.md").write_text("not matched")
+    (corpus / "evil.txt").symlink_to(secret)
+    (corpus / "loop").symlink_to(".")  # glob.glob walked this forever
+    (corpus / ".hidden.txt").write_text("hidden")
+    [top, deep, one] = read_items(
+        [
+            {"id": "top", "query": "q", "context_glob": str(corpus / "*.txt")},
+            {"id": "deep", "query": "q", "context_glob": str(corpus / "**" / "*.txt")},
+            {"id": "one", "query": "q", "context_glob": str(corpus / "s?b" / "[a-b].txt")},
+        ]
+    )
+    assert top.context.load() == {"a.txt": "alpha"}
+    assert deep.context.load() == {"a.txt": "alpha", "sub/b.txt": "beta"}
+    assert one.context.load() == {"b.txt": "beta"}
+    [only_link] = read_items([{"id": "l", "query": "q", "context_glob": str(corpus / "evil.*")}])
+    with pytest.raises(ContextError, match="matches no files"):
+        only_link.context.load()
+
+
+def test_the_glob_matcher_takes_a_folder_thousands_deep():
+    from rlm.batch.items import _glob_matches
+
+    names = ("d",) * 5000 + ("x.py",)
+    assert _glob_matches(("**", "*.py"), names)
+    assert _glob_matches(("d", "**", "d", "x.py"), names)
+    assert not _glob_matches(("*", "*.py"), names)

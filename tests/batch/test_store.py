@@ -77,3 +77,35 @@ def test_a_typed_value_is_written_as_json_data_and_the_next_rows_follow(tmp_path
     rows = load_results(path)
     assert rows["a"]["value"] == {"1,2": [3, 4]}
     assert rows["b"]["value"] == ["1j", "raw"] and rows["c"]["answer"] == "a"
+
+
+def test_a_field_json_cannot_write_becomes_a_note_and_the_row_is_written(tmp_path):
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    path = tmp_path / "results.jsonl"
+    with ResultStore(path) as store:
+        store.append({"id": "a", "status": "ok", "llm_calls": 2, "meta": deep, "answer": "x"})
+        store.append({"id": "b", "status": "ok", "meta": {"n": 10**5000}})
+    rows = load_results(path)
+    assert rows["a"]["meta"] == "<not writable: RecursionError>"
+    assert rows["a"]["llm_calls"] == 2 and rows["a"]["answer"] == "x"
+    assert rows["b"]["meta"] == "<not writable: ValueError>"
+
+
+def test_the_summary_reads_rows_someone_else_edited_without_raising():
+    from rlm.batch.progress import summary_table
+
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    table = summary_table(
+        [
+            {"id": "a", "status": "ok", "llm_calls": "5", "wall_time_s": "abc", "finish_reason": deep},
+            {"id": "b", "status": "failed", "llm_calls": 1, "cost": "1", "error_class": deep, "error": deep},
+            {"id": "c", "status": "ok", "llm_calls": True, "prompt_tokens": 10**5000, "wall_time_s": float("inf")},
+            {"id": "d", "status": "ok", "llm_calls": 2, "cost": 0.5, "prompt_tokens": 7, "wall_time_s": 1.5},
+        ]
+    )
+    assert "LM calls        3" in table and "7 prompt" in table
+    assert "$0.5000 (1 items unpriced)" in table and "b: <list>: <list>" in table

@@ -7,12 +7,14 @@ recorded on that item when it runs, so the rest of the batch goes on.
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -51,38 +53,110 @@ class ContextSpec:
     kind: str  # "inline" | "paths" | "glob"
     value: Any  # the inline context, a tuple of absolute paths, or an absolute glob pattern
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """Equal for items that share a context, so it is loaded (and sent to Ray) once."""
-        if self.kind == "inline":
+        """Equal for items that share a context, so it is loaded (and sent to Ray) once. Never raises:
+        an inline context json.dumps cannot write (Parquet bytes, decimals, nesting past the encoder's
+        reach) ended the whole batch before any item ran (attack round 26); it is keyed by the object
+        itself then, shared only by the items that hold that very object, and its own run says what
+        is wrong with it."""
+        if self.kind != "inline":
+            return f"{self.kind}:{json.dumps(self.value)}"  # absolute paths or one pattern: str only
+        try:
             text = self.value if isinstance(self.value, str) else json.dumps(self.value, sort_keys=True)
             return "inline:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        return f"{self.kind}:{json.dumps(self.value)}"
+        except (TypeError, ValueError, RecursionError, UnicodeError):
+            return f"inline-object:{id(self.value)}"  # items live as long as the batch: ids stay distinct
 
     def load(self) -> Any:
         """The context: inline data as given; one file as its text; folders or several files as a dict."""
         from rlm.context_files import load_context  # files, folders, binary-file checks: one reader
 
-        def read_context(paths: list[str]) -> Any:
-            # No size cap: an item names its context outright (the 50 MB cap guards `rlm ask`'s
-            # folders), and a shared 100 MB corpus is what the batch runner loads once per worker.
-            return load_context(paths, max_bytes=BATCH_MAX_BYTES)[0]
-
         if self.kind == "inline":
             return self.value
-        paths = list(self.value)
         if self.kind == "glob":
-            paths = sorted(p for p in glob.glob(self.value, recursive=True) if os.path.isfile(p))
-            if not paths:
-                raise ContextError(f"context_glob {self.value!r} matches no files")
+            documents = _read_glob(self.value)
+            paths = list(documents)
             if len(paths) == 1:
-                return {os.path.basename(paths[0]): read_context(paths)}
-        documents = read_context(paths)
+                return {os.path.basename(paths[0]): documents[paths[0]]}
+        else:
+            paths = list(self.value)
+            # No size cap: an item names its context outright (the 50 MB cap guards `rlm ask`'s
+            # folders), and a shared 100 MB corpus is what the batch runner loads once per worker.
+            documents = load_context(paths, max_bytes=BATCH_MAX_BYTES)[0]
         if isinstance(documents, dict):
             # Names relative to the common folder read better to the model than absolute paths.
             common = os.path.commonpath([str(Path(p).parent) for p in paths])
             documents = {_relative(name, common): text for name, text in documents.items()}
         return documents
+
+
+def _read_glob(pattern: str) -> dict[str, str]:
+    """The files an absolute glob pattern matches (absolute path -> text), read by the folder reader.
+
+    glob.glob followed symlinks to files and folders: a cloned repository's `src/evil.py ->
+    ~/.aws/credentials` was read, and two links to their own folder made the walk endless (attack
+    round 26). The pattern's fixed folder (its components before the first wildcard) is named
+    outright, as a `context_path` folder is; below it the folder reader walks by descriptors, with
+    its rules: no symlink followed, hidden, .gitignored and special files left out. The rest of the
+    pattern narrows what it reads (as --include) and then picks the names glob would match.
+    """
+    from rlm.context_folder import read_folder
+    from rlm.context_reads import LoadReport
+    from rlm.gitignore import Globs
+
+    parts = Path(pattern).parts
+    first = next((n for n, part in enumerate(parts) if _GLOB_MAGIC.search(part)), len(parts) - 1)
+    first = max(first, 1)  # "/" itself is never the pattern part
+    root, wanted = Path(*parts[:first]), parts[first:]
+    try:
+        is_dir = root.is_dir()
+    except OSError:
+        is_dir = False
+    found: dict[str, str] = {}
+    if is_dir:
+        read = read_folder(root, str(root), Globs(["/" + "/".join(wanted)]), Globs([]), LoadReport(), BATCH_MAX_BYTES)
+        lead = len(root.relative_to(root.parent).parts)  # the reader names files under root's parent
+        for name, text in read.items():
+            under = Path(name).parts[lead:]
+            if _glob_matches(wanted, under):
+                found[str(root.joinpath(*under))] = text
+    if not found:
+        raise ContextError(
+            f"context_glob {pattern!r} matches no files (symlinks, hidden, ignored and binary files are left out, "
+            "as in a folder)"
+        )
+    return found
+
+
+_GLOB_MAGIC = re.compile(r"[*?[]")
+
+
+def _glob_matches(pattern: tuple[str, ...], names: tuple[str, ...]) -> bool:
+    """Whether the path `names` matches glob's recursive `pattern` (`**` alone: any number of folders).
+    Run over a set of positions, not by recursion: a folder may be thousands deep."""
+    at = _past_stars(pattern, {0})
+    for name in names:
+        nxt: set[int] = set()
+        for n in at:
+            if n < len(pattern) and pattern[n] == "**":
+                nxt.add(n)
+            elif n < len(pattern) and fnmatch.fnmatchcase(name, pattern[n]):
+                nxt.add(n + 1)
+        at = _past_stars(pattern, nxt)
+        if not at:
+            return False
+    return len(pattern) in at
+
+
+def _past_stars(pattern: tuple[str, ...], at: set[int]) -> set[int]:
+    """`at` with the positions past each `**` added (it may match no folder)."""
+    more = set(at)
+    for n in sorted(at):
+        while n < len(pattern) and pattern[n] == "**":
+            n += 1
+            more.add(n)
+    return more
 
 
 @dataclass(frozen=True)
@@ -128,18 +202,37 @@ def _read_rows(path: Path) -> list[tuple[str, Any]]:
             raise ConfigurationError(
                 f"{path}: reading Parquet needs pyarrow: {install_hint('parquet')}; or give JSONL"
             ) from exc
-        return [(f"row {n + 1}", row) for n, row in enumerate(pq.read_table(path).to_pylist())]
+        try:
+            table = pq.read_table(path).to_pylist()
+        except Exception as exc:  # pyarrow's errors (ArrowInvalid, ...): a file it cannot read is not a batch
+            raise ConfigurationError(
+                f"{path} cannot be read as Parquet ({type(exc).__name__}: {str(exc)[:160]}); give a Parquet or "
+                "JSONL items file"
+            ) from None
+        return [(f"row {n + 1}", row) for n, row in enumerate(table)]
     rows = []
-    with path.open(encoding="utf-8") as lines:
+    # Read as bytes, each line decoded inside the try: a byte that is not UTF-8 raised
+    # UnicodeDecodeError out of the line iterator, and an integer past Python's digit limit
+    # (ValueError) or nesting past the recursion limit (RecursionError) out of json.loads (round 26).
+    with path.open("rb") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                rows.append((f"line {number}", json.loads(line)))
+                rows.append((f"line {number}", json.loads(line.decode("utf-8-sig" if number == 1 else "utf-8"))))
+            except UnicodeDecodeError as exc:
+                raise ConfigurationError(
+                    f"{path}:line {number} is not UTF-8 text (byte {exc.start + 1}); save the items file as UTF-8"
+                ) from None
             except json.JSONDecodeError as exc:
                 raise ConfigurationError(
                     f"{path}:line {number} is not JSON ({exc.msg}); one JSON object a line"
                 ) from exc
+            except (ValueError, RecursionError) as exc:  # a number past the digit limit, nesting too deep
+                raise ConfigurationError(
+                    f"{path}:line {number} cannot be read ({type(exc).__name__}: {str(exc)[:160]}); "
+                    "give numbers as strings and keep values nested less deeply"
+                ) from None
     return rows
 
 

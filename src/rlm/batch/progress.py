@@ -6,6 +6,7 @@ that `rlm batch` prints at the end and `rlm view results.jsonl` prints again.
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
@@ -68,21 +69,23 @@ def summary_table(rows: Iterable[dict[str, Any]], notes: Iterable[str] = ()) -> 
     rows = list(rows)
     ok = [r for r in rows if r.get("status") == "ok"]
     failed = [r for r in rows if r.get("status") != "ok"]
-    costs = [r.get("cost") for r in rows if (r.get("llm_calls") or 0) > 0]
+    # Each number read through _number: a results file may hold rows someone else edited
+    # ("llm_calls": "5"), and a resumed `rlm batch` ended in TypeError at its summary (round 26).
+    costs = [_number(r.get("cost"), None) for r in rows if _number(r.get("llm_calls")) > 0]
     known = [c for c in costs if c is not None]
     cost = f"${sum(known):.4f}" if known or not costs else "unknown"
     if len(known) < len(costs):
         cost += f" ({len(costs) - len(known)} items unpriced)"
-    times = sorted(float(r.get("wall_time_s") or 0.0) for r in rows)
+    times = sorted(float(_number(r.get("wall_time_s"))) for r in rows)
     table = [
         ("items", f"{len(rows)}: {len(ok)} ok, {len(failed)} failed"),
         ("finish reasons", _counts(r.get("finish_reason") for r in ok)),
         ("errors", _counts(r.get("error_class") for r in failed)),
-        ("LM calls", str(sum(int(r.get("llm_calls") or 0) for r in rows))),
+        ("LM calls", str(sum(int(_number(r.get("llm_calls"))) for r in rows))),
         (
             "tokens",
-            f"{sum(int(r.get('prompt_tokens') or 0) for r in rows):,} prompt + "
-            f"{sum(int(r.get('completion_tokens') or 0) for r in rows):,} completion",
+            f"{sum(int(_number(r.get('prompt_tokens'))) for r in rows):,} prompt + "
+            f"{sum(int(_number(r.get('completion_tokens'))) for r in rows):,} completion",
         ),
         ("cost", cost),
         ("time per item", _times(times)),
@@ -91,14 +94,38 @@ def summary_table(rows: Iterable[dict[str, Any]], notes: Iterable[str] = ()) -> 
     width = max(len(name) for name, _ in table)
     lines = [f"{name:<{width}}  {value}" for name, value in table]
     for row in failed[:5]:
-        lines.append(f"{'failed':<{width}}  {row.get('id')}: {row.get('error_class')}: {_short(row.get('error'))}")
+        lines.append(
+            f"{'failed':<{width}}  {_short(row.get('id'), 80)}: {_short(row.get('error_class'), 80)}: "
+            f"{_short(row.get('error'))}"
+        )
     if len(failed) > 5:
         lines.append(f"{'':<{width}}  ... and {len(failed) - 5} more")
     return "\n".join(lines)
 
 
+def _number(value: Any, default: Any = 0) -> Any:
+    """An int or a finite float as written by rlm (not a bool, not text); anything else is `default`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    if isinstance(value, float) and not math.isfinite(value):
+        return default
+    if isinstance(value, int) and abs(value) >= 1 << 63:  # float() of a 5,000-digit int overflows
+        return default
+    return value
+
+
+def _text(value: Any) -> str:
+    """A field as text; a value rlm never writes there (a list, an object) by its type, never by str(),
+    which raised RecursionError on one nested past the recursion limit."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, (bool, float)) or (isinstance(value, int) and abs(value) < 1 << 63):
+        return str(value)
+    return f"<{type(value).__name__}>"
+
+
 def _counts(values: Iterable[Any]) -> str:
-    counted = Counter(str(v) for v in values if v)
+    counted = Counter(_text(v) for v in values if v)
     return ", ".join(f"{name} {n}" for name, n in counted.most_common()) or "-"
 
 
@@ -119,5 +146,5 @@ def _clock(seconds: float) -> str:
 
 
 def _short(text: Any, limit: int = 120) -> str:
-    line = " ".join(str(text or "").split())
+    line = " ".join(_text(text).split())
     return line if len(line) <= limit else line[:limit] + "..."

@@ -129,7 +129,10 @@ def run_ray(
                         yield finish(item, BatchResult.failed(item.id, exc, 0.0, meta=item.meta))
                         continue
                 # Inside a list, the ref reaches the task unresolved: the worker decides whether to fetch.
-                inflight[task.remote(item, [contexts[key]], shipped)] = item
+                try:
+                    inflight[task.remote(item, [contexts[key]], shipped)] = item
+                except Exception as exc:  # the item cannot be sent (pickling its meta, ...): its own row
+                    yield finish(item, BatchResult.failed(item.id, exc, 0.0, meta=item.meta))
             if not inflight:
                 return
             ready, _ = ray.wait(list(inflight), num_returns=1)

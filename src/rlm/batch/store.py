@@ -74,7 +74,11 @@ class ResultStore:
         os.fsync(self._fd)
         if self.rows.pop(row["id"], None) is not None:
             self._superseded += 1
-        self.rows[row["id"]] = json.loads(line)  # last row wins, in the last place (as on reopening)
+        try:
+            written_row = json.loads(line)
+        except (ValueError, RecursionError):  # written at a shallower stack than it is read here
+            written_row = {"id": row["id"], "status": row.get("status")}
+        self.rows[row["id"]] = written_row  # last row wins, in the last place (as on reopening)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -90,7 +94,7 @@ class ResultStore:
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         with temporary.open("w", encoding="utf-8", errors="replace") as out:
             for row in self.rows.values():
-                out.write(file_safe(json.dumps(row, ensure_ascii=False)) + "\n")
+                out.write(file_safe(_json_line(row, typed=False)) + "\n")
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, self.path)
@@ -123,12 +127,34 @@ def _parse(data: bytes) -> tuple[dict[str, dict[str, Any]], bool]:
     return rows, clean
 
 
-def _json_line(row: dict[str, Any]) -> str:
+def _json_line(row: dict[str, Any], typed: bool = True) -> str:
     """The row as one JSON line, its typed value as JSON data: json.dumps refused a tuple key
-    (`default` does not apply to keys) and one row ended the batch (attack round 22)."""
-    if row.get("value") is not None:
-        row = {**row, "value": to_json_data(row["value"])}
+    (`default` does not apply to keys) and one row ended the batch (attack round 22). Never raises:
+    a field that cannot be written (an item's `meta` nested past the encoder's reach: its fallback
+    `str()` raised the RecursionError again and the item's row was lost, round 26) becomes a short
+    note saying so, and the row is written. `typed`: False for rows read back from the file."""
     try:
+        if typed and row.get("value") is not None:
+            row = {**row, "value": to_json_data(row["value"])}
         return json.dumps(row, ensure_ascii=False, default=str)
-    except (TypeError, ValueError, RecursionError):  # a field other than the value: keep the row, as text
-        return json.dumps({name: str(field) for name, field in row.items()}, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):  # keep the row: each field that can be written, as it is
+        pass
+    try:
+        return json.dumps({name: _field(value) for name, value in row.items()}, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):  # a field one level from the encoder's reach: text only
+        return json.dumps({name: _scalar_or_note(value) for name, value in row.items()}, ensure_ascii=False)
+
+
+def _field(value: Any) -> Any:
+    """The field as JSON text can hold it, or a note naming why it cannot be written."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str)  # an int past the digit limit raises too
+        return value
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"<not writable: {type(exc).__name__}>"
+
+
+def _scalar_or_note(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, float)) or (isinstance(value, int) and abs(value) < 1 << 63):
+        return value
+    return f"<not writable: {type(value).__name__}>"
