@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 
+from rlm.engine.parsing import MODEL_SOURCE
 from rlm.errors import ConfigurationError
 
 # How much of a JSON schema the model is shown; a huge model class is summarised by its name.
@@ -91,7 +92,7 @@ def _candidates(answer: str) -> list[Any]:
     with contextlib.suppress(ValueError, RecursionError, MemoryError):
         found.append(json.loads(text))
     with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        found.append(ast.literal_eval(text))
+        found.append(ast.literal_eval(ast.parse(text, MODEL_SOURCE, mode="eval")))
     # Only values the host can write back and read again anywhere: ints it can print in decimal,
     # nesting it can walk at any stack depth.
     found = [value for value in found if _writable(value)]

@@ -22,7 +22,7 @@ import functools
 import re
 from collections.abc import Sequence
 
-from rlm.engine.parsing import bound_names
+from rlm.engine.parsing import MODEL_SOURCE, bound_names
 from rlm.engine.result import StepRecord
 
 _UNDEFINED = re.compile(r"NameError: name '(\w+)' is not defined")
@@ -95,7 +95,7 @@ def _failing_line(error: str) -> ast.AST | None:
     if text.endswith(":"):
         text += " pass"  # the header of a `for`/`if`/`with` block, whose body is on the next lines
     try:
-        return ast.parse(text)
+        return ast.parse(text, MODEL_SOURCE)
     except Exception:  # part of a longer statement, a clipped line
         return None
 

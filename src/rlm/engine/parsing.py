@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass
+
+# The file name the host parses the model's code and answers under. Python warns about an invalid
+# escape ('\d' in a plain string) while parsing (a SyntaxWarning from 3.12, a DeprecationWarning
+# before): that is the model's text, so the warning is not the user's to see on stderr, nor an error
+# under `-W error`; only parses under this name are silenced (attack round 26).
+MODEL_SOURCE = "<model code>"
+for _category in (SyntaxWarning, DeprecationWarning):
+    warnings.filterwarnings("ignore", category=_category, module=re.escape(MODEL_SOURCE))
 
 # A fence: ``` and a language on its first line, then the body up to the closing ``` (or the end).
 # Python 3.10's `re` has no atomic groups, so each is written `(?=(?P<x>...))(?P=x)`: the lookahead
@@ -89,7 +98,7 @@ def parse_code(code: str) -> ast.Module | None:
     ValueError. One place that missed them let a step raise out of a session's question.
     """
     try:
-        return ast.parse(code)
+        return ast.parse(code, MODEL_SOURCE)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
 
