@@ -257,3 +257,11 @@ class Globs(_Rules):
             if each[1] or rule.matches(each, raw, is_dir):
                 return not rule.negated
         return False
+
+
+class FileGlobs(Globs):
+    """Globs that match a path as `glob.glob` does: only the names they reach themselves. A glob
+    matching a folder does not take what is inside it (`ctx/*` is not `ctx/sub/big.txt`: a batch
+    item's context_glob read a 200 MB file below the files it named, attack round 27)."""
+
+    _contents = False

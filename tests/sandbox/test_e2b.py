@@ -231,7 +231,8 @@ def test_held_bytes_walks_a_deeply_nested_message_without_recursion():
     deep: list = []
     for _ in range(100_000):
         deep = [deep]
-    assert held_bytes({"data": deep, "text": "é" * 10}) == (100_000 + 2) * VALUE_BYTES + 4 + 4 * 10 + 4
+    # every value an object (the dict, 100,001 lists, three strings), and the strings' characters
+    assert held_bytes({"data": deep, "text": "é" * 10}) == (1 + 100_001 + 3) * VALUE_BYTES + 4 + 4 + 4 * 10
 
 
 # --- selection -------------------------------------------------------------------------------------------

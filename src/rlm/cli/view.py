@@ -48,6 +48,11 @@ def load_saved(path: str) -> tuple[str, Any]:
         data = json.loads(source.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"{path} is not JSON ({exc}); expected a saved history or graph.") from exc
+    except (ValueError, RecursionError) as exc:  # a number past the digit limit, nesting past the stack
+        raise ConfigurationError(
+            f"{path} was not written by rlm ({type(exc).__name__}: {str(exc)[:120]}); expected a saved history "
+            "or graph."
+        ) from None
     data = utf8_values(data)  # a "\ud800" escape: nothing could print or write it
     if isinstance(data, list):
         if not all(isinstance(record, dict) for record in data):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
+from typing import Any, overload
 
 BASE_FRAME_BYTES = 64 << 20  # a worker's own cap, beyond twice its context
 
@@ -45,14 +47,33 @@ def parsed_bytes(text: str) -> int:
     return len(text) * (1 if narrow else NON_ASCII_WIDTH) + VALUE_BYTES * json_values(text)
 
 
-# A JSON string once its escapes are gone (`_unescaped`), or an unterminated one up to the end: it
-# always matches where it starts, so a scan never backtracks. It has no repeated group: the pattern
-# that read escapes itself kept ~185 bytes of backtracking state per escape, 2 GB for a 48 MB CSV
-# slice with a "\n" on every line; and the strings are walked, not cut out with `re.sub`, which
-# kept ~210 bytes per string until it joined the rest (attack round 26). The walk is C's regex
-# engine with one Python step per string: five million strings in under a second.
-_PLAIN_STRING = re.compile(r'"[^"]*(?:"|\Z)')
-_PLAIN_STRING_BYTES = re.compile(rb'"[^"]*(?:"|\Z)')
+# Strings are told from the rest a chunk at a time, in C: each chunk split at its quotes (escapes
+# removed first, see `_unescaped`), the pieces outside strings joined and counted, and whether the
+# next chunk starts inside a string carried over. Two earlier ways held or took too much: a regex
+# that read escapes itself kept ~185 bytes of state per escape (2 GB for a 48 MB CSV slice) and
+# `re.sub` ~210 bytes per string (attack round 26); a Python step per string took 8.5 s for a 16 MB
+# frame of short strings (attack round 27). A chunk's pieces are the most this holds.
+_CHUNK = 1 << 14
+
+
+@overload
+def _outside_strings(plain: str) -> Iterator[str]: ...
+@overload
+def _outside_strings(plain: bytes | bytearray) -> Iterator[bytes | bytearray]: ...
+def _outside_strings(plain: str | bytes | bytearray) -> Iterator[str | bytes | bytearray]:
+    """The text of `plain` (its escapes removed) outside its strings, a chunk at a time. An unterminated
+    string runs to the end, as the parser would read it before failing."""
+    # One body for text and bytes: the overloads above say which comes back for which.
+    quote: Any = '"' if isinstance(plain, str) else b'"'
+    empty: Any = plain[:0]
+    inside = False
+    for start in range(0, len(plain), _CHUNK):
+        chunk = plain[start : start + _CHUNK]
+        # A bytearray's pieces are bytearrays, each with a buffer of its own: bytes cost half.
+        pieces = (chunk if isinstance(chunk, (str, bytes)) else bytes(chunk)).split(quote)
+        yield empty.join(pieces[1 if inside else 0 :: 2])
+        if len(pieces) % 2 == 0:  # an odd number of quotes: the next chunk starts on the other side
+            inside = not inside
 
 
 def _unescaped(text: str) -> str:
@@ -71,24 +92,23 @@ def _unescaped_bytes(frame: bytes | bytearray) -> bytes | bytearray:
 
 def counting_bytes(text: str | bytes | bytearray) -> int:
     """What an exact count of `text` (`json_containers`, `json_values` past its quick bound) holds
-    beside it: the two copies `_unescaped` makes. The caller charges it before counting (attack
+    beside it: the two copies `_unescaped` makes, and one chunk's pieces. The caller charges it first (attack
     round 26: the count of a frame cost up to 50 times the frame before the count refused it)."""
     backslash: str | bytes = "\\" if isinstance(text, str) else b"\\"
+    quote: str | bytes = '"' if isinstance(text, str) else b'"'
+    # One chunk at a time: its copy and join, and a piece (an object and its list slot) per quote in it.
+    width = 1 if text.isascii() else NON_ASCII_WIDTH
+    quotes = min(text.count(quote), _CHUNK)  # type: ignore[arg-type]
+    pieces = VALUE_BYTES * (quotes + 1) + 2 * width * min(len(text), _CHUNK)
     if backslash not in text:  # type: ignore[operator]
-        return 0
-    return 2 * len(text) * (1 if text.isascii() else NON_ASCII_WIDTH)
+        return pieces
+    return pieces + 2 * width * len(text)
 
 
 def json_containers(frame: bytes | bytearray) -> int:
     """The objects and lists parsing `frame` builds: its "{" and "[" outside strings (a JSON document
     handed to recursive_llm holds millions in its text, and builds none of them)."""
-    plain = _unescaped_bytes(frame)
-    inside = 0
-    for string in _PLAIN_STRING_BYTES.finditer(plain):
-        start, end = string.span()
-        if end - start > 2:
-            inside += plain.count(b"{", start, end) + plain.count(b"[", start, end)
-    return plain.count(b"{") + plain.count(b"[") - inside
+    return sum(chunk.count(b"{") + chunk.count(b"[") for chunk in _outside_strings(_unescaped_bytes(frame)))
 
 
 def needs_exact_count(text: str) -> bool:
@@ -101,26 +121,19 @@ def json_values(text: str) -> int:
     """At most how many values parsing `text` builds: every value but the outermost follows a ",",
     a ":", a "[" or a "{" outside strings. One pass of C counts when punctuation is sparse (an upper
     bound costing at most the text's own size again); where it is dense, the punctuation inside
-    strings is taken off, so commas in a string do not count (a CSV slice is not a million values)."""
+    strings is left out, so commas in a string do not count (a CSV slice is not a million values)."""
     if not needs_exact_count(text):
         return _punctuation(text) + 1
-    plain = _unescaped(text)
-    inside = 0
-    for string in _PLAIN_STRING.finditer(plain):
-        start, end = string.span()
-        if end - start > 2:
-            inside += _punctuation(plain, start, end)
-    return _punctuation(plain) - inside + 1
+    return sum(_punctuation(chunk) for chunk in _outside_strings(_unescaped(text))) + 1
 
 
-def _punctuation(text: str, start: int = 0, end: int | None = None) -> int:
+def _punctuation(text: str) -> int:
     # A ":" counts twice: the key before it is a value too, and while an object with many distinct
     # keys is parsed, the parser's key cache and the dict's growing table hold about as much again
     # (attack round 13: a frame of one such object peaked at 1.19 times its count). A "[" or "{"
     # counts twice too: a list or dict holding a value costs about 100 bytes (object, GC header,
     # item array), not 64 (attack round 18: lists nested 50 deep parsed to 1.3 times their count).
-    stop = len(text) if end is None else end
-    return text.count(",", start, stop) + 2 * sum(text.count(mark, start, stop) for mark in ":[{")
+    return text.count(",") + 2 * sum(text.count(mark) for mark in ":[{")
 
 
 # A frame is counted at its peak: while it is decoded its bytes and text coexist, while it is
