@@ -3,10 +3,12 @@ channel under tracemalloc, beside the most the account counted for it (attack ro
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 from rlm.sandbox.host_memory import HostFrameBudget
 from rlm.sandbox.local import protocol
@@ -30,26 +32,34 @@ def call_frame(value: bytes) -> bytes:
     return b'{"type": "call", "fn": "llm_query", "args": [' + value + b'], "kwargs": {}}'
 
 
-def peak_while_received(payload: bytes) -> tuple[int, int, dict]:
-    """(tracemalloc's peak while the host's channel reads `payload` as one frame, the account's peak, the message)."""
+@contextlib.contextmanager
+def channel_sending(payload: bytes, budget: HostFrameBudget | None = None) -> Iterator[WorkerChannel]:
+    """The host's channel, whose worker end (a thread) writes `payload` as one frame without a
+    concatenated copy for tracemalloc to see; the pipes are closed after."""
     from_worker, worker_end = os.pipe()
     unused_read, to_worker = os.pipe()
-    budget = PeakBudget(1 << 40)
     channel = WorkerChannel(to_worker, from_worker, max_frame_bytes=1 << 40, budget=budget)
 
     def worker() -> None:
-        with os.fdopen(worker_end, "wb") as out:  # no concatenated copy for tracemalloc to see
+        with os.fdopen(worker_end, "wb") as out:
             out.write(protocol.header(len(payload)))
             out.write(payload)
 
     writer = threading.Thread(target=worker)
     writer.start()
-    gc.collect()
     try:
-        peak, message = traced_peak(lambda: channel.receive(time.monotonic() + 60))
+        yield channel
     finally:
         writer.join()
         for fd in (from_worker, unused_read, to_worker):
             os.close(fd)
+
+
+def peak_while_received(payload: bytes) -> tuple[int, int, dict]:
+    """(tracemalloc's peak while the host's channel reads `payload` as one frame, the account's peak, the message)."""
+    budget = PeakBudget(1 << 40)
+    with channel_sending(payload, budget) as channel:
+        gc.collect()
+        peak, message = traced_peak(lambda: channel.receive(time.monotonic() + 60))
     assert isinstance(message, dict)
     return peak, budget.peak, message

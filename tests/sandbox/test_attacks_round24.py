@@ -34,7 +34,6 @@ a .gitignore over the budget refuses the folder (fails closed) and names it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -44,52 +43,6 @@ import pytest
 
 from rlm.context_files import load_context
 from rlm.errors import ContextError
-
-_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-
-
-def _chain(root: Path, depth: int, name: str = "d") -> None:
-    """A folder `depth` levels deep under root (built by descriptors: paths past PATH_MAX), leaf.txt at the end."""
-    root.mkdir()
-    fd = os.open(root, _DIR)
-    for _ in range(depth):
-        os.mkdir(name, dir_fd=fd)
-        deeper = os.open(name, _DIR, dir_fd=fd)
-        os.close(fd)
-        fd = deeper
-    leaf = os.open("leaf.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
-    os.write(leaf, b"x")
-    os.close(leaf)
-    os.close(fd)
-
-
-def _remove_tree(root: Path) -> None:
-    """Remove a tree of any depth without recursion, one descriptor at a time (going up by `..`)."""
-    fd = os.open(root, _DIR)
-    names: list[str] = []
-    try:
-        while True:
-            with os.scandir(fd) as listing:
-                entries = list(listing)
-            sub = next((entry.name for entry in entries if entry.is_dir(follow_symlinks=False)), None)
-            if sub is not None:
-                deeper = os.open(sub, _DIR | os.O_NOFOLLOW, dir_fd=fd)
-                os.close(fd)
-                fd = deeper
-                names.append(sub)
-                continue
-            for entry in entries:
-                os.unlink(entry.name, dir_fd=fd)
-            if not names:
-                break
-            parent = os.open("..", _DIR, dir_fd=fd)
-            os.close(fd)
-            fd = parent
-            os.rmdir(names.pop(), dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(root)
-
 
 # --- reading a file git ignores ---------------------------------------------------------------------
 

@@ -85,11 +85,9 @@ a shared context is loaded once, and a file read cannot be interrupted).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 
@@ -99,9 +97,10 @@ from rlm.engine.hints import error_hint, no_match_hint, not_indexable_hint
 from rlm.errors import ConfigurationError
 from rlm.sandbox.e2b.bridge import MAX_STEP_OUTPUT_BYTES, OutputReader
 from rlm.sandbox.host_memory import HostFrameBudget, json_containers, json_values
-from rlm.sandbox.local import channel, protocol
+from rlm.sandbox.local import channel
 from rlm.testing import FakeOpenAIServer
 from tests.sandbox.conftest import code, finishes_within, needs_jail, traced_peak
+from tests.sandbox.frame_account import channel_sending
 
 
 # --- 1. counting a frame: what the count itself allocates ----------------------------------------------------------
@@ -135,29 +134,15 @@ class _WatchedBudget(HostFrameBudget):
 
 def _allocated_past_the_count(frame: bytes) -> int:
     """The most the host allocated beyond the frame's count while `channel.receive` read it."""
-    from_worker, worker_end = os.pipe()
-    to_worker, unused = os.pipe()
-    data = protocol.header(len(frame)) + frame
-
-    def send() -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(worker_end, view) :]
-
     tracemalloc.start()
     try:
         budget = _WatchedBudget(tracemalloc.get_traced_memory()[0])
-        receiver = channel.WorkerChannel(unused, from_worker, max_frame_bytes=len(frame) + 1, budget=budget)
-        sender = threading.Thread(target=send)
-        sender.start()
-        message = receiver.receive(time.monotonic() + 60)
-        budget.exchange(0, budget.held_bytes)  # the last stretch: parsing and its repair
-        sender.join()
+        with channel_sending(frame, budget) as receiver:
+            message = receiver.receive(time.monotonic() + 60)
+            budget.exchange(0, budget.held_bytes)  # the last stretch: parsing and its repair
         del message
     finally:
         tracemalloc.stop()
-        for fd in (from_worker, worker_end, to_worker, unused):
-            os.close(fd)
     return budget.worst
 
 

@@ -50,18 +50,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import random
 import sys
-import threading
 import time
 
 import pytest
 
 from rlm.cli.common import EXIT_USAGE
 from rlm.sandbox.host_memory import json_containers, json_values
-from rlm.sandbox.local import channel, protocol
 from tests.sandbox.conftest import attempt, needs_jail, traced_peak
+from tests.sandbox.frame_account import channel_sending
 from tests.sandbox.test_attacks_round26 import _allocated_past_the_count
 
 _CALL = {"type": "call", "fn": "llm_query_batched"}
@@ -157,26 +155,10 @@ def test_counting_a_frame_of_many_short_strings_costs_about_what_parsing_it_does
     started = time.process_time()
     json.loads(frame)
     parse = time.process_time() - started
-    from_worker, worker_end = os.pipe()
-    to_worker, unused = os.pipe()
-    data = protocol.header(len(frame)) + frame
-
-    def send() -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(worker_end, view) :]
-
-    sender = threading.Thread(target=send)
-    try:
-        receiver = channel.WorkerChannel(unused, from_worker, max_frame_bytes=len(frame) + 1)
-        sender.start()
+    with channel_sending(frame) as receiver:
         started = time.process_time()
         receiver.receive(time.monotonic() + 60)
         spent = time.process_time() - started
-        sender.join()
-    finally:
-        for fd in (from_worker, worker_end, to_worker, unused):
-            os.close(fd)
     assert spent < max(1.0, 20 * parse), f"counted in {spent:.1f} s of CPU; json.loads took {parse:.2f} s"
 
 
