@@ -38,13 +38,15 @@ VALUE_BYTES = 64
 _WIDE_ESCAPE = re.compile(r"\\u(?!00)")
 
 
-def parsed_bytes(text: str) -> int:
+def parsed_bytes(text: str, values: int | None = None) -> int:
     """What parsing the JSON `text` may make the host hold: the text at its decoded width, and an
     object for each value. An ASCII frame holding "\ud83d\ude00" decodes to a string 4 bytes a
     character (attack round 12 counted 20 MB that built 80 MB); escapes of control characters
-    ("\u000c", which the worker's encoder writes) keep a string at 1 byte a character."""
+    ("\u000c", which the worker's encoder writes) keep a string at 1 byte a character. `values`:
+    `json_values(text)` where the caller has it already."""
     narrow = text.isascii() and _WIDE_ESCAPE.search(text) is None
-    return len(text) * (1 if narrow else NON_ASCII_WIDTH) + VALUE_BYTES * json_values(text)
+    counted = json_values(text) if values is None else values
+    return len(text) * (1 if narrow else NON_ASCII_WIDTH) + VALUE_BYTES * counted
 
 
 # Strings are told from the rest a chunk at a time, in C: each chunk split at its quotes (escapes
@@ -91,7 +93,7 @@ def _unescaped_bytes(frame: bytes | bytearray) -> bytes | bytearray:
 
 
 def counting_bytes(text: str | bytes | bytearray) -> int:
-    """What an exact count of `text` (`json_containers`, `json_values` past its quick bound) holds
+    """What an exact count of `text` (`json_containers`, `exact_values`) holds
     beside it: the two copies `_unescaped` makes, and one chunk's pieces. The caller charges it first (attack
     round 26: the count of a frame cost up to 50 times the frame before the count refused it)."""
     backslash: str | bytes = "\\" if isinstance(text, str) else b"\\"
@@ -111,20 +113,26 @@ def json_containers(frame: bytes | bytearray) -> int:
     return sum(chunk.count(b"{") + chunk.count(b"[") for chunk in _outside_strings(_unescaped_bytes(frame)))
 
 
-def needs_exact_count(text: str) -> bool:
-    """Whether `json_values` must tell the punctuation inside strings from the rest (then the caller
-    charges `counting_bytes` first)."""
-    return (_punctuation(text) + 1) * VALUE_BYTES > len(text)
+def quick_values(text: str) -> int | None:
+    """`json_values`' bound from one pass of C over `text`, or None where punctuation is dense and the
+    strings must be told from the rest (`exact_values`; the caller charges `counting_bytes` first).
+    Callers pass what they got on to `parsed_bytes`, so a frame is counted once."""
+    bound = _punctuation(text) + 1
+    return bound if bound * VALUE_BYTES <= len(text) else None
+
+
+def exact_values(text: str) -> int:
+    """`json_values` with the punctuation inside strings left out, so commas in a string do not count
+    (a CSV slice is not a million values)."""
+    return sum(_punctuation(chunk) for chunk in _outside_strings(_unescaped(text))) + 1
 
 
 def json_values(text: str) -> int:
     """At most how many values parsing `text` builds: every value but the outermost follows a ",",
     a ":", a "[" or a "{" outside strings. One pass of C counts when punctuation is sparse (an upper
-    bound costing at most the text's own size again); where it is dense, the punctuation inside
-    strings is left out, so commas in a string do not count (a CSV slice is not a million values)."""
-    if not needs_exact_count(text):
-        return _punctuation(text) + 1
-    return sum(_punctuation(chunk) for chunk in _outside_strings(_unescaped(text))) + 1
+    bound costing at most the text's own size again); where it is dense, the exact count."""
+    quick = quick_values(text)
+    return exact_values(text) if quick is None else quick
 
 
 def _punctuation(text: str) -> int:

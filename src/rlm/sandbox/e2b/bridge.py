@@ -18,8 +18,9 @@ from rlm.sandbox.host_memory import (
     VALUE_BYTES,
     HostFrameBudget,
     counting_bytes,
-    needs_exact_count,
+    exact_values,
     parsed_bytes,
+    quick_values,
 )
 from rlm.sandbox.local.output import OutputBuffer
 from rlm.sandbox.local.policy import READY_MODULES
@@ -332,15 +333,16 @@ class OutputReader:
             payload = text[len(CALL_MARK) :]
             # Counting a payload dense with punctuation holds copies of it: taken from the account
             # first, and given back once counted (attack round 26).
-            counting = counting_bytes(payload) if needs_exact_count(payload) else 0
-            if counting and self._budget is not None and not self._budget.take(counting):
-                return False
-            try:
-                held = parsed_bytes(payload)
-            except ValueError:
-                return False
-            finally:
-                self.answered(counting)
+            values = quick_values(payload)
+            if values is None:
+                counting = counting_bytes(payload)
+                if self._budget is not None and not self._budget.take(counting):
+                    return False
+                try:
+                    values = exact_values(payload)
+                finally:
+                    self.answered(counting)
+            held = parsed_bytes(payload, values)
             if self._budget is not None and not self._budget.take(held):
                 return False
             call = parse_call(payload)

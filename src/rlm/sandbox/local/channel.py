@@ -19,9 +19,10 @@ from rlm.sandbox.host_memory import (
     NON_ASCII_WIDTH,
     HostFrameBudget,
     counting_bytes,
+    exact_values,
     json_containers,
-    needs_exact_count,
     parsed_bytes,
+    quick_values,
 )
 from rlm.sandbox.local import protocol
 from rlm.utf8 import may_hold_surrogates, utf8_values
@@ -136,9 +137,11 @@ class WorkerChannel:
             # ... and each value is an object of its own: the frame counts at what parsing builds,
             # before it is parsed, and then at that alone. Counting the values of a text dense with
             # punctuation holds copies of it: counted before it runs (attack round 26).
-            if needs_exact_count(text):
+            values = quick_values(text)
+            if values is None:
                 self._hold(decoded + counting_bytes(text))
-            parsed = parsed_bytes(text)
+                values = exact_values(text)
+            parsed = parsed_bytes(text, values)
             repair = may_hold_surrogates(text)
             self._hold(decoded + (ESCAPED_PARSE_COPIES if "\\" in text else 1) * parsed)
             message = json.loads(text)
