@@ -165,7 +165,10 @@ def test_e2b_call_markers_still_queued_at_the_steps_end_are_given_back(e2b_accou
     sub, _ = scripted_lm(lambda messages: "sub answer", model="scripted/sub")
     rlm = RLM(model=lm, recursive_model=sub, sandbox="e2b", exec_timeout=2.0, max_llm_calls=100_000)
     result = rlm.run("q", "ctx")
-    assert result.answer == "done" and "TimeoutError" in (result.trajectory[0].error or "")
+    # Whichever limit ends the step (its time, or the 8 MB of output when the host answers the calls
+    # fast: the clock stops while it does), calls are still queued then, and they are given back.
+    ended_by = result.trajectory[0].error or ""
+    assert result.answer == "done" and ("TimeoutError" in ended_by or "OutputLimit" in ended_by), ended_by
     assert result.trajectory[1].output.strip() == "second step ran"
     assert e2b_accounts and all(account.held_bytes == 0 for account in e2b_accounts)
 
